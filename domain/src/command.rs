@@ -1,0 +1,52 @@
+use crate::spec::{JobSpec, WorkerId};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// Everything that can be asked of a job. Attempt numbers are 1-based and belong to the
+/// current cycle (a requeue from the dead letter starts a new cycle at attempt 1).
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobCommand {
+    Submit(Box<JobSpec>),
+    /// Moves a PENDING or RETRYING job whose time has come to QUEUED.
+    EnqueueDue,
+    /// A worker's claim: only the next attempt of a claimable job may start.
+    Start {
+        worker_id: WorkerId,
+        attempt: u32,
+        lease_expires_at: DateTime<Utc>,
+    },
+    Complete {
+        attempt: u32,
+        result: Value,
+    },
+    Fail {
+        attempt: u32,
+        error: String,
+        retryable: bool,
+    },
+    /// The reaper's verdict on an attempt whose lease ran out.
+    ExpireLease {
+        attempt: u32,
+    },
+    Cancel {
+        reason: String,
+    },
+    /// An operator's second chance for a dead-lettered job.
+    Requeue,
+}
+
+impl JobCommand {
+    /// A bounded name for logs and metric labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobCommand::Submit(_) => "submit",
+            JobCommand::EnqueueDue => "enqueue_due",
+            JobCommand::Start { .. } => "start",
+            JobCommand::Complete { .. } => "complete",
+            JobCommand::Fail { .. } => "fail",
+            JobCommand::ExpireLease { .. } => "expire_lease",
+            JobCommand::Cancel { .. } => "cancel",
+            JobCommand::Requeue => "requeue",
+        }
+    }
+}

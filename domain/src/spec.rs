@@ -1,0 +1,252 @@
+//! Value types of a job specification. Each is parsed once, at the edge (HTTP, CLI), into a type
+//! that cannot hold an invalid value; the aggregate then trusts them. Deserialization (events
+//! read back from the store) does not re-validate, so tightening a rule never breaks a replay.
+
+use crate::retry::RetryPolicy;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A field that failed validation, and why. The API answers 422 with both.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ValidationError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Identifiers that travel in metrics, queue keys and URLs: short, ASCII, no spaces.
+fn parse_identifier(field: &str, value: &str, max: usize) -> Result<String, ValidationError> {
+    let valid_first = value
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let valid_rest = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    if value.is_empty() || value.len() > max {
+        Err(ValidationError::new(
+            field,
+            format!("must be 1 to {max} characters long"),
+        ))
+    } else if !valid_first || !valid_rest {
+        Err(ValidationError::new(
+            field,
+            "must start with a letter or digit and contain only letters, digits, '_', '-', '.', ':'",
+        ))
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+macro_rules! identifier {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(value: &str) -> Result<Self, ValidationError> {
+                parse_identifier($field, value, $max).map(Self)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+identifier!(
+    /// The handler a worker runs for the job, e.g. `email.send`.
+    JobType, "type", 64
+);
+identifier!(
+    /// The queue the job waits in; workers claim from named queues.
+    QueueName, "queue", 64
+);
+identifier!(
+    /// The tenant that owns the job; every read and command is scoped to it.
+    TenantId, "tenant", 64
+);
+identifier!(
+    /// The worker process that holds a job's lease.
+    WorkerId, "worker_id", 128
+);
+
+/// A human-readable job name: 1–200 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobName(String);
+
+impl JobName {
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        let len = value.chars().count();
+        if len == 0 || len > 200 || value.trim().is_empty() {
+            Err(ValidationError::new("name", "must be 1 to 200 characters, not blank"))
+        } else if value.chars().any(char::is_control) {
+            Err(ValidationError::new("name", "must not contain control characters"))
+        } else {
+            Ok(Self(value.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// 0 (default) to 9; higher runs first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Priority(u8);
+
+impl Priority {
+    pub const MAX: u8 = 9;
+
+    pub fn parse(value: i64) -> Result<Self, ValidationError> {
+        u8::try_from(value)
+            .ok()
+            .filter(|p| *p <= Self::MAX)
+            .map(Self)
+            .ok_or_else(|| ValidationError::new("priority", "must be an integer from 0 to 9"))
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+/// How long one attempt may run before the worker abandons it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TimeoutSecs(u32);
+
+impl TimeoutSecs {
+    pub const DEFAULT: u32 = 300;
+    pub const MAX: u32 = 7 * 24 * 3600;
+
+    pub fn parse(value: i64) -> Result<Self, ValidationError> {
+        u32::try_from(value)
+            .ok()
+            .filter(|t| (1..=Self::MAX).contains(t))
+            .map(Self)
+            .ok_or_else(|| {
+                ValidationError::new("timeout_secs", format!("must be from 1 to {}", Self::MAX))
+            })
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for TimeoutSecs {
+    fn default() -> Self {
+        Self(Self::DEFAULT)
+    }
+}
+
+/// Free-form key/value labels for filtering: at most 32, keys are identifiers, values ≤ 256 chars.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Labels(BTreeMap<String, String>);
+
+impl Labels {
+    pub const MAX_LABELS: usize = 32;
+
+    pub fn parse(labels: BTreeMap<String, String>) -> Result<Self, ValidationError> {
+        if labels.len() > Self::MAX_LABELS {
+            return Err(ValidationError::new(
+                "labels",
+                format!("at most {} labels", Self::MAX_LABELS),
+            ));
+        }
+        for (key, value) in &labels {
+            parse_identifier(&format!("labels.{key}"), key, 63)?;
+            if value.chars().count() > 256 || value.chars().any(char::is_control) {
+                return Err(ValidationError::new(
+                    format!("labels.{key}"),
+                    "value must be at most 256 characters, without control characters",
+                ));
+            }
+        }
+        Ok(Self(labels))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
+}
+
+/// Everything a submitted job is: validated, immutable for the job's life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub tenant: TenantId,
+    pub name: JobName,
+    #[serde(rename = "type")]
+    pub job_type: JobType,
+    pub queue: QueueName,
+    pub payload: Value,
+    pub priority: Priority,
+    /// Not before this time; `None` (or a past time) means as soon as possible.
+    pub run_at: Option<DateTime<Utc>>,
+    pub retry: RetryPolicy,
+    pub timeout_secs: TimeoutSecs,
+    pub labels: Labels,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_accept_the_documented_alphabet() {
+        assert!(JobType::parse("email.send:v2-fast_1").is_ok());
+        for bad in ["", "-lead", "has space", "ünï", &"x".repeat(65)] {
+            let err = JobType::parse(bad).unwrap_err();
+            assert_eq!(err.field, "type", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn priority_and_timeout_bounds() {
+        assert_eq!(Priority::parse(9).unwrap().get(), 9);
+        assert!(Priority::parse(10).is_err());
+        assert!(Priority::parse(-1).is_err());
+        assert!(TimeoutSecs::parse(0).is_err());
+        assert_eq!(TimeoutSecs::parse(1).unwrap().get(), 1);
+    }
+
+    #[test]
+    fn names_reject_control_characters_and_blanks() {
+        assert!(JobName::parse("nightly report 🚀").is_ok());
+        assert!(JobName::parse("a\u{7}b").is_err());
+        assert!(JobName::parse("   ").is_err());
+    }
+
+    #[test]
+    fn labels_name_the_offending_key() {
+        let mut labels = BTreeMap::new();
+        labels.insert("bad key".to_owned(), "v".to_owned());
+        assert_eq!(Labels::parse(labels).unwrap_err().field, "labels.bad key");
+    }
+}

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# Local Ordo stack without Docker: PostgreSQL 15 (logical replication) + Redis 7
+# on loopback, for Debian 12. Idempotent: reuses what is installed/running.
+#
+# Usage: scripts/services.sh [up|down|status]   (default: up)
+# Env:   ORDO_PG_PORT (default 5432), ORDO_REDIS_PORT (default 6379)
+set -euo pipefail
+
+PG_VERSION=15
+PG_CLUSTER=main
+PG_PORT="${ORDO_PG_PORT:-5432}"
+PG_DB=ordo
+PG_CONF_DIR="/etc/postgresql/${PG_VERSION}/${PG_CLUSTER}"
+REDIS_PORT="${ORDO_REDIS_PORT:-6379}"
+STATE_DIR="${XDG_STATE_HOME:-$HOME/.local/state}/ordo"
+
+# Root runs everything directly; otherwise escalate with sudo (best effort).
+if [[ $(id -u) -eq 0 ]]; then
+  SUDO=""
+  AS_PG=(runuser -u postgres --)
+else
+  SUDO="sudo"
+  AS_PG=(sudo -u postgres --)
+fi
+
+APT_UPDATED=0
+
+log() { printf '%s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# apt-get update at most once per run, and only when something must be installed.
+apt_install() {
+  if [[ $APT_UPDATED -eq 0 ]]; then
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    APT_UPDATED=1
+  fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# ---------------------------------------------------------------- postgres ---
+
+pg_installed() {
+  command -v pg_ctlcluster >/dev/null && [[ -x /usr/lib/postgresql/${PG_VERSION}/bin/postgres ]]
+}
+
+pg_cluster_exists() {
+  pg_lsclusters -h 2>/dev/null | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c { f = 1 } END { exit !f }'
+}
+
+# pg_ctlcluster status: 0 = running, 3 = stopped.
+pg_running() { $SUDO pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" status >/dev/null 2>&1; }
+
+# Query over the local socket as the postgres OS user (peer auth), so it works
+# before our pg_hba trust lines are active.
+pg_local_query() { "${AS_PG[@]}" psql -p "$PG_PORT" -XtAc "$1" 2>/dev/null; }
+
+# Write the drop-in config; returns 0 if the file changed.
+pg_write_conf() {
+  local dest="$PG_CONF_DIR/conf.d/ordo.conf" tmp
+  tmp=$(mktemp)
+  cat >"$tmp" <<EOF
+# Managed by scripts/services.sh (Ordo local stack). Needs a restart to apply.
+listen_addresses = '127.0.0.1'
+port = ${PG_PORT}
+wal_level = logical
+max_wal_senders = 10
+max_replication_slots = 10
+max_connections = 200
+shared_buffers = 256MB
+EOF
+  if $SUDO cmp -s "$tmp" "$dest" 2>/dev/null; then
+    rm -f "$tmp"
+    return 1
+  fi
+  $SUDO install -D -m 0644 -o postgres -g postgres "$tmp" "$dest"
+  rm -f "$tmp"
+}
+
+# Prepend loopback trust lines (normal + replication) that are missing; must
+# come before Debian's scram lines because pg_hba is first-match.
+# Returns 0 if the file changed.
+pg_write_hba() {
+  local hba="$PG_CONF_DIR/pg_hba.conf" db addr line tmp missing=()
+  for db in all replication; do
+    for addr in 127.0.0.1/32 ::1/128; do
+      if ! $SUDO grep -Eq "^host[[:space:]]+${db}[[:space:]]+all[[:space:]]+${addr//./\\.}[[:space:]]+trust([[:space:]]|$)" "$hba"; then
+        printf -v line 'host    %-15s all             %-23s trust' "$db" "$addr"
+        missing+=("$line")
+      fi
+    done
+  done
+  [[ ${#missing[@]} -gt 0 ]] || return 1
+  tmp=$(mktemp)
+  {
+    echo "# Ordo local dev stack (scripts/services.sh): passwordless loopback access."
+    printf '%s\n' "${missing[@]}"
+    $SUDO cat "$hba"
+  } >"$tmp"
+  # cp onto the existing file keeps its owner and mode.
+  $SUDO cp "$tmp" "$hba"
+  rm -f "$tmp"
+}
+
+pg_wait_ready() {
+  local i
+  for ((i = 0; i < 30; i++)); do
+    pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && return 0
+    sleep 1
+  done
+  die "postgres not accepting connections on 127.0.0.1:${PG_PORT} after 30s (see /var/log/postgresql/postgresql-${PG_VERSION}-${PG_CLUSTER}.log)"
+}
+
+ensure_postgres() {
+  local how="reused" conf_changed=0 hba_changed=0 wal
+
+  if ! pg_installed; then
+    apt_install postgresql postgresql-contrib
+    how="installed"
+  fi
+  if ! pg_cluster_exists; then
+    "${AS_PG[@]}" pg_createcluster -p "$PG_PORT" "$PG_VERSION" "$PG_CLUSTER" >/dev/null
+    [[ $how == installed ]] || how="created"
+  fi
+
+  pg_write_conf && conf_changed=1
+  pg_write_hba && hba_changed=1
+
+  if pg_running; then
+    wal=$(pg_local_query 'SHOW wal_level' || true)
+    if [[ $conf_changed -eq 1 || $hba_changed -eq 1 || $wal != logical ]]; then
+      $SUDO pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" restart
+      how="restarted"
+    fi
+  else
+    $SUDO pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start
+    [[ $how != reused ]] || how="started"
+  fi
+
+  pg_wait_ready
+
+  if [[ -z $(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -XtAc "SELECT 1 FROM pg_database WHERE datname='${PG_DB}'") ]]; then
+    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -Xqc "CREATE DATABASE ${PG_DB}"
+  fi
+
+  wal=$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -XtAc 'SHOW wal_level')
+  [[ $wal == logical ]] || die "postgres wal_level is '$wal', expected 'logical'"
+  log "postgres: ${how}, running on 127.0.0.1:${PG_PORT} (wal_level=${wal}, db=${PG_DB})"
+}
+
+stop_postgres() {
+  if pg_installed && pg_cluster_exists && pg_running; then
+    $SUDO pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" stop
+    log "postgres: stopped"
+  else
+    log "postgres: not running"
+  fi
+}
+
+status_postgres() {
+  if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then
+    log "postgres: up on 127.0.0.1:${PG_PORT}"
+  else
+    log "postgres: down"
+    return 1
+  fi
+}
+
+# ------------------------------------------------------------------- redis ---
+
+redis_up() {
+  command -v redis-cli >/dev/null &&
+    [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
+}
+
+ensure_redis() {
+  local how="reused" i
+
+  if ! command -v redis-server >/dev/null; then
+    apt_install redis-server
+    how="installed"
+  fi
+
+  if ! redis_up; then
+    mkdir -p "$STATE_DIR"
+    # Ephemeral dev cache: no RDB/AOF persistence, loopback only.
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
+      --save '' --appendonly no --dir "$STATE_DIR" \
+      --pidfile "$STATE_DIR/redis.pid" --logfile "$STATE_DIR/redis.log"
+    for ((i = 0; i < 30; i++)); do
+      redis_up && break
+      sleep 0.5
+    done
+    redis_up || die "redis not answering PING on 127.0.0.1:${REDIS_PORT} after 15s (see $STATE_DIR/redis.log)"
+    [[ $how == installed ]] || how="started"
+  fi
+
+  log "redis: ${how}, running on 127.0.0.1:${REDIS_PORT} ($(redis-server --version | grep -o 'v=[0-9.]*'))"
+}
+
+stop_redis() {
+  if redis_up; then
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    log "redis: stopped"
+  else
+    log "redis: not running"
+  fi
+}
+
+status_redis() {
+  if redis_up; then
+    log "redis: up on 127.0.0.1:${REDIS_PORT}"
+  else
+    log "redis: down"
+    return 1
+  fi
+}
+
+# -------------------------------------------------------------------- main ---
+
+main() {
+  case "${1:-up}" in
+    up)
+      ensure_postgres
+      ensure_redis
+      ;;
+    down)
+      stop_postgres
+      stop_redis
+      ;;
+    status)
+      # Report both, then exit non-zero if either is down.
+      local rc=0
+      status_postgres || rc=1
+      status_redis || rc=1
+      return "$rc"
+      ;;
+    *)
+      die "usage: $0 [up|down|status]"
+      ;;
+  esac
+}
+
+main "$@"

@@ -33,7 +33,8 @@ impl CommandMetadata {
             (keys::CORRELATION_ID.to_owned(), self.correlation_id),
             (
                 keys::OCCURRED_AT.to_owned(),
-                self.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+                self.occurred_at
+                    .to_rfc3339_opts(SecondsFormat::Micros, true),
             ),
         ])
     }
@@ -143,8 +144,8 @@ mod tests {
 
     #[test]
     fn envelope_reports_what_is_missing() {
-        let err =
-            EventEnvelope::from_stored("j", 1, "JobQueued", "1", &json!({}), &json!({})).unwrap_err();
+        let err = EventEnvelope::from_stored("j", 1, "JobQueued", "1", &json!({}), &json!({}))
+            .unwrap_err();
         assert!(err.reason.contains("not tagged"), "{err}");
     }
 }

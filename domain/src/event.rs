@@ -20,7 +20,9 @@ pub enum JobEvent {
         submitted_at: DateTime<Utc>,
     },
     /// PENDING/RETRYING → QUEUED once due, or DEAD_LETTER → QUEUED after a requeue.
-    JobQueued { at: DateTime<Utc> },
+    JobQueued {
+        at: DateTime<Utc>,
+    },
     JobStarted {
         attempt: u32,
         worker_id: WorkerId,
@@ -39,21 +41,30 @@ pub enum JobEvent {
         at: DateTime<Utc>,
     },
     /// The worker went silent: its lease ran out before it reported. RUNNING → FAILED.
-    JobLeaseExpired { attempt: u32, at: DateTime<Utc> },
+    JobLeaseExpired {
+        attempt: u32,
+        at: DateTime<Utc>,
+    },
     /// FAILED → RETRYING; the next attempt is not due before `next_attempt_at`.
     JobRetryScheduled {
         next_attempt: u32,
         delay_ms: u64,
         next_attempt_at: DateTime<Utc>,
     },
-    JobDeadLettered { reason: String, at: DateTime<Utc> },
+    JobDeadLettered {
+        reason: String,
+        at: DateTime<Utc>,
+    },
     JobCancelled {
         reason: String,
         previous_status: JobStatus,
         at: DateTime<Utc>,
     },
     /// DEAD_LETTER → a new cycle of attempts; followed by `JobQueued`.
-    JobRequeued { cycle: u32, at: DateTime<Utc> },
+    JobRequeued {
+        cycle: u32,
+        at: DateTime<Utc>,
+    },
 }
 
 impl JobEvent {

@@ -120,6 +120,9 @@ mod tests {
             max_delay_ms: 1_000,
             ..RetryPolicy::default()
         };
-        assert_eq!(bad.validate().unwrap_err().field, "backoff.initial_delay_ms");
+        assert_eq!(
+            bad.validate().unwrap_err().field,
+            "backoff.initial_delay_ms"
+        );
     }
 }

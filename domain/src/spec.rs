@@ -101,9 +101,15 @@ impl JobName {
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
         let len = value.chars().count();
         if len == 0 || len > 200 || value.trim().is_empty() {
-            Err(ValidationError::new("name", "must be 1 to 200 characters, not blank"))
+            Err(ValidationError::new(
+                "name",
+                "must be 1 to 200 characters, not blank",
+            ))
         } else if value.chars().any(char::is_control) {
-            Err(ValidationError::new("name", "must not contain control characters"))
+            Err(ValidationError::new(
+                "name",
+                "must not contain control characters",
+            ))
         } else {
             Ok(Self(value.to_owned()))
         }

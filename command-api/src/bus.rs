@@ -1,0 +1,243 @@
+//! The command bus: the one place that runs the `Job` aggregate against the event store.
+//!
+//! It drives cqrs-es's `EventStore` directly instead of `CqrsFramework::execute`, because a
+//! caller needs the job's new status and `sequence` back (read-your-writes on the query side),
+//! and because a submit of a fresh job id can skip loading: the aggregate is known to be new and
+//! a duplicate id shows up as a conflict on the events primary key anyway.
+
+use crate::metrics::Metrics;
+use crate::store::{JobEventStore, OutboxEventRepository};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository};
+use cqrs_es::{Aggregate, AggregateError, EventStore};
+use ordo_domain::spec::TenantId;
+use ordo_domain::{
+    CommandMetadata, EventEnvelope, Job, JobCommand, JobError, JobServices, JobSpec, JobStatus,
+};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Namespace of idempotent job ids: `uuid_v5(NAMESPACE, tenant + "\n" + key)`.
+const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_646f_2d6a_6f62_2d69_6465_6d70_6f74);
+
+/// What a successful command left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutcome {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    /// The sequence of the job's last event: query endpoints can wait for it.
+    pub sequence: u64,
+    /// False when an idempotent submit found the job it had created before.
+    pub created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Rejected(#[from] JobError),
+    #[error("the job was changed concurrently; reload and retry")]
+    Conflict,
+    #[error("Idempotency-Key was used before for a different job specification")]
+    IdempotencyMismatch,
+    #[error("the event store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("event store failure: {0}")]
+    Internal(String),
+}
+
+impl From<AggregateError<JobError>> for CommandError {
+    fn from(error: AggregateError<JobError>) -> Self {
+        match error {
+            AggregateError::UserError(e) => CommandError::Rejected(e),
+            AggregateError::AggregateConflict => CommandError::Conflict,
+            AggregateError::DatabaseConnectionError(e) => CommandError::Unavailable(e.to_string()),
+            AggregateError::DeserializationError(e) | AggregateError::UnexpectedError(e) => {
+                CommandError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl CommandError {
+    /// A bounded label for the commands metric.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            CommandError::Rejected(JobError::NotFound) => "not_found",
+            CommandError::Rejected(_) | CommandError::IdempotencyMismatch => "rejected",
+            CommandError::Conflict => "conflict",
+            CommandError::Unavailable(_) | CommandError::Internal(_) => "error",
+        }
+    }
+}
+
+pub struct JobCommandBus {
+    store: JobEventStore,
+    reads: OutboxEventRepository,
+    services: JobServices,
+    metrics: Arc<Metrics>,
+}
+
+impl JobCommandBus {
+    pub fn new(pool: sqlx::PgPool, services: JobServices, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store: OutboxEventRepository::new(pool.clone()).into_event_store(),
+            reads: OutboxEventRepository::new(pool),
+            services,
+            metrics,
+        }
+    }
+
+    /// The id a submit with `Idempotency-Key: key` gets: the same for the same tenant and key.
+    pub fn idempotent_job_id(tenant: &TenantId, key: &str) -> Uuid {
+        Uuid::new_v5(
+            &IDEMPOTENCY_NAMESPACE,
+            format!("{tenant}\n{key}").as_bytes(),
+        )
+    }
+
+    /// Creates a job. With an idempotency key, a repeated submit answers with the job the first
+    /// one created (`created: false`), provided the specification is the same.
+    pub async fn submit(
+        &self,
+        spec: JobSpec,
+        idempotency_key: Option<&str>,
+        metadata: CommandMetadata,
+    ) -> Result<CommandOutcome, CommandError> {
+        let job_id = match idempotency_key {
+            Some(key) => Self::idempotent_job_id(&spec.tenant, key),
+            None => Uuid::now_v7(),
+        };
+        let tenant = spec.tenant.clone();
+        let expected = spec.clone();
+        let context = EventStoreAggregateContext {
+            aggregate_id: job_id.to_string(),
+            aggregate: Job::default(),
+            current_sequence: 0,
+            current_snapshot: None,
+        };
+        let result = self
+            .run(context, JobCommand::Submit(Box::new(spec)), metadata)
+            .await;
+        let result = match result {
+            Err(CommandError::Conflict) if idempotency_key.is_some() => {
+                self.existing(job_id, &tenant, &expected).await
+            }
+            other => other,
+        };
+        self.metrics.record_command("submit", &result);
+        result
+    }
+
+    async fn existing(
+        &self,
+        job_id: Uuid,
+        tenant: &TenantId,
+        expected: &JobSpec,
+    ) -> Result<CommandOutcome, CommandError> {
+        let context = self.load(job_id, tenant).await?;
+        if context.aggregate.spec() != Some(expected) {
+            return Err(CommandError::IdempotencyMismatch);
+        }
+        Ok(CommandOutcome {
+            job_id,
+            status: context.aggregate.status().ok_or(JobError::NotFound)?,
+            sequence: context.current_sequence as u64,
+            created: false,
+        })
+    }
+
+    /// Runs any command but submit against an existing job of `tenant`.
+    pub async fn execute(
+        &self,
+        job_id: Uuid,
+        tenant: &TenantId,
+        command: JobCommand,
+        metadata: CommandMetadata,
+    ) -> Result<CommandOutcome, CommandError> {
+        let name = command.name();
+        let result = match self.load(job_id, tenant).await {
+            Ok(context) => self.run(context, command, metadata).await,
+            Err(e) => Err(e),
+        };
+        self.metrics.record_command(name, &result);
+        result
+    }
+
+    /// The job's history from the event store, as the envelopes consumers receive.
+    pub async fn history(
+        &self,
+        job_id: Uuid,
+        tenant: &TenantId,
+    ) -> Result<Vec<EventEnvelope>, CommandError> {
+        let stored = self
+            .reads
+            .get_events::<Job>(&job_id.to_string())
+            .await
+            .map_err(|e| CommandError::from(AggregateError::<JobError>::from(e)))?;
+        let envelopes = stored
+            .iter()
+            .map(|e| {
+                EventEnvelope::from_stored(
+                    &e.aggregate_id,
+                    e.sequence as u64,
+                    &e.event_type,
+                    &e.event_version,
+                    &e.payload,
+                    &e.metadata,
+                )
+                .map_err(|e| CommandError::Internal(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        match envelopes.first() {
+            Some(first) if first.tenant == tenant.as_str() => Ok(envelopes),
+            _ => Err(JobError::NotFound.into()),
+        }
+    }
+
+    /// Loads a job; a job of another tenant is indistinguishable from a missing one.
+    async fn load(
+        &self,
+        job_id: Uuid,
+        tenant: &TenantId,
+    ) -> Result<EventStoreAggregateContext<Job>, CommandError> {
+        let context = self.store.load_aggregate(&job_id.to_string()).await?;
+        match context.aggregate.spec() {
+            Some(spec) if spec.tenant == *tenant => Ok(context),
+            _ => Err(JobError::NotFound.into()),
+        }
+    }
+
+    async fn run(
+        &self,
+        mut context: EventStoreAggregateContext<Job>,
+        command: JobCommand,
+        metadata: CommandMetadata,
+    ) -> Result<CommandOutcome, CommandError> {
+        let sink = EventSink::default();
+        context
+            .aggregate
+            .handle(command, &self.services, &sink)
+            .await?;
+        let events = sink.collect().await;
+        let job_id = context
+            .aggregate_id
+            .parse()
+            .map_err(|e| CommandError::Internal(format!("job id: {e}")))?;
+        let status = context.aggregate.status().ok_or(JobError::NotFound)?;
+        let committed = self
+            .store
+            .commit(events, context, metadata.into_map())
+            .await?;
+        let sequence = committed.last().map_or(0, |e| e.sequence as u64);
+        Ok(CommandOutcome {
+            job_id,
+            status,
+            sequence,
+            created: true,
+        })
+    }
+
+    pub fn services(&self) -> &JobServices {
+        &self.services
+    }
+}

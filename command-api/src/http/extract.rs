@@ -1,0 +1,173 @@
+//! Request extractors that turn HTTP input into validated values or an [`ApiError`].
+
+use super::{ApiError, AppState};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts, HeaderMap, StatusCode};
+use ordo_domain::spec::TenantId;
+use ordo_domain::{CommandMetadata, ValidationError};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+pub const TENANT_HEADER: &str = "x-ordo-tenant";
+pub const ACTOR_HEADER: &str = "x-ordo-actor";
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// A JSON request body: `Content-Type: application/json` (or `+json`) required, size bounded
+/// by the configured limit, syntax errors are 400 and type errors 422 naming the field.
+pub struct JsonBody<T>(pub T);
+
+/// Like [`JsonBody`], but an empty body stands for `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (headers, bytes) = read_body(req, state).await?;
+        if bytes.is_empty() {
+            return Err(ApiError::MalformedJson(
+                "the request body is empty; send a JSON object".into(),
+            ));
+        }
+        parse_json(&headers, &bytes).map(JsonBody)
+    }
+}
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (headers, bytes) = read_body(req, state).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        parse_json(&headers, &bytes).map(OptionalJsonBody)
+    }
+}
+
+async fn read_body(req: Request, state: &AppState) -> Result<(HeaderMap, Bytes), ApiError> {
+    let headers = req.headers().clone();
+    let bytes =
+        Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+                    limit: state.config.body_limit_bytes,
+                },
+                _ => ApiError::BadRequest(rejection.body_text()),
+            })?;
+    Ok((headers, bytes))
+}
+
+fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    let is_json = mime.eq_ignore_ascii_case("application/json")
+        || (mime.starts_with("application/") && mime.ends_with("+json"));
+    if !is_json {
+        let got = if mime.is_empty() { "none" } else { mime };
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json (got {got})"
+        )));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." { "body".to_owned() } else { path };
+                ApiError::Validation(ValidationError::new(field, inner.to_string()))
+            }
+            _ => ApiError::MalformedJson(format!("malformed JSON: {inner}")),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::MalformedJson(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Who is asking, for which tenant, under which correlation id.
+///
+/// Until JWT authentication lands, the tenant comes from the `X-Ordo-Tenant` header
+/// (default `default`) and the actor from `X-Ordo-Actor` (default `anonymous`).
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub tenant: TenantId,
+    pub actor: String,
+    pub correlation_id: String,
+}
+
+impl RequestContext {
+    pub fn metadata(&self, state: &AppState) -> CommandMetadata {
+        CommandMetadata {
+            tenant: self.tenant.to_string(),
+            actor: self.actor.clone(),
+            correlation_id: self.correlation_id.clone(),
+            occurred_at: state.bus.services().clock.now(),
+        }
+    }
+}
+
+fn header_value<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, ApiError> {
+    parts
+        .headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest(format!("header {name} must be visible ASCII")))
+        })
+        .transpose()
+}
+
+fn bounded_header(
+    parts: &Parts,
+    name: &str,
+    default: impl FnOnce() -> String,
+) -> Result<String, ApiError> {
+    match header_value(parts, name)? {
+        Some(v) if v.is_empty() || v.len() > 200 => Err(ApiError::BadRequest(format!(
+            "header {name} must be 1 to 200 characters"
+        ))),
+        Some(v) => Ok(v.to_owned()),
+        None => Ok(default()),
+    }
+}
+
+impl FromRequestParts<AppState> for RequestContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        let tenant = TenantId::parse(header_value(parts, TENANT_HEADER)?.unwrap_or("default"))
+            .map_err(|e| ApiError::BadRequest(format!("header {TENANT_HEADER}: {}", e.reason)))?;
+        Ok(Self {
+            tenant,
+            actor: bounded_header(parts, ACTOR_HEADER, || "anonymous".into())?,
+            correlation_id: bounded_header(parts, CORRELATION_HEADER, || {
+                Uuid::now_v7().to_string()
+            })?,
+        })
+    }
+}
+
+/// The `Idempotency-Key` header, if any: 1 to 200 visible ASCII characters.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl FromRequestParts<AppState> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        match header_value(parts, IDEMPOTENCY_HEADER)? {
+            None => Ok(Self(None)),
+            Some(_) => {
+                bounded_header(parts, IDEMPOTENCY_HEADER, String::new).map(|k| Self(Some(k)))
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The command side of Ordo: the PostgreSQL event store with its transactional outbox, the
+//! command bus that runs the `Job` aggregate against it, and the HTTP API in front of both.
+//!
+//! Layout:
+//! - [`db`]: connection pool (with timeouts) and the embedded `migrations/postgres`.
+//! - [`store`]: the cqrs-es repository that appends events and outbox rows in one statement.
+//! - [`bus`]: loads a job, runs a command, commits the events; returns the job's new sequence.
+//! - [`http`]: the axum application: [`http::router`], request extractors, problem+json errors,
+//!   one module per route group under [`http::routes`].
+//! - [`metrics`]: Prometheus instruments of this service.
+
+pub mod bus;
+pub mod db;
+pub mod http;
+pub mod metrics;
+pub mod store;
+
+pub use bus::{CommandError, CommandOutcome, JobCommandBus};
+pub use http::{router, ApiConfig, AppState};
+pub use metrics::Metrics;

@@ -1,0 +1,86 @@
+//! `ordo bench …`: benchmarks that print numbers. Each one runs against real services and
+//! measures Ordo beside the raw limit of the storage underneath, in the same run.
+
+mod submit;
+
+use crate::cli::{BenchCommand, GlobalArgs};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub async fn run(args: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Submit(bench) => submit::run(args, bench).await,
+    }
+}
+
+/// Throughput and latency distribution of one measured phase.
+pub struct PhaseResult {
+    pub ops: usize,
+    pub elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl PhaseResult {
+    pub fn per_second(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * (self.latencies.len() - 1) as f64).round() as usize;
+        self.latencies[rank].as_secs_f64() * 1_000.0
+    }
+
+    pub fn line(&self, label: &str, unit: &str) -> String {
+        format!(
+            "{label:<46} {:>9.0} {unit}/s   p50 {:>6.2} ms   p95 {:>6.2} ms   p99 {:>6.2} ms",
+            self.per_second(),
+            self.percentile_ms(50.0),
+            self.percentile_ms(95.0),
+            self.percentile_ms(99.0),
+        )
+    }
+}
+
+/// Runs `op(i)` for i in 0..ops with `concurrency` tasks in flight and times every call.
+/// The first error stops the phase and is returned.
+pub async fn measure<F, Fut>(ops: usize, concurrency: usize, op: F) -> anyhow::Result<PhaseResult>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (op, next) = (op.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= ops {
+                    return Ok::<_, anyhow::Error>(latencies);
+                }
+                let t = Instant::now();
+                op(i).await?;
+                latencies.push(t.elapsed());
+            }
+        });
+    }
+    let mut latencies = Vec::with_capacity(ops);
+    while let Some(joined) = tasks.join_next().await {
+        latencies.extend(joined??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    Ok(PhaseResult {
+        ops,
+        elapsed,
+        latencies,
+    })
+}

@@ -1,0 +1,128 @@
+//! `ordo bench submit`: jobs submitted through the HTTP API (HTTP, validation, the aggregate,
+//! the one-statement events+outbox append), then the raw limit of the same PostgreSQL: plain
+//! single-row INSERTs of rows the size of the outbox rows the submits wrote, at the same
+//! concurrency. Both phases run on a fresh scratch database.
+
+use super::{measure, PhaseResult};
+use crate::cli::{GlobalArgs, SubmitBenchArgs};
+use anyhow::{bail, Context};
+use ordo_command_api::db::{self, DbConfig};
+use ordo_command_api::{router, AppState};
+use ordo_domain::JobServices;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+const SCRATCH_DB: &str = "ordo_bench";
+const WARMUP_JOBS: usize = 500;
+
+pub async fn run(args: &GlobalArgs, bench: SubmitBenchArgs) -> anyhow::Result<()> {
+    if bench.jobs == 0 || bench.concurrency == 0 {
+        bail!("--jobs and --concurrency must be at least 1");
+    }
+    let scratch_url = db::scratch_database(&args.database_url, SCRATCH_DB)
+        .await
+        .with_context(|| format!("cannot create a scratch database on {}", args.database_url))?;
+    let pool = db::connect(&DbConfig {
+        max_connections: bench.concurrency as u32,
+        ..DbConfig::new(&scratch_url)
+    })?;
+
+    let base_url = match &bench.url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let state = AppState::new(pool.clone(), args.api_config()?, JobServices::system());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            tokio::spawn(async move { axum::serve(listener, router(state)).await });
+            format!("http://{addr}")
+        }
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(bench.concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let padding: Arc<str> = "x".repeat(bench.payload_bytes).into();
+
+    println!(
+        "ordo bench submit: {} jobs, concurrency {}, payload {} B, api {}",
+        bench.jobs, bench.concurrency, bench.payload_bytes, base_url
+    );
+    let submit = {
+        let (client, url, padding) = (client.clone(), format!("{base_url}/api/v1/jobs"), padding);
+        move |i: usize| {
+            let request = client.post(url.clone()).json(&json!({
+                "type": "bench.noop",
+                "queue": "bench",
+                "payload": {"n": i, "data": &*padding},
+                "labels": {"bench": "submit"},
+            }));
+            async move {
+                let response = request.send().await?;
+                if response.status() != reqwest::StatusCode::CREATED {
+                    bail!(
+                        "submit answered {}: {}",
+                        response.status(),
+                        response.text().await?
+                    );
+                }
+                Ok(())
+            }
+        }
+    };
+    let submit = Arc::new(submit);
+    let warm = submit.clone();
+    measure(WARMUP_JOBS, bench.concurrency, move |i| warm(i)).await?;
+    let ordo = measure(bench.jobs, bench.concurrency, move |i| submit(i)).await?;
+
+    let raw = raw_inserts(&pool, &bench).await?;
+    println!(
+        "{}",
+        ordo.line("ordo submit (HTTP → aggregate → events+outbox)", "submits")
+    );
+    println!(
+        "{}",
+        raw.line("raw single-row INSERT (same row size)", "inserts")
+    );
+    println!(
+        "ratio ordo/raw: {:.2}",
+        ordo.per_second() / raw.per_second()
+    );
+    pool.close().await;
+    Ok(())
+}
+
+/// The raw limit: one INSERT per operation of a row shaped and sized like the outbox rows
+/// the submits wrote (their envelope payloads are reused with fresh ids).
+async fn raw_inserts(pool: &sqlx::PgPool, bench: &SubmitBenchArgs) -> anyhow::Result<PhaseResult> {
+    sqlx::query(
+        "CREATE TABLE bench_raw (id uuid PRIMARY KEY, aggregateid text NOT NULL, \
+         type text NOT NULL, payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(pool)
+    .await?;
+    let sample: Value = sqlx::query_scalar("SELECT payload FROM outbox LIMIT 1")
+        .fetch_one(pool)
+        .await
+        .context("the submit phase left no outbox row to size the raw rows by")?;
+    let sample = Arc::new(sample);
+    let pool = pool.clone();
+    measure(bench.jobs, bench.concurrency, move |_| {
+        let (pool, payload) = (pool.clone(), sample.clone());
+        async move {
+            let id = Uuid::now_v7();
+            sqlx::query(
+                "INSERT INTO bench_raw (id, aggregateid, type, payload) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(id.to_string())
+            .bind("JobSubmitted")
+            .bind(&*payload)
+            .execute(&pool)
+            .await?;
+            Ok(())
+        }
+    })
+    .await
+}

@@ -1,0 +1,160 @@
+//! Command-line interface. Every setting has an `ORDO_*` environment variable; flags win.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ordo_command_api::db::DbConfig;
+use ordo_command_api::ApiConfig;
+use ordo_domain::RetryPolicy;
+use std::net::SocketAddr;
+
+#[derive(Debug, Parser)]
+#[command(name = "ordo", version, about = "Event-sourced job orchestration")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL event store.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/ordo"
+    )]
+    pub database_url: String,
+    /// Connections in the PostgreSQL pool of each process.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_DATABASE_POOL_SIZE",
+        default_value_t = 32
+    )]
+    pub database_pool_size: u32,
+    /// Address of the HTTP API.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_HTTP_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub http_addr: SocketAddr,
+    /// Largest accepted request body; larger ones get 413.
+    #[arg(long, global = true, env = "ORDO_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+    /// Default attempts per job when a submit does not say.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_RETRY_MAX_ATTEMPTS",
+        default_value_t = 3
+    )]
+    pub retry_max_attempts: u32,
+    /// Default backoff before the first retry, in milliseconds.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_RETRY_INITIAL_DELAY_MS",
+        default_value_t = 1_000
+    )]
+    pub retry_initial_delay_ms: u64,
+    /// Default growth factor of the backoff per attempt.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_RETRY_MULTIPLIER",
+        default_value_t = 2.0
+    )]
+    pub retry_multiplier: f64,
+    /// Default cap of the backoff, in milliseconds.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_RETRY_MAX_DELAY_MS",
+        default_value_t = 300_000
+    )]
+    pub retry_max_delay_ms: u64,
+    /// Log output: one JSON object per line, or human-readable text.
+    #[arg(long, global = true, env = "ORDO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+impl GlobalArgs {
+    pub fn db_config(&self) -> DbConfig {
+        DbConfig {
+            max_connections: self.database_pool_size,
+            ..DbConfig::new(&self.database_url)
+        }
+    }
+
+    /// The API settings, with the retry defaults checked like a submitted policy.
+    pub fn api_config(&self) -> anyhow::Result<ApiConfig> {
+        let retry_defaults = RetryPolicy {
+            max_attempts: self.retry_max_attempts,
+            initial_delay_ms: self.retry_initial_delay_ms,
+            multiplier: self.retry_multiplier,
+            max_delay_ms: self.retry_max_delay_ms,
+        }
+        .validate()
+        .map_err(|e| {
+            anyhow::anyhow!("invalid retry default ({e}); fix the ORDO_RETRY_* setting")
+        })?;
+        Ok(ApiConfig {
+            body_limit_bytes: self.max_body_bytes,
+            retry_defaults,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything in one process against the local stack: migrate, then serve the API.
+    Dev,
+    /// Run one role of the platform.
+    Serve {
+        #[arg(value_enum)]
+        role: ServeRole,
+    },
+    /// Create the database if needed and apply the PostgreSQL migrations.
+    Migrate,
+    /// Benchmarks that print numbers.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ServeRole {
+    /// The command API.
+    Api,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Submit throughput and latency through the HTTP API, next to plain INSERTs.
+    Submit(SubmitBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitBenchArgs {
+    /// Jobs to submit.
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Size of each job's payload string, in bytes.
+    #[arg(long, default_value_t = 200)]
+    pub payload_bytes: usize,
+    /// Benchmark a running API at this URL instead of one started in-process on a scratch
+    /// database.
+    #[arg(long)]
+    pub url: Option<String>,
+}

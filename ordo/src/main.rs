@@ -1,0 +1,30 @@
+//! `ordo`: the one binary of Ordo. Parsing and dispatch only; the work lives in the crates.
+
+mod bench;
+mod cli;
+mod serve;
+mod telemetry;
+
+use clap::Parser;
+use cli::{Cli, Command, ServeRole};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(&cli.global.log_format);
+    let result = match cli.command {
+        Command::Dev => serve::dev(&cli.global).await,
+        Command::Serve {
+            role: ServeRole::Api,
+        } => serve::api(&cli.global).await,
+        Command::Migrate => serve::migrate(&cli.global).await,
+        Command::Bench(bench) => bench::run(&cli.global, bench).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

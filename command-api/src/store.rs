@@ -6,6 +6,13 @@
 //! and in a single round trip. Only a violation of the events primary key means that another
 //! command appended the same sequence first: that, and nothing else, is an optimistic
 //! concurrency conflict.
+//!
+//! Group commit: appends of concurrent commands are queued to a batcher that writes whatever
+//! is waiting as ONE statement (one round trip, one commit) — no timer, so a lone command is
+//! not delayed. The batch is all-or-nothing; if it fails for any reason, each command in it is
+//! retried alone, so every command still gets its own answer (conflict, failure or success) and
+//! its own atomicity. Conflicts are rare (two commands racing on one job), so the fallback is
+//! rare too.
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent,
@@ -17,6 +24,8 @@ use ordo_domain::{EventEnvelope, Job};
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::PgPool;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
 /// The cqrs-es event store of jobs. Built without snapshots (cqrs-es 0.5 applies events twice
@@ -24,6 +33,10 @@ use uuid::Uuid;
 pub type JobEventStore = PersistedEventStore<OutboxEventRepository, Job>;
 
 const EVENTS_PKEY: &str = "events_pkey";
+/// Events per group-commit statement.
+const MAX_BATCH_EVENTS: usize = 512;
+/// Group-commit statements in flight at once; while they run, the next batch accumulates.
+const MAX_BATCHES_IN_FLIGHT: usize = 4;
 
 const PERSIST_SQL: &str = r#"
 WITH appended AS (
@@ -35,15 +48,25 @@ SELECT * FROM UNNEST($8::uuid[], $1::text[], $2::text[], $4::text[], $9::jsonb[]
 "#;
 
 pub struct OutboxEventRepository {
-    pool: PgPool,
     reads: PostgresEventRepository,
+    appends: mpsc::Sender<Append>,
+}
+
+/// One command's events on their way to the batcher.
+struct Append {
+    columns: Columns,
+    done: oneshot::Sender<Result<(), PersistenceError>>,
 }
 
 impl OutboxEventRepository {
+    /// Starts the group-commit batcher on the current tokio runtime; it stops when the
+    /// repository is dropped.
     pub fn new(pool: PgPool) -> Self {
+        let (appends, queue) = mpsc::channel(4 * MAX_BATCH_EVENTS);
+        tokio::spawn(run_batcher(pool.clone(), queue));
         Self {
-            reads: PostgresEventRepository::new(pool.clone()),
-            pool,
+            reads: PostgresEventRepository::new(pool),
+            appends,
         }
     }
 
@@ -68,6 +91,58 @@ struct Columns {
 }
 
 impl Columns {
+    fn len(&self) -> usize {
+        self.sequences.len()
+    }
+
+    /// Keeps the first `at` rows and returns the rest.
+    fn split_off(&mut self, at: usize) -> Columns {
+        Columns {
+            aggregate_types: self.aggregate_types.split_off(at),
+            aggregate_ids: self.aggregate_ids.split_off(at),
+            sequences: self.sequences.split_off(at),
+            event_types: self.event_types.split_off(at),
+            event_versions: self.event_versions.split_off(at),
+            payloads: self.payloads.split_off(at),
+            metadata: self.metadata.split_off(at),
+            event_ids: self.event_ids.split_off(at),
+            envelopes: self.envelopes.split_off(at),
+            tenants: self.tenants.split_off(at),
+        }
+    }
+
+    fn extend(&mut self, other: Columns) {
+        self.aggregate_types.extend(other.aggregate_types);
+        self.aggregate_ids.extend(other.aggregate_ids);
+        self.sequences.extend(other.sequences);
+        self.event_types.extend(other.event_types);
+        self.event_versions.extend(other.event_versions);
+        self.payloads.extend(other.payloads);
+        self.metadata.extend(other.metadata);
+        self.event_ids.extend(other.event_ids);
+        self.envelopes.extend(other.envelopes);
+        self.tenants.extend(other.tenants);
+    }
+
+    /// Appends these rows in one statement: atomically, and in one round trip.
+    async fn insert(&self, pool: &PgPool) -> Result<(), PersistenceError> {
+        sqlx::query(PERSIST_SQL)
+            .bind(&self.aggregate_types)
+            .bind(&self.aggregate_ids)
+            .bind(&self.sequences)
+            .bind(&self.event_types)
+            .bind(&self.event_versions)
+            .bind(&self.payloads)
+            .bind(&self.metadata)
+            .bind(&self.event_ids)
+            .bind(&self.envelopes)
+            .bind(&self.tenants)
+            .execute(pool)
+            .await
+            .map_err(persistence_error)?;
+        Ok(())
+    }
+
     fn from_events(events: &[SerializedEvent]) -> Result<Self, PersistenceError> {
         let mut columns = Self::default();
         for event in events {
@@ -100,6 +175,62 @@ impl Columns {
         }
         Ok(columns)
     }
+}
+
+/// Drains the queue into batches and writes each with [`write_batch`].
+async fn run_batcher(pool: PgPool, mut queue: mpsc::Receiver<Append>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_BATCHES_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        let mut events = batch[0].columns.len();
+        while events < MAX_BATCH_EVENTS {
+            match queue.try_recv() {
+                Ok(append) => {
+                    events += append.columns.len();
+                    batch.push(append);
+                }
+                Err(_) => break,
+            }
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            write_batch(&pool, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn write_batch(pool: &PgPool, mut batch: Vec<Append>) {
+    if batch.len() == 1 {
+        let append = batch.remove(0);
+        let _ = append.done.send(append.columns.insert(pool).await);
+        return;
+    }
+    let mut merged = Columns::default();
+    let mut waiting = Vec::with_capacity(batch.len());
+    for append in batch {
+        waiting.push((append.columns.len(), append.done));
+        merged.extend(append.columns);
+    }
+    if merged.insert(pool).await.is_ok() {
+        for (_, done) in waiting {
+            let _ = done.send(Ok(()));
+        }
+        return;
+    }
+    // Some command in the batch failed (most likely a conflict): give each its own verdict.
+    let mut singles = Vec::with_capacity(waiting.len());
+    for (rows, done) in waiting {
+        let rest = merged.split_off(rows);
+        let columns = std::mem::replace(&mut merged, rest);
+        singles.push(async move {
+            let _ = done.send(columns.insert(pool).await);
+        });
+    }
+    futures::future::join_all(singles).await;
 }
 
 fn persistence_error(error: sqlx::Error) -> PersistenceError {
@@ -147,22 +278,14 @@ impl PersistedEventRepository for OutboxEventRepository {
         if events.is_empty() {
             return Ok(());
         }
-        let c = Columns::from_events(events)?;
-        sqlx::query(PERSIST_SQL)
-            .bind(&c.aggregate_types)
-            .bind(&c.aggregate_ids)
-            .bind(&c.sequences)
-            .bind(&c.event_types)
-            .bind(&c.event_versions)
-            .bind(&c.payloads)
-            .bind(&c.metadata)
-            .bind(&c.event_ids)
-            .bind(&c.envelopes)
-            .bind(&c.tenants)
-            .execute(&self.pool)
-            .await
-            .map_err(persistence_error)?;
-        Ok(())
+        let (done, outcome) = oneshot::channel();
+        let append = Append {
+            columns: Columns::from_events(events)?,
+            done,
+        };
+        let stopped = || PersistenceError::UnknownError("the event store batcher stopped".into());
+        self.appends.send(append).await.map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
     }
 
     async fn stream_events<A: Aggregate>(

@@ -10,7 +10,7 @@ use crate::store::{JobEventStore, OutboxEventRepository};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
-use ordo_domain::spec::TenantId;
+use ordo_domain::spec::{json_equivalent, TenantId};
 use ordo_domain::{
     CommandMetadata, EventEnvelope, Job, JobCommand, JobError, JobServices, JobSpec, JobStatus,
 };
@@ -70,6 +70,16 @@ impl CommandError {
     }
 }
 
+/// Equal specifications, with payloads compared as JSON values (see [`json_equivalent`]).
+fn same_spec(stored: &JobSpec, requested: &JobSpec) -> bool {
+    let without_payload = |spec: &JobSpec| JobSpec {
+        payload: serde_json::Value::Null,
+        ..spec.clone()
+    };
+    json_equivalent(&stored.payload, &requested.payload)
+        && without_payload(stored) == without_payload(requested)
+}
+
 pub struct JobCommandBus {
     store: JobEventStore,
     reads: OutboxEventRepository,
@@ -107,8 +117,8 @@ impl JobCommandBus {
             Some(key) => Self::idempotent_job_id(&spec.tenant, key),
             None => Uuid::now_v7(),
         };
-        let tenant = spec.tenant.clone();
-        let expected = spec.clone();
+        // Kept only when a repeat may have to be compared with the stored job.
+        let expected = idempotency_key.map(|_| spec.clone());
         let context = EventStoreAggregateContext {
             aggregate_id: job_id.to_string(),
             aggregate: Job::default(),
@@ -119,9 +129,10 @@ impl JobCommandBus {
             .run(context, JobCommand::Submit(Box::new(spec)), metadata)
             .await;
         let result = match result {
-            Err(CommandError::Conflict) if idempotency_key.is_some() => {
-                self.existing(job_id, &tenant, &expected).await
-            }
+            Err(CommandError::Conflict) => match &expected {
+                Some(expected) => self.existing(job_id, expected).await,
+                None => Err(CommandError::Conflict),
+            },
             other => other,
         };
         self.metrics.record_command("submit", &result);
@@ -131,11 +142,14 @@ impl JobCommandBus {
     async fn existing(
         &self,
         job_id: Uuid,
-        tenant: &TenantId,
         expected: &JobSpec,
     ) -> Result<CommandOutcome, CommandError> {
-        let context = self.load(job_id, tenant).await?;
-        if context.aggregate.spec() != Some(expected) {
+        let context = self.load(job_id, &expected.tenant).await?;
+        if !context
+            .aggregate
+            .spec()
+            .is_some_and(|stored| same_spec(stored, expected))
+        {
             return Err(CommandError::IdempotencyMismatch);
         }
         Ok(CommandOutcome {

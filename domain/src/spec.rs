@@ -92,6 +92,50 @@ identifier!(
     WorkerId, "worker_id", 128
 );
 
+/// PostgreSQL cannot store NUL (`\u0000`) in `jsonb` or `text`; refuse it at the edge instead
+/// of failing the append.
+pub fn check_storable_text(field: &str, text: &str) -> Result<(), ValidationError> {
+    if text.contains('\0') {
+        Err(ValidationError::new(
+            field,
+            "must not contain NUL characters (\\u0000)",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// [`check_storable_text`] for every string and key of a JSON document.
+pub fn check_storable_json(field: &str, value: &Value) -> Result<(), ValidationError> {
+    match value {
+        Value::String(s) => check_storable_text(field, s),
+        Value::Array(items) => items.iter().try_for_each(|v| check_storable_json(field, v)),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            check_storable_text(field, k)?;
+            check_storable_json(field, v)
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether two JSON documents mean the same: numbers compare by value, so `1e3` equals `1000`
+/// (PostgreSQL's `jsonb` rewrites numbers, so a stored document may be spelled differently).
+pub fn json_equivalent(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Array(xs), Value::Array(ys)) => {
+            xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| json_equivalent(x, y))
+        }
+        (Value::Object(xs), Value::Object(ys)) => {
+            xs.len() == ys.len()
+                && xs
+                    .iter()
+                    .all(|(k, x)| ys.get(k).is_some_and(|y| json_equivalent(x, y)))
+        }
+        _ => a == b,
+    }
+}
+
 /// A human-readable job name: 1–200 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -247,6 +291,24 @@ mod tests {
         assert!(JobName::parse("nightly report 🚀").is_ok());
         assert!(JobName::parse("a\u{7}b").is_err());
         assert!(JobName::parse("   ").is_err());
+    }
+
+    #[test]
+    fn nul_characters_are_refused_anywhere_in_a_document() {
+        let doc = serde_json::json!({"a": [1, {"b\u{0}": "x"}]});
+        assert_eq!(
+            check_storable_json("payload", &doc).unwrap_err().field,
+            "payload"
+        );
+        assert!(check_storable_json("payload", &serde_json::json!({"a": "ü"})).is_ok());
+    }
+
+    #[test]
+    fn json_numbers_compare_by_value() {
+        let a: Value = serde_json::from_str(r#"{"n": 1e18, "m": [2.0]}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"m": [2], "n": 1000000000000000000}"#).unwrap();
+        assert!(json_equivalent(&a, &b));
+        assert!(!json_equivalent(&a, &serde_json::json!({"n": 1, "m": [2]})));
     }
 
     #[test]

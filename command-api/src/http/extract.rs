@@ -75,6 +75,17 @@ fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<
             "Content-Type must be application/json (got {got})"
         )));
     }
+    // Derived structs would also accept an array of their fields in order; a request is an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => {
+                    ApiError::Validation(ValidationError::new("body", "must be a JSON object"))
+                }
+                Err(e) => ApiError::MalformedJson(format!("malformed JSON: {e}")),
+            },
+        );
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();

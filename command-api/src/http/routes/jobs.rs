@@ -9,7 +9,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use ordo_domain::spec::{JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs};
+use ordo_domain::spec::{
+    check_storable_json, check_storable_text, JobName, JobType, Labels, Priority, QueueName,
+    TenantId, TimeoutSecs,
+};
 use ordo_domain::{EventEnvelope, JobCommand, JobSpec, RetryPolicy, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -57,6 +60,8 @@ impl SubmitJobRequest {
         defaults: RetryPolicy,
     ) -> Result<JobSpec, ValidationError> {
         let job_type = JobType::parse(&self.job_type)?;
+        let payload = self.payload.unwrap_or(Value::Object(Default::default()));
+        check_storable_json("payload", &payload)?;
         let backoff = self.backoff.unwrap_or_default();
         let max_attempts = match self.max_attempts {
             Some(n) => u32::try_from(n)
@@ -77,7 +82,7 @@ impl SubmitJobRequest {
             name: JobName::parse(self.name.as_deref().unwrap_or(job_type.as_str()))?,
             queue: QueueName::parse(self.queue.as_deref().unwrap_or("default"))?,
             job_type,
-            payload: self.payload.unwrap_or(Value::Object(Default::default())),
+            payload,
             priority: self
                 .priority
                 .map(Priority::parse)
@@ -171,6 +176,7 @@ async fn cancel(
     if reason.chars().count() > 1_000 {
         return Err(ValidationError::new("reason", "must be at most 1000 characters").into());
     }
+    check_storable_text("reason", &reason)?;
     let command = JobCommand::Cancel { reason };
     let outcome = state
         .bus

@@ -169,7 +169,6 @@ async fn cancel(
     Path(id): Path<String>,
     OptionalJsonBody(request): OptionalJsonBody<CancelRequest>,
 ) -> Result<Json<CommandResponse>, ApiError> {
-    let job_id = parse_job_id(&id)?;
     let reason = request
         .reason
         .unwrap_or_else(|| format!("cancelled by {}", ctx.actor));
@@ -177,12 +176,7 @@ async fn cancel(
         return Err(ValidationError::new("reason", "must be at most 1000 characters").into());
     }
     check_storable_text("reason", &reason)?;
-    let command = JobCommand::Cancel { reason };
-    let outcome = state
-        .bus
-        .execute(job_id, &ctx.tenant, command, ctx.metadata(&state))
-        .await?;
-    Ok(Json(outcome.into()))
+    execute(&state, &ctx, &id, JobCommand::Cancel { reason }).await
 }
 
 /// `POST /api/v1/jobs/{id}/requeue`: a dead-lettered job gets a new cycle of attempts.
@@ -191,15 +185,20 @@ async fn requeue(
     ctx: RequestContext,
     Path(id): Path<String>,
 ) -> Result<Json<CommandResponse>, ApiError> {
-    let job_id = parse_job_id(&id)?;
+    execute(&state, &ctx, &id, JobCommand::Requeue).await
+}
+
+/// Runs a command against the job `id` of the caller's tenant.
+async fn execute(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &str,
+    command: JobCommand,
+) -> Result<Json<CommandResponse>, ApiError> {
+    let job_id = parse_job_id(id)?;
     let outcome = state
         .bus
-        .execute(
-            job_id,
-            &ctx.tenant,
-            JobCommand::Requeue,
-            ctx.metadata(&state),
-        )
+        .execute(job_id, &ctx.tenant, command, ctx.metadata(state))
         .await?;
     Ok(Json(outcome.into()))
 }

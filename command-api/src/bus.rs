@@ -14,6 +14,7 @@ use ordo_domain::spec::{json_equivalent, TenantId};
 use ordo_domain::{
     CommandMetadata, EventEnvelope, Job, JobCommand, JobError, JobServices, JobSpec, JobStatus,
 };
+use postgres_es::PostgresEventRepository;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -82,7 +83,8 @@ fn same_spec(stored: &JobSpec, requested: &JobSpec) -> bool {
 
 pub struct JobCommandBus {
     store: JobEventStore,
-    reads: OutboxEventRepository,
+    /// Plain postgres-es reads for the history endpoint, which needs the stored metadata.
+    reads: PostgresEventRepository,
     services: JobServices,
     metrics: Arc<Metrics>,
 }
@@ -91,7 +93,7 @@ impl JobCommandBus {
     pub fn new(pool: sqlx::PgPool, services: JobServices, metrics: Arc<Metrics>) -> Self {
         Self {
             store: OutboxEventRepository::new(pool.clone()).into_event_store(),
-            reads: OutboxEventRepository::new(pool),
+            reads: PostgresEventRepository::new(pool),
             services,
             metrics,
         }

@@ -36,8 +36,9 @@ const EVENTS_PKEY: &str = "events_pkey";
 /// Events per group-commit statement.
 const MAX_BATCH_EVENTS: usize = 512;
 /// Group-commit statements in flight at once; while they run, the next batch accumulates.
-/// Measured on 2 cores at 32 concurrent submits: 1 → ~8.3k/s, 2 → ~8.1k/s, 4 → ~6.7k/s,
-/// 8 → ~6.7k/s. Two keep batches large while one slow statement cannot stall every writer.
+/// Measured on 2 cores at 32 concurrent submits (`ordo bench submit`): 1 → 7.4–9.3k/s,
+/// 2 → 8.0–9.5k/s, 4 → 6.0–7.4k/s, 8 → 6.5–6.9k/s. Two keep batches large while one slow
+/// statement cannot stall every writer.
 const MAX_BATCHES_IN_FLIGHT: usize = 2;
 
 const PERSIST_SQL: &str = r#"

@@ -66,12 +66,9 @@ pub fn with_database(url: &str, database: &str) -> String {
 /// migrations in it and returns its URL. Tests and benchmarks use one per run so runs never
 /// see each other's rows.
 pub async fn scratch_database(url: &str, name: &str) -> Result<String, sqlx::Error> {
+    drop_database(url, name).await?;
     let admin = connect(&DbConfig::new(with_database(url, "postgres")))?;
-    // Names come from our own code (test and bench ids), never from users.
-    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .execute(&admin)
-        .await?;
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+    sqlx::query(&format!("CREATE DATABASE {}", quote_ident(name)))
         .execute(&admin)
         .await?;
     admin.close().await;
@@ -80,6 +77,24 @@ pub async fn scratch_database(url: &str, name: &str) -> Result<String, sqlx::Err
     migrate(&pool).await?;
     pool.close().await;
     Ok(scratch)
+}
+
+/// Drops the database `name` on the server of `url`, closing its connections first.
+pub async fn drop_database(url: &str, name: &str) -> Result<(), sqlx::Error> {
+    let admin = connect(&DbConfig::new(with_database(url, "postgres")))?;
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_ident(name)
+    ))
+    .execute(&admin)
+    .await?;
+    admin.close().await;
+    Ok(())
+}
+
+/// A PostgreSQL identifier in double quotes, safe for DDL that cannot take bind parameters.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Creates the database of `url` if it does not exist yet (the local stack's first start).
@@ -95,12 +110,9 @@ pub async fn ensure_database(url: &str) -> Result<(), sqlx::Error> {
             .fetch_one(&admin)
             .await?;
     if !exists {
-        sqlx::query(&format!(
-            "CREATE DATABASE \"{}\"",
-            name.replace('"', "\"\"")
-        ))
-        .execute(&admin)
-        .await?;
+        sqlx::query(&format!("CREATE DATABASE {}", quote_ident(&name)))
+            .execute(&admin)
+            .await?;
     }
     admin.close().await;
     Ok(())

@@ -137,17 +137,13 @@ fn header_value<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, Api
         .transpose()
 }
 
-fn bounded_header(
-    parts: &Parts,
-    name: &str,
-    default: impl FnOnce() -> String,
-) -> Result<String, ApiError> {
+/// A header of 1 to 200 visible ASCII characters, if present.
+fn bounded_header(parts: &Parts, name: &str) -> Result<Option<String>, ApiError> {
     match header_value(parts, name)? {
         Some(v) if v.is_empty() || v.len() > 200 => Err(ApiError::BadRequest(format!(
             "header {name} must be 1 to 200 characters"
         ))),
-        Some(v) => Ok(v.to_owned()),
-        None => Ok(default()),
+        other => Ok(other.map(str::to_owned)),
     }
 }
 
@@ -159,10 +155,9 @@ impl FromRequestParts<AppState> for RequestContext {
             .map_err(|e| ApiError::BadRequest(format!("header {TENANT_HEADER}: {}", e.reason)))?;
         Ok(Self {
             tenant,
-            actor: bounded_header(parts, ACTOR_HEADER, || "anonymous".into())?,
-            correlation_id: bounded_header(parts, CORRELATION_HEADER, || {
-                Uuid::now_v7().to_string()
-            })?,
+            actor: bounded_header(parts, ACTOR_HEADER)?.unwrap_or_else(|| "anonymous".into()),
+            correlation_id: bounded_header(parts, CORRELATION_HEADER)?
+                .unwrap_or_else(|| Uuid::now_v7().to_string()),
         })
     }
 }
@@ -174,11 +169,6 @@ impl FromRequestParts<AppState> for IdempotencyKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
-        match header_value(parts, IDEMPOTENCY_HEADER)? {
-            None => Ok(Self(None)),
-            Some(_) => {
-                bounded_header(parts, IDEMPOTENCY_HEADER, String::new).map(|k| Self(Some(k)))
-            }
-        }
+        bounded_header(parts, IDEMPOTENCY_HEADER).map(Self)
     }
 }

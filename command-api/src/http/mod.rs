@@ -10,7 +10,7 @@ use crate::bus::JobCommandBus;
 use crate::metrics::Metrics;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use ordo_domain::{JobServices, RetryPolicy};
 use sqlx::PgPool;
@@ -99,9 +99,4 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
         started.elapsed().as_secs_f64(),
     );
     response
-}
-
-/// Answers 503 with a problem document; for readiness checks.
-pub(crate) fn unavailable(detail: impl Into<String>) -> Response {
-    ApiError::Unavailable(detail.into()).into_response()
 }

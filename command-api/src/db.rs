@@ -79,9 +79,38 @@ pub async fn scratch_database(url: &str, name: &str) -> Result<String, sqlx::Err
     Ok(scratch)
 }
 
-/// Drops the database `name` on the server of `url`, closing its connections first.
+/// Drops the database `name` on the server of `url`, closing its connections first and
+/// dropping its logical replication slots, which would otherwise block the drop.
 pub async fn drop_database(url: &str, name: &str) -> Result<(), sqlx::Error> {
     let admin = connect(&DbConfig::new(with_database(url, "postgres")))?;
+    sqlx::query(
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+         WHERE database = $1 AND active_pid IS NOT NULL",
+    )
+    .bind(name)
+    .execute(&admin)
+    .await?;
+    // A terminated walsender releases its slot a moment later; retry until it is free.
+    for attempt in 0..50 {
+        let dropped = sqlx::query(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+             WHERE database = $1",
+        )
+        .bind(name)
+        .execute(&admin)
+        .await;
+        match dropped {
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("55006") && attempt < 49 =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => {
+                other?;
+                break;
+            }
+        }
+    }
     sqlx::query(&format!(
         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
         quote_ident(name)

@@ -16,7 +16,12 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
+        Self::in_registry(Registry::new())
+    }
+
+    /// Registers the instruments in `registry`, which `/metrics` then renders whole: a process
+    /// running several roles exposes all of their metrics on its one endpoint.
+    pub fn in_registry(registry: Registry) -> Self {
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "ordo_http_requests_total",

@@ -4,7 +4,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ordo_command_api::db::DbConfig;
 use ordo_command_api::ApiConfig;
 use ordo_domain::RetryPolicy;
+use ordo_outbox_relay::RelayConfig;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(name = "ordo", version, about = "Event-sourced job orchestration")]
@@ -33,6 +35,14 @@ pub struct GlobalArgs {
         default_value_t = 32
     )]
     pub database_pool_size: u32,
+    /// Kafka bootstrap servers (comma-separated host:port).
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_brokers: String,
     /// Address of the HTTP API.
     #[arg(
         long,
@@ -116,13 +126,15 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Everything in one process against the local stack: migrate, then serve the API.
-    Dev,
-    /// Run one role of the platform.
-    Serve {
-        #[arg(value_enum)]
-        role: ServeRole,
+    /// Everything in one process against the local stack: migrate, then serve the API and
+    /// relay the outbox to Kafka.
+    Dev {
+        #[command(flatten)]
+        relay: RelayArgs,
     },
+    /// Run one role of the platform.
+    #[command(subcommand)]
+    Serve(ServeRole),
     /// Create the database if needed and apply the PostgreSQL migrations.
     Migrate,
     /// Benchmarks that print numbers.
@@ -130,16 +142,91 @@ pub enum Command {
     Bench(BenchCommand),
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Subcommand)]
 pub enum ServeRole {
     /// The command API.
     Api,
+    /// Stream the outbox to Kafka over logical replication (what Debezium's EventRouter does).
+    Relay {
+        #[command(flatten)]
+        relay: RelayArgs,
+        /// Where `/metrics` and `/healthz` of this process are served.
+        #[arg(long, env = "ORDO_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+        metrics_addr: SocketAddr,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// Logical replication slot of the relay; created if missing.
+    #[arg(long, env = "ORDO_RELAY_SLOT", default_value = "ordo_relay")]
+    pub relay_slot: String,
+    /// Publication of the outbox table (created by the migrations).
+    #[arg(long, env = "ORDO_RELAY_PUBLICATION", default_value = "ordo_outbox")]
+    pub relay_publication: String,
+    /// Topic of each record, as Debezium's `route.topic.replacement`: `${routedByValue}` is
+    /// the row's aggregatetype.
+    #[arg(
+        long,
+        env = "ORDO_RELAY_TOPIC_TEMPLATE",
+        default_value = ordo_outbox_relay::route::DEFAULT_TOPIC_TEMPLATE
+    )]
+    pub relay_topic_template: String,
+    /// Partitions of the topics the relay creates when they are missing.
+    #[arg(long, env = "ORDO_KAFKA_TOPIC_PARTITIONS", default_value_t = 6)]
+    pub topic_partitions: i32,
+    /// Keep outbox rows after Kafka acknowledged them (by default they are deleted).
+    #[arg(long, env = "ORDO_RELAY_KEEP_PUBLISHED")]
+    pub relay_keep_published: bool,
+    /// Seconds a record may wait for the broker before the relay reconnects and retries.
+    #[arg(long, env = "ORDO_RELAY_MESSAGE_TIMEOUT_SECS", default_value_t = 30)]
+    pub relay_message_timeout_secs: u64,
+}
+
+impl RelayArgs {
+    pub fn config(&self, global: &GlobalArgs) -> anyhow::Result<RelayConfig> {
+        anyhow::ensure!(
+            self.topic_partitions >= 1,
+            "--topic-partitions must be at least 1"
+        );
+        anyhow::ensure!(
+            self.relay_message_timeout_secs >= 1,
+            "--relay-message-timeout-secs must be at least 1"
+        );
+        Ok(RelayConfig {
+            slot: self.relay_slot.clone(),
+            publication: self.relay_publication.clone(),
+            topic_template: self.relay_topic_template.clone(),
+            topic_partitions: self.topic_partitions,
+            delete_published: !self.relay_keep_published,
+            message_timeout: Duration::from_secs(self.relay_message_timeout_secs),
+            ..RelayConfig::new(&global.database_url, &global.kafka_brokers)
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Submit throughput and latency through the HTTP API, next to plain INSERTs.
     Submit(SubmitBenchArgs),
+    /// Outbox → Kafka throughput and commit→ack latency of the relay.
+    Relay(RelayBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RelayBenchArgs {
+    /// Events of the throughput phase.
+    #[arg(long, default_value_t = 100_000)]
+    pub events: usize,
+    /// Outbox rows per inserting transaction in the throughput phase.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Steady rate of the latency phase, one event per transaction.
+    #[arg(long, default_value_t = 2_000)]
+    pub rate: u32,
+    /// Length of the latency phase, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
 }
 
 #[derive(Debug, Args)]

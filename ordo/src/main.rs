@@ -17,10 +17,12 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.global.log_format);
     let result = match cli.command {
-        Command::Dev => serve::dev(&cli.global).await,
-        Command::Serve {
-            role: ServeRole::Api,
-        } => serve::api(&cli.global).await,
+        Command::Dev { relay } => serve::dev(&cli.global, &relay).await,
+        Command::Serve(ServeRole::Api) => serve::api(&cli.global).await,
+        Command::Serve(ServeRole::Relay {
+            relay,
+            metrics_addr,
+        }) => serve::relay(&cli.global, &relay, metrics_addr).await,
         Command::Migrate => serve::migrate(&cli.global).await,
         Command::Bench(bench) => bench::run(&cli.global, bench).await,
     };

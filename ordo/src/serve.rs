@@ -1,10 +1,17 @@
-//! Long-running roles: the API server, and `dev`, which runs every role in one process.
+//! Long-running roles: the API server, the outbox relay, and `dev`, which runs every role in
+//! one process. Every process serves `/metrics`: the API on its own port, other roles on
+//! `--metrics-addr`.
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, RelayArgs};
 use anyhow::Context;
+use axum::routing::get;
 use ordo_command_api::{db, router, AppState};
 use ordo_domain::JobServices;
+use ordo_outbox_relay::RelayMetrics;
+use prometheus::{Registry, TextEncoder};
+use std::net::SocketAddr;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub async fn migrate(args: &GlobalArgs) -> anyhow::Result<()> {
     db::ensure_database(&args.database_url)
@@ -16,23 +23,101 @@ pub async fn migrate(args: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn dev(args: &GlobalArgs) -> anyhow::Result<()> {
+pub async fn dev(args: &GlobalArgs, relay_args: &RelayArgs) -> anyhow::Result<()> {
     migrate(args).await?;
-    api(args).await
+    let registry = Registry::new();
+    let shutdown = shutdown_token();
+    let relay = spawn_relay(args, relay_args, &registry, &shutdown)?;
+    let served = serve_api(args, registry, shutdown.clone()).await;
+    shutdown.cancel();
+    relay.await?;
+    served
 }
 
 pub async fn api(args: &GlobalArgs) -> anyhow::Result<()> {
+    serve_api(args, Registry::new(), shutdown_token()).await
+}
+
+pub async fn relay(
+    args: &GlobalArgs,
+    relay_args: &RelayArgs,
+    metrics_addr: SocketAddr,
+) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let shutdown = shutdown_token();
+    let relay = spawn_relay(args, relay_args, &registry, &shutdown)?;
+    let listener = bind(metrics_addr).await?;
+    let metrics = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || async move {
+                TextEncoder::new()
+                    .encode_to_string(&registry.gather())
+                    .unwrap_or_default()
+            }),
+        );
+    tracing::info!(addr = %metrics_addr, "relay metrics on http://{metrics_addr}/metrics");
+    let server =
+        axum::serve(listener, metrics).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let (served, relayed) = tokio::join!(server, relay);
+    relayed?;
+    Ok(served?)
+}
+
+async fn serve_api(
+    args: &GlobalArgs,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let pool = db::connect(&args.db_config())?;
-    let state = AppState::new(pool, args.api_config()?, JobServices::system());
-    let listener = TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.http_addr))?;
+    let state = AppState::with_registry(pool, args.api_config()?, JobServices::system(), registry);
+    let listener = bind(args.http_addr).await?;
     tracing::info!(addr = %args.http_addr, "command API listening on http://{}", args.http_addr);
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn spawn_relay(
+    args: &GlobalArgs,
+    relay_args: &RelayArgs,
+    registry: &Registry,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let config = relay_args.config(args)?;
+    // The relay's own small pool: slot management, clean-up and lag polling.
+    let pool = db::connect(&db::DbConfig {
+        max_connections: 4,
+        ..db::DbConfig::new(&args.database_url)
+    })?;
+    let metrics = RelayMetrics::register(registry)?;
+    Ok(tokio::spawn(ordo_outbox_relay::run(
+        config,
+        pool,
+        metrics,
+        shutdown.clone(),
+    )))
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// A token cancelled by Ctrl-C or SIGTERM, which every task of the process watches.
+fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        trigger.cancel();
+    });
+    token
 }
 
 /// Resolves on Ctrl-C or SIGTERM; in-flight requests then finish before the process exits.

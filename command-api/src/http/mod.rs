@@ -45,7 +45,16 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(pool: PgPool, config: ApiConfig, services: JobServices) -> Self {
-        let metrics = Arc::new(Metrics::new());
+        Self::with_registry(pool, config, services, prometheus::Registry::new())
+    }
+
+    pub fn with_registry(
+        pool: PgPool,
+        config: ApiConfig,
+        services: JobServices,
+        registry: prometheus::Registry,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::in_registry(registry));
         Self {
             bus: Arc::new(JobCommandBus::new(pool.clone(), services, metrics.clone())),
             pool,

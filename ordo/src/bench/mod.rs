@@ -1,6 +1,7 @@
 //! `ordo bench …`: benchmarks that print numbers. Each one runs against real services and
 //! measures Ordo beside the raw limit of the storage underneath, in the same run.
 
+mod relay;
 mod submit;
 
 use crate::cli::{BenchCommand, GlobalArgs};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 pub async fn run(args: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Submit(bench) => submit::run(args, bench).await,
+        BenchCommand::Relay(bench) => relay::run(args, bench).await,
     }
 }
 

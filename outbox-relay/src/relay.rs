@@ -1,0 +1,202 @@
+//! The relay's supervisor: runs replication sessions one after another, with capped exponential
+//! backoff between failures, next to two helper tasks: clean-up of published outbox rows and a
+//! poller of the WAL the slot retains.
+
+use crate::metrics::{ErrorKind, RelayMetrics};
+use crate::session::{Progress, Session};
+use crate::slot;
+use rand::Rng;
+use sqlx::PgPool;
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const RETAINED_WAL_POLL: Duration = Duration::from_secs(5);
+/// Rows per clean-up DELETE.
+const DELETE_BATCH: usize = 5_000;
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub database_url: String,
+    /// Logical replication slot; created if missing. One active relay per slot: a second one
+    /// waits and retries, which makes it a hot standby.
+    pub slot: String,
+    pub publication: String,
+    pub brokers: String,
+    /// Debezium's `route.topic.replacement`; `${routedByValue}` is the row's `aggregatetype`.
+    pub topic_template: String,
+    /// Partitions of topics the relay creates.
+    pub topic_partitions: i32,
+    /// Delete outbox rows once Kafka acknowledged them.
+    pub delete_published: bool,
+    /// How long a record may wait for the broker before the session restarts.
+    pub message_timeout: Duration,
+    /// Records produced but not yet confirmed before the relay stops reading.
+    pub max_in_flight: usize,
+    /// Backoff between failed sessions: first delay and cap.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+impl RelayConfig {
+    pub fn new(database_url: &str, brokers: &str) -> Self {
+        Self {
+            database_url: database_url.to_owned(),
+            slot: "ordo_relay".into(),
+            publication: "ordo_outbox".into(),
+            brokers: brokers.to_owned(),
+            topic_template: crate::route::DEFAULT_TOPIC_TEMPLATE.into(),
+            topic_partitions: 6,
+            delete_published: true,
+            message_timeout: Duration::from_secs(30),
+            max_in_flight: 200_000,
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs until `shutdown` is cancelled. Failures of PostgreSQL or Kafka are logged and retried;
+/// only a cancelled token ends it.
+pub async fn run(
+    config: RelayConfig,
+    pool: PgPool,
+    metrics: RelayMetrics,
+    shutdown: CancellationToken,
+) {
+    let (published, to_delete) = mpsc::channel(1_024);
+    let cleanup = tokio::spawn(delete_published(pool.clone(), to_delete, metrics.clone()));
+    let poller = tokio::spawn(poll_retained_wal(
+        pool.clone(),
+        config.slot.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    let mut topics = HashSet::new();
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let mut progress = Progress::default();
+        let outcome = match slot::prepare(&pool, &config.slot, &config.publication).await {
+            Ok(start) => {
+                Session {
+                    config: &config,
+                    metrics: &metrics,
+                    topics: &mut topics,
+                    published: &published,
+                }
+                .run(start, &shutdown, &mut progress)
+                .await
+            }
+            Err(e) => Err(crate::session::SessionError::Postgres(format!("{e:#}"))),
+        };
+        let Err(error) = outcome else { break };
+        metrics.error(error.kind());
+        failures = if progress.acknowledged > 0 {
+            1
+        } else {
+            failures.saturating_add(1)
+        };
+        let delay = backoff(&config, failures);
+        tracing::warn!(
+            %error,
+            retry_in_ms = delay.as_millis() as u64,
+            attempt = failures,
+            "relay session ended; reconnecting from the last acknowledged position"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+    drop(published);
+    let _ = cleanup.await;
+    poller.abort();
+    tracing::info!("relay stopped");
+}
+
+/// Exponential backoff with jitter: uniform in [c/2, c] for c = min(cap, initial × 2^(n−1)),
+/// so relays restarted together do not reconnect in lockstep.
+fn backoff(config: &RelayConfig, failures: u32) -> Duration {
+    let exp = config
+        .backoff_initial
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let ceiling = exp.min(config.backoff_max);
+    ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+/// Deletes acknowledged rows in batches. A failed delete leaves rows behind (they were already
+/// published and are never streamed again) and is counted; it never stops the relay.
+async fn delete_published(pool: PgPool, mut ids: mpsc::Receiver<Vec<Uuid>>, metrics: RelayMetrics) {
+    let mut batch = Vec::with_capacity(DELETE_BATCH);
+    while let Some(first) = ids.recv().await {
+        batch.extend(first);
+        while batch.len() < DELETE_BATCH {
+            match ids.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        match tokio::time::timeout(
+            Duration::from_secs(30),
+            slot::delete_published(&pool, &batch),
+        )
+        .await
+        {
+            Ok(Ok(deleted)) => metrics.rows_deleted.inc_by(deleted),
+            Ok(Err(e)) => {
+                metrics.error(ErrorKind::Cleanup);
+                tracing::warn!(error = %e, rows = batch.len(), "could not delete published outbox rows");
+            }
+            Err(_) => {
+                metrics.error(ErrorKind::Cleanup);
+                tracing::warn!(
+                    rows = batch.len(),
+                    "deleting published outbox rows timed out"
+                );
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn poll_retained_wal(
+    pool: PgPool,
+    slot_name: String,
+    metrics: RelayMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(RETAINED_WAL_POLL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Ok(Ok(Some(bytes))) = tokio::time::timeout(
+            RETAINED_WAL_POLL,
+            slot::retained_wal_bytes(&pool, &slot_name),
+        )
+        .await
+        {
+            metrics.retained_wal_bytes.set(bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let config = RelayConfig::new("postgres://x/y", "k:9092");
+        for failures in 1..40 {
+            let d = backoff(&config, failures);
+            let ceiling =
+                (config.backoff_initial * 2u32.pow((failures - 1).min(16))).min(config.backoff_max);
+            assert!(d <= ceiling && d >= ceiling / 2, "{failures}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The replication slot and the SQL side of the relay: create the slot if missing, read where
+//! it was last confirmed, measure the WAL it holds back, and delete published outbox rows.
+
+use percent_encoding::percent_decode_str;
+use pgwire_replication::{Lsn, ReplicationConfig};
+use sqlx::PgPool;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Builds the replication connection settings from a `postgres://user:pass@host:port/db` URL,
+/// the same one every other Ordo process uses.
+pub fn replication_config(
+    database_url: &str,
+    slot: &str,
+    publication: &str,
+) -> anyhow::Result<ReplicationConfig> {
+    let url = url::Url::parse(database_url)
+        .map_err(|e| anyhow::anyhow!("ORDO_DATABASE_URL is not a URL ({e})"))?;
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let user = if url.username().is_empty() {
+        "postgres".to_owned()
+    } else {
+        decode(url.username())
+    };
+    let database = url.path().trim_start_matches('/');
+    anyhow::ensure!(!database.is_empty(), "ORDO_DATABASE_URL names no database");
+    Ok(ReplicationConfig::new(
+        url.host_str().unwrap_or("127.0.0.1"),
+        user,
+        url.password().map(decode).unwrap_or_default(),
+        decode(database),
+        slot,
+        publication,
+    )
+    .with_port(url.port().unwrap_or(5432))
+    .with_application_name(format!("ordo-relay-{slot}"))
+    // A new commit is acknowledged within this interval; keepalives come more often than
+    // PostgreSQL's wal_sender_timeout (60 s) requires.
+    .with_status_interval(Duration::from_millis(200))
+    .with_wakeup_interval(Duration::from_secs(5)))
+}
+
+/// Checks the publication exists (it comes with the migrations) and creates the slot if it is
+/// missing. Returns the position the slot last confirmed, where streaming resumes.
+pub async fn prepare(pool: &PgPool, slot: &str, publication: &str) -> anyhow::Result<Lsn> {
+    let publication_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
+            .bind(publication)
+            .fetch_one(pool)
+            .await?;
+    anyhow::ensure!(
+        publication_exists,
+        "publication {publication:?} does not exist; run `ordo migrate` first"
+    );
+    let created = sqlx::query(
+        "SELECT pg_create_logical_replication_slot($1, 'pgoutput') \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+    )
+    .bind(slot)
+    .execute(pool)
+    .await;
+    match created {
+        Ok(done) if done.rows_affected() > 0 => tracing::info!(slot, "replication slot created"),
+        Ok(_) => {}
+        // Another relay created it between our check and our create.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42710") => {}
+        Err(e) => return Err(e.into()),
+    }
+    let confirmed: Option<String> = sqlx::query_scalar(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_one(pool)
+    .await?;
+    Ok(confirmed
+        .and_then(|lsn| Lsn::parse(&lsn).ok())
+        .unwrap_or(Lsn::from_u64(0)))
+}
+
+/// Bytes of WAL the slot keeps from being recycled: how far the server is ahead of the oldest
+/// position the slot may still need.
+pub async fn retained_wal_bytes(pool: &PgPool, slot: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint \
+         FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(pool)
+    .await
+    .map(Option::flatten)
+}
+
+/// Deletes outbox rows Kafka has acknowledged. The publication carries inserts only, so the
+/// deletes never reach Kafka.
+pub async fn delete_published(pool: &PgPool, ids: &[Uuid]) -> sqlx::Result<u64> {
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_part_of_the_url() {
+        let c = replication_config(
+            "postgres://ordo%40x:p%2Fw@db.example:6543/ordo_prod",
+            "s",
+            "p",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.host.as_str(),
+                c.port,
+                c.user.as_str(),
+                c.password.as_str()
+            ),
+            ("db.example", 6543, "ordo@x", "p/w")
+        );
+        assert_eq!(c.database, "ordo_prod");
+    }
+
+    #[test]
+    fn defaults_and_refusals() {
+        let c = replication_config("postgres://127.0.0.1/ordo", "s", "p").unwrap();
+        assert_eq!((c.user.as_str(), c.port), ("postgres", 5432));
+        assert!(replication_config("postgres://127.0.0.1", "s", "p").is_err());
+        assert!(replication_config("not a url", "s", "p").is_err());
+    }
+}

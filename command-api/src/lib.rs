@@ -14,6 +14,8 @@ pub mod db;
 pub mod http;
 pub mod metrics;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use bus::{CommandError, CommandOutcome, JobCommandBus};
 pub use http::{router, ApiConfig, AppState};

@@ -94,6 +94,10 @@ pub async fn run(
         };
         let Err(error) = outcome else { break };
         metrics.error(error.kind());
+        if matches!(error.kind(), ErrorKind::Kafka) {
+            // A broker that lost its state (a restarted in-memory one) lost its topics too.
+            topics.clear();
+        }
         failures = if progress.acknowledged > 0 {
             1
         } else {

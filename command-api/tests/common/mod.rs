@@ -3,58 +3,11 @@
 //! own API server on an ephemeral port.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use ordo_command_api::db::{self, DbConfig};
+pub use ordo_command_api::testing::TestDb;
 use ordo_command_api::{router, ApiConfig, AppState};
 use ordo_domain::spec::TenantId;
 use ordo_domain::{CommandMetadata, JobServices};
 use serde_json::Value;
-use sqlx::PgPool;
-
-pub fn base_database_url() -> String {
-    std::env::var("ORDO_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/ordo".to_owned())
-}
-
-/// A migrated database that only this test uses; dropped when the value is dropped.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-    pub pool: PgPool,
-}
-
-impl TestDb {
-    pub async fn new() -> Self {
-        let name = format!("ordo_test_{}", uuid::Uuid::new_v4().simple());
-        let url = db::scratch_database(&base_database_url(), &name)
-            .await
-            .expect("PostgreSQL of the local stack is reachable (run `make services`)");
-        let pool = db::connect(&DbConfig::new(url.clone())).expect("valid url");
-        Self { name, url, pool }
-    }
-
-    pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&self.pool)
-            .await
-            .expect("count query")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Async clean-up cannot run in Drop; a short-lived thread with its own runtime can.
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime
-                .block_on(db::drop_database(&url, &name))
-                .map_err(std::io::Error::other)
-        })
-        .join();
-    }
-}
 
 pub fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).expect("valid tenant")

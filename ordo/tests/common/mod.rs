@@ -1,0 +1,271 @@
+//! Shared helpers of the relay's system tests: scratch databases, outbox rows, a Kafka reader
+//! and the relay run in-process or as a real `ordo` process. Every test uses its own database,
+//! slot and topic names, so runs never see each other's records.
+#![allow(dead_code)] // each test binary uses a different subset
+
+pub use ordo_command_api::testing::TestDb;
+use ordo_outbox_relay::{RelayConfig, RelayMetrics};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub fn kafka_brokers() -> String {
+    std::env::var("ORDO_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// A name no other test run uses: `prefix` + 12 hex digits.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// One outbox row as the core writes it.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: Uuid,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub sequence: i64,
+}
+
+impl OutboxRow {
+    pub fn new(aggregate_id: &str, sequence: i64, payload: serde_json::Value) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            aggregate_id: aggregate_id.to_owned(),
+            event_type: "JobSubmitted".to_owned(),
+            payload,
+            sequence,
+        }
+    }
+}
+
+/// Inserts `rows` in one transaction.
+pub async fn insert_outbox(pool: &PgPool, rows: &[OutboxRow]) {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let keys: Vec<&str> = rows.iter().map(|r| r.aggregate_id.as_str()).collect();
+    let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
+    let payloads: Vec<&serde_json::Value> = rows.iter().map(|r| &r.payload).collect();
+    let sequences: Vec<i64> = rows.iter().map(|r| r.sequence).collect();
+    sqlx::query(
+        "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, sequence, tenant) \
+         SELECT id, 'job', key, type, payload, seq, 'default' \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::bigint[]) \
+         AS r(id, key, type, payload, seq)",
+    )
+    .bind(&ids)
+    .bind(&keys)
+    .bind(&types)
+    .bind(&payloads)
+    .bind(&sequences)
+    .execute(pool)
+    .await
+    .expect("insert outbox rows");
+}
+
+/// Envelope-shaped rows for `count` events, `per_job` events per job key.
+pub fn sample_rows(count: usize, per_job: usize) -> Vec<OutboxRow> {
+    let mut rows = Vec::with_capacity(count);
+    let mut job = Uuid::now_v7().to_string();
+    for i in 0..count {
+        if i % per_job == 0 {
+            job = Uuid::now_v7().to_string();
+        }
+        let sequence = (i % per_job + 1) as i64;
+        rows.push(OutboxRow::new(
+            &job,
+            sequence,
+            serde_json::json!({"job_id": job, "sequence": sequence, "n": i}),
+        ));
+    }
+    rows
+}
+
+/// A record as read back from Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: BTreeMap<String, Vec<u8>>,
+}
+
+impl Consumed {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    pub fn event_id(&self) -> Uuid {
+        self.header("id")
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .expect("every record has an id header")
+    }
+}
+
+/// Reads `topic` from the beginning until `done(records)` holds or `timeout` passes; returns
+/// what it read. Partitions are assigned directly, so no consumer group has to form.
+pub fn read_topic(
+    topic: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[Consumed]) -> bool,
+) -> Vec<Consumed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", unique("ordo-test-reader-"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .expect("consumer");
+    let deadline = Instant::now() + timeout;
+    let partitions = loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .expect("metadata");
+        let count = metadata
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        if count > 0 {
+            break count;
+        }
+        assert!(Instant::now() < deadline, "topic {topic} never appeared");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    while !done(&records) && Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.expect("kafka read");
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(Consumed {
+            partition: message.partition(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers,
+        });
+    }
+    records
+}
+
+/// The topic template of a test: its own prefix before Debezium's default route.
+pub fn topic_template(prefix: &str) -> String {
+    format!("{prefix}.outbox.event.${{routedByValue}}")
+}
+
+/// A relay running inside the test process.
+pub struct InProcessRelay {
+    pub metrics: RelayMetrics,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl InProcessRelay {
+    pub async fn start(db: &TestDb, slot: &str, topic_template: &str) -> Self {
+        let config = RelayConfig {
+            slot: slot.to_owned(),
+            topic_template: topic_template.to_owned(),
+            ..RelayConfig::new(&db.url, &kafka_brokers())
+        };
+        let metrics = RelayMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(ordo_outbox_relay::run(
+            config,
+            db.pool.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+        wait_slot_active(&db.pool, slot, true).await;
+        Self {
+            metrics,
+            shutdown,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("relay task");
+    }
+}
+
+/// Waits until the slot is (or is no longer) held by a streaming session: rows committed
+/// before a slot exists are never streamed, so tests insert only once it is active.
+pub async fn wait_slot_active(pool: &PgPool, slot: &str, active: bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state: Option<bool> =
+            sqlx::query_scalar("SELECT active FROM pg_replication_slots WHERE slot_name = $1")
+                .bind(slot)
+                .fetch_optional(pool)
+                .await
+                .expect("slot query");
+        if state == Some(active) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slot {slot} did not become active={active} within 60 s (state {state:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `ordo serve relay` as a child process, killed when dropped.
+pub struct RelayProcess {
+    child: Child,
+}
+
+impl RelayProcess {
+    pub fn spawn(database_url: &str, brokers: &str, slot: &str, topic_template: &str) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args(["--log-format", "text", "serve", "relay"])
+            .env("ORDO_DATABASE_URL", database_url)
+            .env("ORDO_KAFKA_BROKERS", brokers)
+            .env("ORDO_RELAY_SLOT", slot)
+            .env("ORDO_RELAY_TOPIC_TEMPLATE", topic_template)
+            .env("ORDO_METRICS_ADDR", "127.0.0.1:0")
+            .env("ORDO_RELAY_MESSAGE_TIMEOUT_SECS", "5")
+            .env("RUST_LOG", "warn,ordo_outbox_relay=info")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn ordo serve relay");
+        Self { child }
+    }
+
+    /// SIGKILL: no drain, no clean-up, no final acknowledgement.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

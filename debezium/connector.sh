@@ -51,10 +51,14 @@ for t in d.get("tasks", []):
 ' <<<"$body"
 }
 
+slot_active() {
+  psql "$DB_URL" -XtAc "SELECT active FROM pg_replication_slots WHERE slot_name = '$SLOT'" 2>/dev/null || true
+}
+
 all_running() {
-  local s=($1)
+  local s x
+  read -r -a s <<<"$1"
   [[ ${#s[@]} -ge 2 ]] || return 1
-  local x
   for x in "${s[@]}"; do [[ $x == RUNNING ]] || return 1; done
 }
 
@@ -78,8 +82,15 @@ apply() {
     sleep 0.25
   done
   s=$(states)
-  all_running "$s" || die "connector $NAME not running after ${WAIT_S}s (states: $s); see scripts/kafka-connect.sh logs"
+  all_running "$s" || die "connector $NAME not running after ${WAIT_S}s (states: $s); see make logs-kafka-connect"
   log "debezium: connector $NAME RUNNING (connector and task) $((($(date +%s%N) - start) / 1000000)) ms after the PUT"
+  # Streaming has begun once the task holds its replication slot.
+  for ((i = 0; i < WAIT_S * 4; i++)); do
+    [[ $(slot_active) == t ]] && break
+    sleep 0.25
+  done
+  [[ $(slot_active) == t ]] || die "replication slot $SLOT not active ${WAIT_S}s after the connector started; see make logs-kafka-connect"
+  log "debezium: streaming (slot $SLOT active) $((($(date +%s%N) - start) / 1000000)) ms after the PUT"
 }
 
 check() {
@@ -105,6 +116,21 @@ check() {
 
 delete() {
   local code i dropped
+  # Stop it first so its offsets can be reset (Kafka Connect 3.6+): the slot goes
+  # too, so a later `apply` starts clean instead of from a position the new slot lacks.
+  code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -X PUT "$CONNECT_URL/connectors/$NAME/stop" || echo 000)
+  if [[ $code == 204 ]]; then
+    for ((i = 0; i < 40; i++)); do
+      [[ $(states 2>/dev/null) == STOPPED ]] && break
+      sleep 0.25
+    done
+    code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -X DELETE "$CONNECT_URL/connectors/$NAME/offsets" || echo 000)
+    if [[ $code == 200 ]]; then
+      log "debezium: connector $NAME stopped, its offsets reset"
+    else
+      log "debezium: connector $NAME stopped; resetting its offsets answered $code"
+    fi
+  fi
   code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -X DELETE "$CONNECT_URL/connectors/$NAME" || echo 000)
   case $code in
     204) log "debezium: connector $NAME deleted" ;;

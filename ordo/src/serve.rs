@@ -23,14 +23,18 @@ pub async fn migrate(args: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn dev(args: &GlobalArgs, relay_args: &RelayArgs) -> anyhow::Result<()> {
+pub async fn dev(args: &GlobalArgs, relay_args: Option<&RelayArgs>) -> anyhow::Result<()> {
     migrate(args).await?;
     let registry = Registry::new();
     let shutdown = shutdown_token();
-    let relay = spawn_relay(args, relay_args, &registry, &shutdown)?;
+    let relay = relay_args
+        .map(|relay_args| spawn_relay(args, relay_args, &registry, &shutdown))
+        .transpose()?;
     let served = serve_api(args, registry, shutdown.clone()).await;
     shutdown.cancel();
-    relay.await?;
+    if let Some(relay) = relay {
+        relay.await?;
+    }
     served
 }
 

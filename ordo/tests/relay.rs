@@ -45,3 +45,44 @@ async fn relays_every_row_once_in_order_per_key_and_cleans_up() {
     assert_eq!(relay.metrics.records_relayed.get(), 2_000);
     relay.stop().await;
 }
+
+/// While the outbox is quiet, WAL written by other tables must not stay pinned by the slot:
+/// the relay confirms keepalive positions between transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_outbox_does_not_pin_wal() {
+    let db = TestDb::new().await;
+    let slot = unique("ordo_t_");
+    let relay = InProcessRelay::start(&db, &slot, &topic_template(&unique("t"))).await;
+    sqlx::query("CREATE TABLE unrelated (n int)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO unrelated SELECT generate_series(1, 10000)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let written: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let confirmed_past: bool = sqlx::query_scalar(
+            "SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1",
+        )
+        .bind(&slot)
+        .bind(&written)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if confirmed_past {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slot never confirmed past {written} while the outbox was quiet"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    relay.stop().await;
+}

@@ -1,8 +1,10 @@
 //! `ordo bench relay`: outbox rows inserted into a scratch database, streamed by an in-process
-//! relay to a fresh topic. Two phases: throughput (rows inserted as fast as PostgreSQL takes
-//! them, in transactions of `--batch`; events/s from the first insert to the last Kafka ack)
-//! and latency (one row per transaction at a steady `--rate`; commit→ack percentiles from the
-//! relay's own histogram, the one `/metrics` exports).
+//! relay to a fresh topic. Three phases: throughput (rows inserted as fast as PostgreSQL takes
+//! them, in transactions of `--batch`; events/s from the first insert to the last Kafka ack),
+//! backlog (the same number of rows inserted while the relay is stopped, then drained: the
+//! relay's own ceiling, without inserts competing for the CPU) and latency (one row per
+//! transaction at a steady `--rate`; commit→ack percentiles from the relay's own histogram,
+//! the one `/metrics` exports).
 
 use crate::cli::{GlobalArgs, RelayBenchArgs};
 use anyhow::{bail, Context};
@@ -44,13 +46,7 @@ pub async fn run(args: &GlobalArgs, bench: RelayBenchArgs) -> anyhow::Result<()>
         bench.events, bench.batch, bench.rate, bench.seconds, args.kafka_brokers
     );
     let metrics = RelayMetrics::register(&Registry::new())?;
-    let shutdown = CancellationToken::new();
-    let relay = tokio::spawn(ordo_outbox_relay::run(
-        config,
-        pool.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    ));
+    let mut relay = Relay::start(&config, &pool, &metrics);
 
     wait_streaming(&pool, &slot).await?;
     let mut inserted = 0;
@@ -68,6 +64,19 @@ pub async fn run(args: &GlobalArgs, bench: RelayBenchArgs) -> anyhow::Result<()>
         bench.events,
         elapsed.as_secs_f64(),
         bench.events as f64 / insert_elapsed.as_secs_f64(),
+    );
+
+    relay.stop().await?;
+    inserted += insert_batched(&pool, bench.events, bench.batch).await?;
+    let started = Instant::now();
+    relay = Relay::start(&config, &pool, &metrics);
+    wait_relayed(&metrics, inserted).await?;
+    let elapsed = started.elapsed();
+    println!(
+        "backlog      {:>9.0} events/s drained by a relay started on {} waiting events ({:.2} s, connecting included)",
+        bench.events as f64 / elapsed.as_secs_f64(),
+        bench.events,
+        elapsed.as_secs_f64(),
     );
 
     let before = metrics.lag_seconds.get_sample_count();
@@ -88,11 +97,33 @@ pub async fn run(args: &GlobalArgs, bench: RelayBenchArgs) -> anyhow::Result<()>
         observed
     );
 
-    shutdown.cancel();
-    relay.await?;
+    relay.stop().await?;
     pool.close().await;
     db::drop_database(&args.database_url, SCRATCH_DB).await?;
     Ok(())
+}
+
+struct Relay {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    fn start(config: &RelayConfig, pool: &PgPool, metrics: &RelayMetrics) -> Self {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(ordo_outbox_relay::run(
+            config.clone(),
+            pool.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+        Self { shutdown, task }
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        Ok(self.task.await?)
+    }
 }
 
 /// Inserts `events` outbox rows in transactions of `batch`, from a few connections at once.

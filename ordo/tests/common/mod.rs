@@ -3,6 +3,10 @@
 //! slot and topic names, so runs never see each other's records.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod broker;
+pub mod postgres;
+pub mod process;
+
 pub use ordo_command_api::testing::TestDb;
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};
 use rdkafka::consumer::{BaseConsumer, Consumer};

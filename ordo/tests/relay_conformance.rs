@@ -162,7 +162,7 @@ async fn debezium_and_ordo_relay_produce_identical_records() {
     }
     put_connector(&name, &connector["config"]).await;
     wait_connector_running(&name).await;
-    wait_slot_active(&db.pool, &debezium_slot, true).await;
+    wait_slot_streaming(&db.pool, &debezium_slot, Duration::from_secs(60)).await;
 
     // Ordo's relay, on its own slot of the same database.
     let relay = InProcessRelay::start(

@@ -10,7 +10,7 @@
 mod common;
 
 use common::broker::{Broker, TopicReader};
-use common::postgres::{try_insert_outbox, wait_slot_streaming, PrivateCluster};
+use common::postgres::PrivateCluster;
 use common::*;
 use ordo_command_api::db::{self, DbConfig};
 use sqlx::PgPool;

@@ -80,14 +80,15 @@ pub async fn run(
     while !shutdown.is_cancelled() {
         let mut progress = Progress::default();
         let outcome = match slot::prepare(&pool, &config.slot, &config.publication).await {
-            Ok(start) => {
+            Ok(prepared) => {
                 Session {
                     config: &config,
+                    pool: &pool,
                     metrics: &metrics,
                     topics: &mut topics,
                     published: &published,
                 }
-                .run(start, &shutdown, &mut progress)
+                .run(prepared, &shutdown, &mut progress)
                 .await
             }
             Err(e) => Err(crate::session::SessionError::Postgres(format!("{e:#}"))),

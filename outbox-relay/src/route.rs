@@ -9,6 +9,16 @@ use crate::pgoutput::{Relation, Value};
 use bytes::Bytes;
 use uuid::Uuid;
 
+/// The columns the mapping reads, in the order [`OutboxLayout::canonical`] expects them.
+pub const OUTBOX_COLUMNS: [&str; 6] = [
+    "id",
+    "aggregatetype",
+    "aggregateid",
+    "type",
+    "payload",
+    "sequence",
+];
+
 /// Debezium's default `route.topic.replacement`.
 pub const DEFAULT_TOPIC_TEMPLATE: &str = "outbox.event.${routedByValue}";
 const ROUTED_BY_VALUE: &str = "${routedByValue}";
@@ -49,6 +59,18 @@ pub struct OutboxLayout {
 }
 
 impl OutboxLayout {
+    /// Rows whose values come in the order of [`OUTBOX_COLUMNS`].
+    pub fn canonical() -> Self {
+        Self {
+            id: 0,
+            aggregate_type: 1,
+            aggregate_id: 2,
+            event_type: 3,
+            payload: 4,
+            sequence: Some(5),
+        }
+    }
+
     pub fn of(relation: &Relation) -> Result<Self, RouteError> {
         let find = |column: &'static str| {
             relation
@@ -129,18 +151,11 @@ mod tests {
             id: 1,
             namespace: "public".into(),
             name: "outbox".into(),
-            columns: [
-                "id",
-                "aggregatetype",
-                "aggregateid",
-                "type",
-                "payload",
-                "sequence",
-                "tenant",
-                "created_at",
-            ]
-            .map(String::from)
-            .to_vec(),
+            columns: OUTBOX_COLUMNS
+                .iter()
+                .chain(&["tenant", "created_at"])
+                .map(|c| c.to_string())
+                .collect(),
         }
     }
 
@@ -182,6 +197,16 @@ mod tests {
                 ("eventType", b"JobSubmitted"),
                 ("sequence", b"1"),
             ]
+        );
+    }
+
+    #[test]
+    fn the_canonical_layout_is_the_layout_of_the_column_list() {
+        let layout = OutboxLayout::of(&outbox()).unwrap();
+        let values = row(t("{}"));
+        assert_eq!(
+            OutboxLayout::canonical().record(&values[..6], DEFAULT_TOPIC_TEMPLATE),
+            layout.record(&values, DEFAULT_TOPIC_TEMPLATE)
         );
     }
 

@@ -2,6 +2,9 @@
 //! EventRouter record, and acknowledge a transaction's end LSN to PostgreSQL only once Kafka
 //! acknowledged every record of it and of every transaction before it.
 //!
+//! A new slot first sweeps the rows already in the outbox (logical decoding only sees what
+//! commits after the slot exists), like Debezium's initial snapshot.
+//!
 //! Transactions wait in commit order in a `FuturesOrdered`, so acknowledgements advance
 //! monotonically even though Kafka confirms partitions out of order. Any failure ends the
 //! session; the supervisor (`relay.rs`) reconnects from the slot's confirmed position, so a
@@ -9,9 +12,11 @@
 
 use crate::kafka::{self, Producer};
 use crate::metrics::{ErrorKind, RelayMetrics};
-use crate::pgoutput::{self, DecodeError, Message};
+use crate::pgoutput::{self, DecodeError, Message, Value};
 use crate::route::{OutboxLayout, OutboxRecord, RouteError};
+use crate::slot::{self, Prepared};
 use crate::RelayConfig;
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
@@ -26,6 +31,10 @@ use uuid::Uuid;
 
 /// Bound on connecting, authenticating and starting replication.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Records of a sweep produced before waiting for their acknowledgements.
+const SWEEP_CHUNK: usize = 10_000;
+/// How long a sweep may read the outbox.
+const SWEEP_STATEMENT_TIMEOUT: &str = "15min";
 /// How long a stopping relay waits for Kafka to confirm what it already produced.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// PostgreSQL timestamps count microseconds from 2000-01-01, Unix ones from 1970-01-01.
@@ -63,6 +72,12 @@ impl From<DecodeError> for SessionError {
     }
 }
 
+impl From<sqlx::Error> for SessionError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Postgres(e.to_string())
+    }
+}
+
 impl From<RouteError> for SessionError {
     fn from(e: RouteError) -> Self {
         Self::Decode(e.to_string())
@@ -92,6 +107,7 @@ struct OpenTxn {
 
 pub struct Session<'a> {
     pub config: &'a RelayConfig,
+    pub pool: &'a sqlx::PgPool,
     pub metrics: &'a RelayMetrics,
     /// Topics known to exist; shared across sessions so each is created once.
     pub topics: &'a mut HashSet<String>,
@@ -102,11 +118,17 @@ pub struct Session<'a> {
 impl Session<'_> {
     pub async fn run(
         &mut self,
-        start: Lsn,
+        prepared: Prepared,
         shutdown: &CancellationToken,
         progress: &mut Progress,
     ) -> Result<(), SessionError> {
         let producer = kafka::producer(&self.config.brokers, self.config.message_timeout)?;
+        if prepared.needs_sweep {
+            let swept = self.sweep(&producer).await?;
+            slot::mark_swept(self.pool, &self.config.slot).await?;
+            tracing::info!(slot = %self.config.slot, rows = swept, "published the rows from before the slot");
+        }
+        let start = prepared.start;
         let replication = crate::slot::replication_config(
             &self.config.database_url,
             &self.config.slot,
@@ -199,6 +221,45 @@ impl Session<'_> {
         }
     }
 
+    /// Publishes every row in the outbox now. Rows that also commit after the slot's start are
+    /// streamed too and so published twice; at-least-once allows that, a gap it does not.
+    async fn sweep(&mut self, producer: &Producer) -> Result<u64, SessionError> {
+        let layout = OutboxLayout::canonical();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!(
+            "SET LOCAL statement_timeout = '{SWEEP_STATEMENT_TIMEOUT}'"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        let mut rows = slot::existing_rows(&mut tx);
+        let (mut deliveries, mut ids, mut swept) = (Vec::new(), Vec::new(), 0u64);
+        loop {
+            let row = rows.next().await.transpose()?;
+            let done = row.is_none();
+            if let Some(row) = row {
+                let values: Vec<Value> = row
+                    .into_iter()
+                    .map(|v| v.map_or(Value::Null, |text| Value::Text(Bytes::from(text))))
+                    .collect();
+                let record = layout.record(&values, &self.config.topic_template)?;
+                ids.push(record.event_id);
+                deliveries.push(self.produce(producer, record).await?);
+            }
+            if deliveries.len() >= SWEEP_CHUNK || (done && !deliveries.is_empty()) {
+                delivered(std::mem::take(&mut deliveries)).await?;
+                swept += ids.len() as u64;
+                self.metrics.records_relayed.inc_by(ids.len() as u64);
+                if self.config.delete_published {
+                    let _ = self.published.send(std::mem::take(&mut ids)).await;
+                }
+                ids.clear(); // when the rows are kept
+            }
+            if done {
+                return Ok(swept);
+            }
+        }
+    }
+
     /// Produces one record, creating its topic first if this relay has not seen it yet.
     async fn produce(
         &mut self,
@@ -280,16 +341,22 @@ impl Session<'_> {
 }
 
 async fn confirmed(txn: OpenTxn, end_lsn: Lsn) -> Result<Acked, KafkaError> {
-    for delivery in txn.deliveries {
+    delivered(txn.deliveries).await?;
+    Ok(Acked {
+        end_lsn,
+        commit_time_micros: txn.commit_time_micros,
+        ids: txn.ids,
+    })
+}
+
+/// Waits until Kafka acknowledged every one of `deliveries`; the first failure wins.
+async fn delivered(deliveries: Vec<rdkafka::producer::DeliveryFuture>) -> Result<(), KafkaError> {
+    for delivery in deliveries {
         match delivery.await {
             Ok(Ok(_)) => {}
             Ok(Err((e, _))) => return Err(e),
             Err(_cancelled) => return Err(KafkaError::Canceled),
         }
     }
-    Ok(Acked {
-        end_lsn,
-        commit_time_micros: txn.commit_time_micros,
-        ids: txn.ids,
-    })
+    Ok(())
 }

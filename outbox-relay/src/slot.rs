@@ -1,6 +1,7 @@
 //! The replication slot and the SQL side of the relay: create the slot if missing, read where
 //! it was last confirmed, measure the WAL it holds back, and delete published outbox rows.
 
+use futures::stream::BoxStream;
 use percent_encoding::percent_decode_str;
 use pgwire_replication::{Lsn, ReplicationConfig};
 use sqlx::PgPool;
@@ -40,9 +41,18 @@ pub fn replication_config(
     .with_wakeup_interval(Duration::from_secs(5)))
 }
 
-/// Checks the publication exists (it comes with the migrations) and creates the slot if it is
-/// missing. Returns the position the slot last confirmed, where streaming resumes.
-pub async fn prepare(pool: &PgPool, slot: &str, publication: &str) -> anyhow::Result<Lsn> {
+/// Where a session starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared {
+    /// The position the slot last confirmed, where streaming resumes.
+    pub start: Lsn,
+    /// The slot has not yet published the rows committed before it existed.
+    pub needs_sweep: bool,
+}
+
+/// Checks the publication exists (it comes with the migrations), creates the slot if it is
+/// missing, and says whether the rows from before the slot still need publishing.
+pub async fn prepare(pool: &PgPool, slot: &str, publication: &str) -> anyhow::Result<Prepared> {
     let publication_exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
             .bind(publication)
@@ -60,7 +70,14 @@ pub async fn prepare(pool: &PgPool, slot: &str, publication: &str) -> anyhow::Re
     .execute(pool)
     .await;
     match created {
-        Ok(done) if done.rows_affected() > 0 => tracing::info!(slot, "replication slot created"),
+        Ok(done) if done.rows_affected() > 0 => {
+            tracing::info!(slot, "replication slot created");
+            // A slot dropped and created again has missed rows again.
+            sqlx::query("DELETE FROM outbox_relay_slots WHERE slot = $1")
+                .bind(slot)
+                .execute(pool)
+                .await?;
+        }
         Ok(_) => {}
         // Another relay created it between our check and our create.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42710") => {}
@@ -72,9 +89,38 @@ pub async fn prepare(pool: &PgPool, slot: &str, publication: &str) -> anyhow::Re
     .bind(slot)
     .fetch_one(pool)
     .await?;
-    Ok(confirmed
-        .and_then(|lsn| Lsn::parse(&lsn).ok())
-        .unwrap_or(Lsn::from_u64(0)))
+    let swept: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM outbox_relay_slots WHERE slot = $1)")
+            .bind(slot)
+            .fetch_one(pool)
+            .await?;
+    Ok(Prepared {
+        start: confirmed
+            .and_then(|lsn| Lsn::parse(&lsn).ok())
+            .unwrap_or(Lsn::from_u64(0)),
+        needs_sweep: !swept,
+    })
+}
+
+/// Records that the slot's sweep finished.
+pub async fn mark_swept(pool: &PgPool, slot: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO outbox_relay_slots (slot) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(slot)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// The outbox rows present now, as text exactly as pgoutput renders them (the same type output
+/// functions), in the column order of [`crate::route::OUTBOX_COLUMNS`], in order per key.
+pub fn existing_rows(
+    connection: &mut sqlx::PgConnection,
+) -> BoxStream<'_, sqlx::Result<Vec<Option<String>>>> {
+    sqlx::query_scalar(
+        "SELECT ARRAY[id::text, aggregatetype, aggregateid, type, payload::text, sequence::text] \
+         FROM outbox ORDER BY aggregateid, sequence",
+    )
+    .fetch(connection)
 }
 
 /// Bytes of WAL the slot keeps from being recycled: how far the server is ahead of the oldest

@@ -1,9 +1,8 @@
 //! A private Kafka-protocol broker (Nisshi, memory storage) per test, which the test may pause,
 //! resume, kill and restart, and a reader that counts the event ids of one topic on any broker.
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -153,39 +152,9 @@ pub struct TopicReader {
 }
 
 impl TopicReader {
-    /// Waits up to `timeout` for `topic` to exist on `brokers` (the relay creates it with its
-    /// first record), then assigns all its partitions from the beginning.
+    /// Reads `topic` on `brokers` from the beginning (see [`super::assigned_consumer`]).
     pub fn open(brokers: &str, topic: &str, timeout: Duration) -> Self {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", super::unique("ordo-test-reader-"))
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "50")
-            .create()
-            .expect("consumer");
-        let deadline = Instant::now() + timeout;
-        let partitions = loop {
-            let count = consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(5))
-                .ok()
-                .and_then(|m| m.topics().first().map(|t| t.partitions().len()))
-                .unwrap_or(0);
-            if count > 0 {
-                break count;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "topic {topic} did not appear on {brokers} within {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        let mut assignment = TopicPartitionList::new();
-        for p in 0..partitions as i32 {
-            assignment
-                .add_partition_offset(topic, p, Offset::Beginning)
-                .expect("offset");
-        }
-        consumer.assign(&assignment).expect("assign");
+        let consumer = super::assigned_consumer(brokers, topic, timeout);
         Self {
             consumer,
             topic: topic.to_owned(),

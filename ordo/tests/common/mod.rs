@@ -5,7 +5,6 @@
 
 pub mod broker;
 pub mod postgres;
-pub mod process;
 
 pub use ordo_command_api::testing::TestDb;
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};
@@ -52,6 +51,13 @@ impl OutboxRow {
 
 /// Inserts `rows` in one transaction.
 pub async fn insert_outbox(pool: &PgPool, rows: &[OutboxRow]) {
+    try_insert_outbox(pool, rows)
+        .await
+        .expect("insert outbox rows");
+}
+
+/// [`insert_outbox`] that returns the error instead of panicking.
+pub async fn try_insert_outbox(pool: &PgPool, rows: &[OutboxRow]) -> Result<(), sqlx::Error> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let keys: Vec<&str> = rows.iter().map(|r| r.aggregate_id.as_str()).collect();
     let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
@@ -70,7 +76,7 @@ pub async fn insert_outbox(pool: &PgPool, rows: &[OutboxRow]) {
     .bind(&sequences)
     .execute(pool)
     .await
-    .expect("insert outbox rows");
+    .map(|_| ())
 }
 
 /// Envelope-shaped rows for `count` events, `per_job` events per job key.
@@ -114,15 +120,11 @@ impl Consumed {
     }
 }
 
-/// Reads `topic` from the beginning until `done(records)` holds or `timeout` passes; returns
-/// what it read. Partitions are assigned directly, so no consumer group has to form.
-pub fn read_topic(
-    topic: &str,
-    timeout: Duration,
-    mut done: impl FnMut(&[Consumed]) -> bool,
-) -> Vec<Consumed> {
+/// A consumer assigned every partition of `topic` from the beginning, once the topic exists
+/// (the relay creates it with its first record). No consumer group has to form.
+pub fn assigned_consumer(brokers: &str, topic: &str, timeout: Duration) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", unique("ordo-test-reader-"))
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "50")
@@ -130,18 +132,18 @@ pub fn read_topic(
         .expect("consumer");
     let deadline = Instant::now() + timeout;
     let partitions = loop {
-        let metadata = consumer
+        let count = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .expect("metadata");
-        let count = metadata
-            .topics()
-            .first()
-            .map(|t| t.partitions().len())
+            .ok()
+            .and_then(|m| m.topics().first().map(|t| t.partitions().len()))
             .unwrap_or(0);
         if count > 0 {
             break count;
         }
-        assert!(Instant::now() < deadline, "topic {topic} never appeared");
+        assert!(
+            Instant::now() < deadline,
+            "topic {topic} did not appear on {brokers} within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     let mut assignment = TopicPartitionList::new();
@@ -151,6 +153,18 @@ pub fn read_topic(
             .expect("offset");
     }
     consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
+/// Reads `topic` of the local broker from the beginning until `done(records)` holds or
+/// `timeout` passes; returns what it read.
+pub fn read_topic(
+    topic: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[Consumed]) -> bool,
+) -> Vec<Consumed> {
+    let deadline = Instant::now() + timeout;
+    let consumer = assigned_consumer(&kafka_brokers(), topic, timeout);
     let mut records = Vec::new();
     while !done(&records) && Instant::now() < deadline {
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {
@@ -202,7 +216,7 @@ impl InProcessRelay {
             metrics.clone(),
             shutdown.clone(),
         ));
-        wait_slot_active(&db.pool, slot, true).await;
+        wait_slot_streaming(&db.pool, slot, Duration::from_secs(60)).await;
         Self {
             metrics,
             shutdown,
@@ -216,23 +230,30 @@ impl InProcessRelay {
     }
 }
 
-/// Waits until the slot is (or is no longer) held by a streaming session: rows committed
-/// before a slot exists are never streamed, so tests insert only once it is active.
-pub async fn wait_slot_active(pool: &PgPool, slot: &str, active: bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// Waits until a walsender streams from `slot`, tolerating query errors (a restarting server);
+/// returns how long it took.
+///
+/// While `pg_create_logical_replication_slot`
+/// waits for running transactions to reach a consistent point, the slot already shows as
+/// active (held by the creating client backend, with no confirmed position yet), and rows
+/// committed in that window are never streamed. A slot held by a walsender is past that.
+pub async fn wait_slot_streaming(pool: &PgPool, slot: &str, timeout: Duration) -> Duration {
+    let started = Instant::now();
     loop {
-        let state: Option<bool> =
-            sqlx::query_scalar("SELECT active FROM pg_replication_slots WHERE slot_name = $1")
-                .bind(slot)
-                .fetch_optional(pool)
-                .await
-                .expect("slot query");
-        if state == Some(active) {
-            return;
+        let streaming: Result<bool, _> = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots s \
+             JOIN pg_stat_replication r ON r.pid = s.active_pid \
+             WHERE s.slot_name = $1 AND s.confirmed_flush_lsn IS NOT NULL)",
+        )
+        .bind(slot)
+        .fetch_one(pool)
+        .await;
+        if let Ok(true) = streaming {
+            return started.elapsed();
         }
         assert!(
-            Instant::now() < deadline,
-            "slot {slot} did not become active={active} within 60 s (state {state:?})"
+            started.elapsed() < timeout,
+            "no walsender streams slot {slot} after {timeout:?} (last answer {streaming:?})"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -258,6 +279,18 @@ impl RelayProcess {
             .spawn()
             .expect("spawn ordo serve relay");
         Self { child }
+    }
+
+    /// The process id of the relay.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Panics if the relay process exited: a fault test expects it to recover by itself.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("the relay process exited ({status}) instead of recovering");
+        }
     }
 
     /// SIGKILL: no drain, no clean-up, no final acknowledgement.

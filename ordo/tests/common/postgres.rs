@@ -1,13 +1,8 @@
 //! A private PostgreSQL 15 cluster per test, which the test may stop and start without
-//! touching the shared one of the local stack; and an outbox insert that reports failures
-//! instead of panicking, for inserts that must ride out an outage.
+//! touching the shared one of the local stack.
 
-use super::OutboxRow;
-use sqlx::PgPool;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
-use uuid::Uuid;
 
 /// Where PostgreSQL's server binaries live: `ORDO_PG_BIN`, else Debian's PostgreSQL 15.
 fn bin_dir() -> PathBuf {
@@ -196,57 +191,5 @@ impl Drop for PrivateCluster {
         // Fails harmlessly when the server is already down.
         let _ = command.args(args).current_dir(&self.dir).output();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// [`super::insert_outbox`] that returns the error instead of panicking.
-pub async fn try_insert_outbox(pool: &PgPool, rows: &[OutboxRow]) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let keys: Vec<&str> = rows.iter().map(|r| r.aggregate_id.as_str()).collect();
-    let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
-    let payloads: Vec<&serde_json::Value> = rows.iter().map(|r| &r.payload).collect();
-    let sequences: Vec<i64> = rows.iter().map(|r| r.sequence).collect();
-    sqlx::query(
-        "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, sequence, tenant) \
-         SELECT id, 'job', key, type, payload, seq, 'default' \
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::bigint[]) \
-         AS r(id, key, type, payload, seq)",
-    )
-    .bind(&ids)
-    .bind(&keys)
-    .bind(&types)
-    .bind(&payloads)
-    .bind(&sequences)
-    .execute(pool)
-    .await
-    .map(|_| ())
-}
-
-/// Waits until a walsender streams from `slot`, tolerating query errors (a restarting server);
-/// returns how long it took.
-///
-/// Stricter than [`super::wait_slot_active`]: while `pg_create_logical_replication_slot`
-/// waits for running transactions to reach a consistent point, the slot already shows as
-/// active (held by the creating client backend, with no confirmed position yet), and rows
-/// committed in that window are never streamed. A slot held by a walsender is past that.
-pub async fn wait_slot_streaming(pool: &PgPool, slot: &str, timeout: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let streaming: Result<bool, _> = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots s \
-             JOIN pg_stat_replication r ON r.pid = s.active_pid \
-             WHERE s.slot_name = $1 AND s.confirmed_flush_lsn IS NOT NULL)",
-        )
-        .bind(slot)
-        .fetch_one(pool)
-        .await;
-        if let Ok(true) = streaming {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "no walsender streams slot {slot} after {timeout:?} (last answer {streaming:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

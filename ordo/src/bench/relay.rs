@@ -200,16 +200,19 @@ async fn insert(pool: &PgPool, rows: usize) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Rows committed before the slot exists are never streamed: wait until the relay holds it.
+/// Start measuring once the relay streams (rows from before would go through its sweep).
 async fn wait_streaming(pool: &PgPool, slot: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let active: Option<bool> =
-            sqlx::query_scalar("SELECT active FROM pg_replication_slots WHERE slot_name = $1")
-                .bind(slot)
-                .fetch_optional(pool)
-                .await?;
-        if active == Some(true) {
+        // A slot being created shows as active before its walsender streams.
+        let streaming: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots s \
+             JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1)",
+        )
+        .bind(slot)
+        .fetch_one(pool)
+        .await?;
+        if streaming {
             return Ok(());
         }
         if Instant::now() > deadline {

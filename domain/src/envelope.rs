@@ -1,6 +1,7 @@
 //! The event envelope: the JSON stored as the outbox `payload` and carried verbatim as the Kafka
 //! record value. It is the contract every consumer (projectors, external systems) reads.
 
+use crate::event::{JobEvent, EVENT_VERSION};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -64,6 +65,28 @@ pub struct EnvelopeError {
 }
 
 impl EventEnvelope {
+    /// The domain event this envelope carries. Consumers refuse versions they do not know
+    /// rather than guess at a shape.
+    pub fn event(&self) -> Result<JobEvent, EnvelopeError> {
+        let fail = |reason: String| EnvelopeError {
+            job_id: self.job_id.clone(),
+            sequence: self.sequence,
+            reason,
+        };
+        if self.event_version != EVENT_VERSION {
+            return Err(fail(format!(
+                "event_version {} is not supported (this build reads {EVENT_VERSION})",
+                self.event_version
+            )));
+        }
+        let tagged = Value::Object(
+            [(self.event_type.clone(), self.data.clone())]
+                .into_iter()
+                .collect(),
+        );
+        serde_json::from_value(tagged).map_err(|e| fail(format!("{}: {e}", self.event_type)))
+    }
+
     /// Builds the envelope of a stored event from its cqrs-es parts: `payload` is the
     /// externally tagged event (`{"JobQueued": {...}}`) and `metadata` the map of [`keys`].
     pub fn from_stored(
@@ -140,6 +163,34 @@ mod tests {
         assert_eq!(envelope.data, json!({"at": "x"}));
         assert_eq!(envelope.occurred_at, at);
         assert_eq!(envelope.tenant, "acme");
+    }
+
+    #[test]
+    fn envelope_gives_back_its_event_and_refuses_unknown_versions() {
+        let at: DateTime<Utc> = "2026-01-02T03:04:05Z".parse().unwrap();
+        let event = JobEvent::JobQueued { at };
+        let mut envelope = EventEnvelope {
+            event_id: Uuid::new_v4(),
+            job_id: "job-1".into(),
+            tenant: "acme".into(),
+            sequence: 2,
+            event_type: "JobQueued".into(),
+            event_version: EVENT_VERSION,
+            occurred_at: at,
+            actor: "alice".into(),
+            correlation_id: "c".into(),
+            data: serde_json::to_value(&event).unwrap()["JobQueued"].clone(),
+        };
+        assert_eq!(envelope.event().unwrap(), event);
+        envelope.event_version = EVENT_VERSION + 1;
+        assert!(envelope
+            .event()
+            .unwrap_err()
+            .reason
+            .contains("not supported"));
+        envelope.event_version = EVENT_VERSION;
+        envelope.event_type = "JobTeleported".into();
+        assert!(envelope.event().is_err());
     }
 
     #[test]

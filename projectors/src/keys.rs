@@ -1,0 +1,38 @@
+//! The Redis key layout of the read model, shared by the projector that writes it and the
+//! query API that reads it. Every key starts with a namespace (`ordo` by default), so a replay
+//! can build a complete second copy beside the live one and readers switch over at once.
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `{ns}:job:{id}` | hash | the job view; field `sequence` is the last applied event |
+//! | `{ns}:idx:{tenant}:all` | zset | every job, by submit time (ms) |
+//! | `{ns}:idx:{tenant}:status:{STATUS}` | zset | jobs in that status, by time of entry |
+//! | `{ns}:idx:{tenant}:type:{type}`, `…:queue:{queue}`, `…:label:{k}={v}` | zset | by submit time |
+//! | `{ns}:count:{tenant}` | hash | `status:{S}`, `type:{T}`, `type:{T}:status:{S}` → count |
+//! | `{ns}:ready:{tenant}:{queue}` | zset | claimable jobs; score (9 − priority)·10¹³ + enqueue ms |
+//! | `{ns}:scheduled:{tenant}:{queue}` | zset | delayed starts and retry backoffs, by due ms |
+//! | `{ns}:running:{tenant}:{queue}` | zset | claimed jobs, by lease expiry ms |
+//! | `{ns}:queues` | set | `{tenant}:{queue}` of every queue seen |
+
+pub const DEFAULT_NAMESPACE: &str = "ordo";
+
+pub fn job(namespace: &str, job_id: &str) -> String {
+    format!("{namespace}:job:{job_id}")
+}
+
+pub fn index(namespace: &str, tenant: &str, index: &str) -> String {
+    format!("{namespace}:idx:{tenant}:{index}")
+}
+
+pub fn counts(namespace: &str, tenant: &str) -> String {
+    format!("{namespace}:count:{tenant}")
+}
+
+/// `kind` is `ready`, `scheduled` or `running`.
+pub fn dispatch(namespace: &str, kind: &str, tenant: &str, queue: &str) -> String {
+    format!("{namespace}:{kind}:{tenant}:{queue}")
+}
+
+pub fn queues(namespace: &str) -> String {
+    format!("{namespace}:queues")
+}

@@ -1,0 +1,65 @@
+-- Applies one event to a job's view, only if it is the next in the job's sequence.
+-- Returns {1, seq} applied, {0, last} already applied (a duplicate or a redelivery), or
+-- {2, last} a gap: an earlier event is missing, nothing is written.
+-- Key names follow keys.rs; they are built here because the job's queue and type, needed for
+-- the index and dispatch keys, live in its hash (a single Redis, not a cluster).
+-- ARGV: ns, tenant, id, seq, at_ms, status ('' = unchanged), dispatch kind, dispatch ms,
+--       n_set, (field, value)*, n_clear, field*, n_labels, label*
+local ns, tenant, id = ARGV[1], ARGV[2], ARGV[3]
+local seq, at = tonumber(ARGV[4]), tonumber(ARGV[5])
+local status, dkind, dms = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local job = ns .. ':job:' .. id
+
+local last = tonumber(redis.call('HGET', job, 'sequence') or '0')
+if seq <= last then return {0, last} end
+if seq ~= last + 1 then return {2, last} end
+
+local i = 9
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HSET', job, ARGV[i], ARGV[i + 1]); i = i + 2 end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HDEL', job, ARGV[i]); i = i + 1 end
+
+local jtype = redis.call('HGET', job, 'type') or ''
+local queue = redis.call('HGET', job, 'queue') or ''
+local idx = ns .. ':idx:' .. tenant .. ':'
+local counts = ns .. ':count:' .. tenant
+
+if seq == 1 then
+  redis.call('ZADD', idx .. 'all', at, id)
+  redis.call('ZADD', idx .. 'type:' .. jtype, at, id)
+  redis.call('ZADD', idx .. 'queue:' .. queue, at, id)
+  n = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, n do redis.call('ZADD', idx .. 'label:' .. ARGV[i], at, id); i = i + 1 end
+  redis.call('HINCRBY', counts, 'type:' .. jtype, 1)
+  redis.call('SADD', ns .. ':queues', tenant .. ':' .. queue)
+end
+
+if status ~= '' then
+  local old = redis.call('HGET', job, 'status')
+  if old then
+    redis.call('ZREM', idx .. 'status:' .. old, id)
+    redis.call('HINCRBY', counts, 'status:' .. old, -1)
+    redis.call('HINCRBY', counts, 'type:' .. jtype .. ':status:' .. old, -1)
+  end
+  redis.call('HSET', job, 'status', status)
+  redis.call('ZADD', idx .. 'status:' .. status, at, id)
+  redis.call('HINCRBY', counts, 'status:' .. status, 1)
+  redis.call('HINCRBY', counts, 'type:' .. jtype .. ':status:' .. status, 1)
+end
+
+if dkind ~= 'keep' then
+  local suffix = ':' .. tenant .. ':' .. queue
+  redis.call('ZREM', ns .. ':ready' .. suffix, id)
+  redis.call('ZREM', ns .. ':scheduled' .. suffix, id)
+  redis.call('ZREM', ns .. ':running' .. suffix, id)
+  if dkind == 'ready' then
+    local priority = tonumber(redis.call('HGET', job, 'priority') or '0')
+    redis.call('ZADD', ns .. ':ready' .. suffix, (9 - priority) * 1e13 + dms, id)
+  elseif dkind == 'scheduled' or dkind == 'running' then
+    redis.call('ZADD', ns .. ':' .. dkind .. suffix, dms, id)
+  end
+end
+
+redis.call('HSET', job, 'sequence', seq, 'updated_at', at)
+return {1, seq}

@@ -1,0 +1,98 @@
+//! The Redis job-view and dispatch read model. Each update is one call of `lua/apply.lua`,
+//! which checks the job's sequence, so duplicates and redeliveries change nothing; a batch of
+//! updates goes to Redis as one pipeline.
+
+use crate::view::ViewUpdate;
+use redis::aio::ConnectionManager;
+use redis::{RedisResult, Script};
+
+/// What the script did with one update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Already applied (sequence ≤ the view's).
+    Duplicate,
+    /// An earlier event of the job is missing; the view stays at `last`.
+    Gap {
+        last: u64,
+    },
+}
+
+#[derive(Clone)]
+pub struct RedisViews {
+    connection: ConnectionManager,
+    namespace: String,
+    script: Script,
+}
+
+impl RedisViews {
+    pub fn new(connection: ConnectionManager, namespace: &str) -> Self {
+        Self {
+            connection,
+            namespace: namespace.to_owned(),
+            script: Script::new(include_str!("lua/apply.lua")),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Applies `updates` in order, in one round trip.
+    pub async fn apply(&mut self, updates: &[ViewUpdate]) -> RedisResult<Vec<Outcome>> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.pipeline(updates).await {
+            // A restarted Redis forgets loaded scripts: load it again, once.
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                self.script
+                    .prepare_invoke()
+                    .load_async(&mut self.connection)
+                    .await?;
+                self.pipeline(updates).await
+            }
+            other => other,
+        }
+    }
+
+    async fn pipeline(&mut self, updates: &[ViewUpdate]) -> RedisResult<Vec<Outcome>> {
+        let mut pipe = redis::pipe();
+        for update in updates {
+            let (kind, ms) = update.dispatch.wire();
+            let cmd = pipe
+                .cmd("EVALSHA")
+                .arg(self.script.get_hash())
+                .arg(0)
+                .arg(&self.namespace)
+                .arg(&update.tenant)
+                .arg(&update.job_id)
+                .arg(update.sequence)
+                .arg(update.at_ms)
+                .arg(update.status.map(|s| s.as_str()).unwrap_or(""))
+                .arg(kind)
+                .arg(ms)
+                .arg(update.set.len());
+            for (field, value) in &update.set {
+                cmd.arg(*field).arg(value);
+            }
+            cmd.arg(update.clear.len());
+            for field in &update.clear {
+                cmd.arg(*field);
+            }
+            cmd.arg(update.labels.len());
+            for label in &update.labels {
+                cmd.arg(label);
+            }
+        }
+        let replies: Vec<(i64, u64)> = pipe.query_async(&mut self.connection).await?;
+        Ok(replies
+            .into_iter()
+            .map(|(code, last)| match code {
+                1 => Outcome::Applied,
+                0 => Outcome::Duplicate,
+                _ => Outcome::Gap { last },
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,348 @@
+//! The Redis read model against a real Redis (`ORDO_REDIS_URL`, default the local stack):
+//! every test writes under its own namespace and deletes it afterwards.
+
+use chrono::{DateTime, Duration, Utc};
+use ordo_domain::spec::WorkerId;
+use ordo_domain::spec::{JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs};
+use ordo_domain::{EventEnvelope, JobEvent, JobSpec, RetryPolicy};
+use ordo_projectors::{keys, Outcome, RedisViews, ViewUpdate};
+use redis::AsyncCommands;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+fn redis_url() -> String {
+    std::env::var("ORDO_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+struct TestRedis {
+    views: RedisViews,
+    namespace: String,
+}
+
+impl TestRedis {
+    async fn new() -> Self {
+        let url = redis_url();
+        let client = redis::Client::open(url).expect("redis url");
+        let connection = redis::aio::ConnectionManager::new(client)
+            .await
+            .expect("Redis of the local stack is reachable (run `make services`)");
+        let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
+        Self {
+            views: RedisViews::new(connection, &namespace),
+            namespace,
+        }
+    }
+
+    async fn connection(&self) -> redis::aio::ConnectionManager {
+        let url = redis_url();
+        redis::aio::ConnectionManager::new(redis::Client::open(url).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Every key of the namespace with its full content, for before/after comparisons.
+    async fn snapshot(&self) -> BTreeMap<String, String> {
+        let mut c = self.connection().await;
+        let keys: Vec<String> = c.keys(format!("{}:*", self.namespace)).await.unwrap();
+        let mut out = BTreeMap::new();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE")
+                .arg(&key)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let content = match kind.as_str() {
+                "hash" => format!(
+                    "{:?}",
+                    c.hgetall::<_, BTreeMap<String, String>>(&key)
+                        .await
+                        .unwrap()
+                ),
+                "zset" => format!(
+                    "{:?}",
+                    c.zrange_withscores::<_, Vec<(String, f64)>>(&key, 0, -1)
+                        .await
+                        .unwrap()
+                ),
+                "set" => format!(
+                    "{:?}",
+                    c.smembers::<_, std::collections::BTreeSet<String>>(&key)
+                        .await
+                        .unwrap()
+                ),
+                other => other.to_owned(),
+            };
+            out.insert(key, content);
+        }
+        out
+    }
+
+    async fn job(&self, id: &str) -> BTreeMap<String, String> {
+        self.connection()
+            .await
+            .hgetall(keys::job(&self.namespace, id))
+            .await
+            .unwrap()
+    }
+
+    async fn zset(&self, key: String) -> Vec<String> {
+        self.connection().await.zrange(key, 0, -1).await.unwrap()
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let namespace = self.namespace.clone();
+        let _ = std::thread::spawn(move || {
+            let url = redis_url();
+            let mut c = redis::Client::open(url)?.get_connection()?;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{namespace}:*"))
+                .query(&mut c)?;
+            if !keys.is_empty() {
+                redis::cmd("DEL").arg(keys).query::<()>(&mut c)?;
+            }
+            Ok::<_, redis::RedisError>(())
+        })
+        .join();
+    }
+}
+
+fn spec(priority: i64, run_at: Option<DateTime<Utc>>) -> JobSpec {
+    JobSpec {
+        tenant: TenantId::parse("acme").unwrap(),
+        name: JobName::parse("report").unwrap(),
+        job_type: JobType::parse("report.build").unwrap(),
+        queue: QueueName::parse("reports").unwrap(),
+        payload: json!({}),
+        priority: Priority::parse(priority).unwrap(),
+        run_at,
+        retry: RetryPolicy::default(),
+        timeout_secs: TimeoutSecs::default(),
+        labels: Labels::parse([("team".to_owned(), "data".to_owned())].into()).unwrap(),
+    }
+}
+
+/// Updates for `events` of job `id`, numbered from 1.
+fn updates(id: &str, start: DateTime<Utc>, events: Vec<JobEvent>) -> Vec<ViewUpdate> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let envelope = EventEnvelope {
+                event_id: uuid::Uuid::now_v7(),
+                job_id: id.to_owned(),
+                tenant: "acme".into(),
+                sequence: i as u64 + 1,
+                event_type: event.name().into(),
+                event_version: 1,
+                occurred_at: start + Duration::milliseconds(i as i64),
+                actor: "test".into(),
+                correlation_id: "c".into(),
+                data: serde_json::Value::Null,
+            };
+            ViewUpdate::of(&envelope, &event)
+        })
+        .collect()
+}
+
+fn lifecycle(start: DateTime<Utc>) -> Vec<JobEvent> {
+    let worker = WorkerId::parse("w-1").unwrap();
+    let lease = start + Duration::seconds(30);
+    vec![
+        JobEvent::JobSubmitted {
+            spec: Box::new(spec(5, None)),
+            submitted_at: start,
+        },
+        JobEvent::JobStarted {
+            attempt: 1,
+            worker_id: worker.clone(),
+            lease_expires_at: lease,
+            at: start,
+        },
+        JobEvent::JobFailed {
+            attempt: 1,
+            error: "boom".into(),
+            retryable: true,
+            at: start,
+        },
+        JobEvent::JobRetryScheduled {
+            next_attempt: 2,
+            delay_ms: 100,
+            next_attempt_at: start + Duration::milliseconds(100),
+        },
+        JobEvent::JobQueued { at: start },
+        JobEvent::JobStarted {
+            attempt: 2,
+            worker_id: worker,
+            lease_expires_at: lease,
+            at: start,
+        },
+        JobEvent::JobCompleted {
+            attempt: 2,
+            result: json!({"rows": 3}),
+            at: start,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn a_lifecycle_builds_the_view_indexes_and_counters() {
+    let mut redis = TestRedis::new().await;
+    let start = Utc::now();
+    let outcomes = redis
+        .views
+        .apply(&updates("job-1", start, lifecycle(start)))
+        .await
+        .unwrap();
+    assert!(
+        outcomes.iter().all(|o| *o == Outcome::Applied),
+        "{outcomes:?}"
+    );
+
+    let view = redis.job("job-1").await;
+    assert_eq!(view["status"], "COMPLETED");
+    assert_eq!(view["attempt"], "2");
+    assert_eq!(view["sequence"], "7");
+    assert_eq!(view["result"], r#"{"rows":3}"#);
+    assert_eq!(view["last_error"], "boom");
+    assert_eq!(view["worker_id"], "w-1");
+    assert!(!view.contains_key("lease_expires_at"));
+
+    let ns = &redis.namespace;
+    assert_eq!(
+        redis
+            .zset(keys::index(ns, "acme", "status:COMPLETED"))
+            .await,
+        ["job-1"]
+    );
+    assert!(redis
+        .zset(keys::index(ns, "acme", "status:RUNNING"))
+        .await
+        .is_empty());
+    assert_eq!(
+        redis.zset(keys::index(ns, "acme", "label:team=data")).await,
+        ["job-1"]
+    );
+    assert_eq!(
+        redis
+            .zset(keys::index(ns, "acme", "type:report.build"))
+            .await,
+        ["job-1"]
+    );
+    for kind in ["ready", "scheduled", "running"] {
+        assert!(
+            redis
+                .zset(keys::dispatch(ns, kind, "acme", "reports"))
+                .await
+                .is_empty(),
+            "{kind}"
+        );
+    }
+    let counts: BTreeMap<String, i64> = redis
+        .connection()
+        .await
+        .hgetall(keys::counts(ns, "acme"))
+        .await
+        .unwrap();
+    assert_eq!(counts["status:COMPLETED"], 1);
+    assert_eq!(counts["type:report.build:status:COMPLETED"], 1);
+    assert_eq!(counts["type:report.build"], 1);
+    for status in ["QUEUED", "RUNNING", "FAILED", "RETRYING"] {
+        assert_eq!(counts[&format!("status:{status}")], 0, "{status}");
+    }
+}
+
+#[tokio::test]
+async fn duplicates_and_redeliveries_change_nothing() {
+    let mut redis = TestRedis::new().await;
+    let start = Utc::now();
+    let all = updates("job-1", start, lifecycle(start));
+    redis.views.apply(&all[..4]).await.unwrap();
+    let before = redis.snapshot().await;
+    // A redelivered batch, out of order, of events already applied.
+    let mut again = all[..4].to_vec();
+    again.reverse();
+    let outcomes = redis.views.apply(&again).await.unwrap();
+    assert!(
+        outcomes.iter().all(|o| *o == Outcome::Duplicate),
+        "{outcomes:?}"
+    );
+    assert_eq!(redis.snapshot().await, before);
+
+    // The rest, with each event delivered twice in a row.
+    let doubled: Vec<ViewUpdate> = all[4..]
+        .iter()
+        .flat_map(|u| [u.clone(), u.clone()])
+        .collect();
+    let outcomes = redis.views.apply(&doubled).await.unwrap();
+    assert_eq!(outcomes, [Outcome::Applied, Outcome::Duplicate].repeat(3),);
+    let mut once = TestRedis::new().await;
+    once.views.apply(&all).await.unwrap();
+    let strip = |s: BTreeMap<String, String>, ns: &str| -> BTreeMap<String, String> {
+        s.into_iter()
+            .map(|(k, v)| (k.replacen(ns, "NS", 1), v))
+            .collect()
+    };
+    assert_eq!(
+        strip(redis.snapshot().await, &redis.namespace),
+        strip(once.snapshot().await, &once.namespace),
+        "a run with duplicates equals a clean run"
+    );
+}
+
+#[tokio::test]
+async fn a_gap_is_refused_and_reported() {
+    let mut redis = TestRedis::new().await;
+    let start = Utc::now();
+    let all = updates("job-1", start, lifecycle(start));
+    redis.views.apply(&all[..1]).await.unwrap();
+    let before = redis.snapshot().await;
+    let outcomes = redis.views.apply(&all[2..3]).await.unwrap();
+    assert_eq!(outcomes, [Outcome::Gap { last: 1 }]);
+    assert_eq!(redis.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn dispatch_orders_by_priority_then_time_and_holds_delayed_jobs() {
+    let mut redis = TestRedis::new().await;
+    let start = Utc::now();
+    let submit = |priority, run_at, ms| {
+        let at = start + Duration::milliseconds(ms);
+        updates(
+            "",
+            at,
+            vec![JobEvent::JobSubmitted {
+                spec: Box::new(spec(priority, run_at)),
+                submitted_at: at,
+            }],
+        )
+    };
+    let named = |id: &str, mut u: Vec<ViewUpdate>| {
+        u[0].job_id = id.to_owned();
+        u
+    };
+    // "z-low-early" sorts after "low-late" by name: only time can put it first.
+    let mut batch = named("z-low-early", submit(0, None, 0));
+    batch.extend(named("high-late", submit(9, None, 5)));
+    batch.extend(named("low-late", submit(0, None, 9)));
+    batch.extend(named(
+        "delayed",
+        submit(9, Some(start + Duration::minutes(5)), 0),
+    ));
+    redis.views.apply(&batch).await.unwrap();
+    let ns = redis.namespace.clone();
+    assert_eq!(
+        redis
+            .zset(keys::dispatch(&ns, "ready", "acme", "reports"))
+            .await,
+        ["high-late", "z-low-early", "low-late"]
+    );
+    assert_eq!(
+        redis
+            .zset(keys::dispatch(&ns, "scheduled", "acme", "reports"))
+            .await,
+        ["delayed"]
+    );
+    assert_eq!(redis.job("delayed").await["status"], "PENDING");
+}

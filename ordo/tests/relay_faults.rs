@@ -155,18 +155,42 @@ async fn read_all(mut reader: TopicReader, ids: Vec<Uuid>) -> (TopicReader, Vec<
     .await
 }
 
-/// Where the records of a test go, to explain missing ones.
-struct Sink<'a> {
+/// One test's relay set-up: its database, broker, slot and topic.
+struct Run<'a> {
     pool: &'a PgPool,
+    url: &'a str,
     brokers: &'a str,
-    topic: &'a str,
+    slot: String,
+    template: String,
+    topic: String,
+}
+
+impl<'a> Run<'a> {
+    fn new(pool: &'a PgPool, url: &'a str, brokers: &'a str) -> Self {
+        let prefix = unique("t");
+        Self {
+            pool,
+            url,
+            brokers,
+            slot: unique("ordo_t_"),
+            template: topic_template(&prefix),
+            topic: format!("{prefix}.outbox.event.job"),
+        }
+    }
+
+    /// A relay process on the run's slot, once it streams.
+    async fn relay(&self) -> RelayProcess {
+        let relay = RelayProcess::spawn(self.url, self.brokers, &self.slot, &self.template);
+        wait_slot_streaming(self.pool, &self.slot, SLOT_WAIT).await;
+        relay
+    }
 }
 
 /// Panics if ids are missing, with what is known about them: whether their rows are still in
 /// the outbox (the relay deletes a row once Kafka acknowledged it, unless it died first),
 /// whether a fresh reader finds them on the broker, and the offset jumps the test's reader saw.
 async fn assert_none_missing(
-    sink: &Sink<'_>,
+    run: &Run<'_>,
     reader: &TopicReader,
     missing: &[Uuid],
     expected: usize,
@@ -178,13 +202,9 @@ async fn assert_none_missing(
     let unacknowledged: Result<i64, _> =
         sqlx::query_scalar("SELECT count(*) FROM outbox WHERE id = ANY($1)")
             .bind(missing)
-            .fetch_one(sink.pool)
+            .fetch_one(run.pool)
             .await;
-    let (brokers, topic, ids) = (
-        sink.brokers.to_owned(),
-        sink.topic.to_owned(),
-        missing.to_vec(),
-    );
+    let (brokers, topic, ids) = (run.brokers.to_owned(), run.topic.clone(), missing.to_vec());
     let (fresh_missing, fresh_records) = blocking(move || {
         let mut fresh = TopicReader::open(&brokers, &topic, Duration::from_secs(10));
         let still = fresh.read_all(&ids, Duration::from_secs(10));
@@ -214,23 +234,13 @@ async fn relay_killed_mid_stream_loses_nothing() {
     const EVENTS: usize = 50_000;
     let started = Instant::now();
     let db = TestDb::new().await;
-    let slot = unique("ordo_t_");
-    let prefix = unique("t");
-    let template = topic_template(&prefix);
-    let topic = format!("{prefix}.outbox.event.job");
     let brokers = kafka_brokers();
+    let run = Run::new(&db.pool, &db.url, &brokers);
 
-    let sink = Sink {
-        pool: &db.pool,
-        brokers: &brokers,
-        topic: &topic,
-    };
-
-    let relay = RelayProcess::spawn(&db.url, &brokers, &slot, &template);
-    wait_slot_streaming(&db.pool, &slot, SLOT_WAIT).await;
+    let relay = run.relay().await;
     let inserter = Inserter::spawn(db.pool.clone(), 100, Duration::ZERO, Some(EVENTS));
 
-    let reader = read_flowing(&brokers, &topic, 5_000).await;
+    let reader = read_flowing(&brokers, &run.topic, 5_000).await;
     let (inserted_at_kill, read_at_kill) = (inserter.count(), reader.distinct());
     relay.kill_hard();
     let killed_at = Instant::now();
@@ -246,14 +256,14 @@ async fn relay_killed_mid_stream_loses_nothing() {
 
     // Rows keep arriving while no relay runs; then a new one takes the slot over.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut relay = RelayProcess::spawn(&db.url, &brokers, &slot, &template);
+    let mut relay = RelayProcess::spawn(&db.url, &brokers, &run.slot, &run.template);
     let restarted_at = Instant::now();
     let ids = inserter.join().await;
     assert_eq!(ids.len(), EVENTS);
 
     let (mut reader, missing) = read_all(reader, ids.clone()).await;
     let (caught_up, since_kill) = (restarted_at.elapsed(), killed_at.elapsed());
-    assert_none_missing(&sink, &reader, &missing, EVENTS, "event ids").await;
+    assert_none_missing(&run, &reader, &missing, EVENTS, "event ids").await;
     // Late copies of records the dead relay had produced but not acknowledged.
     let reader = blocking(move || {
         reader.drain(Duration::from_secs(2));
@@ -288,19 +298,11 @@ async fn relay_rides_out_a_stopped_broker() {
     let broker = Broker::start();
     let brokers = broker.address();
     let db = TestDb::new().await;
-    let slot = unique("ordo_t_");
-    let prefix = unique("t");
-    let topic = format!("{prefix}.outbox.event.job");
-    let sink = Sink {
-        pool: &db.pool,
-        brokers: &brokers,
-        topic: &topic,
-    };
+    let run = Run::new(&db.pool, &db.url, &brokers);
 
-    let mut relay = RelayProcess::spawn(&db.url, &brokers, &slot, &topic_template(&prefix));
-    wait_slot_streaming(&db.pool, &slot, SLOT_WAIT).await;
+    let mut relay = run.relay().await;
     let inserter = Inserter::spawn(db.pool.clone(), TRICKLE_BATCH, TRICKLE_PAUSE, None);
-    let reader = read_flowing(&brokers, &topic, 200).await;
+    let reader = read_flowing(&brokers, &run.topic, 200).await;
 
     let before = inserter.count();
     broker.pause();
@@ -322,7 +324,7 @@ async fn relay_rides_out_a_stopped_broker() {
     let (reader, missing) = read_all(reader, up_to_resume.clone()).await;
     let caught_up = resumed_at.elapsed();
     assert_none_missing(
-        &sink,
+        &run,
         &reader,
         &missing,
         up_to_resume.len(),
@@ -334,7 +336,7 @@ async fn relay_rides_out_a_stopped_broker() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ids = inserter.stop().await;
     let (reader, missing) = read_all(reader, ids.clone()).await;
-    assert_none_missing(&sink, &reader, &missing, ids.len(), "event ids").await;
+    assert_none_missing(&run, &reader, &missing, ids.len(), "event ids").await;
     relay.assert_running();
     eprintln!(
         "broker SIGSTOP 10 s: {} rows in all ({before} before, {during} during the stop, {} after); \
@@ -358,19 +360,11 @@ async fn relay_recovers_from_a_lost_broker() {
     let port = broker.port;
     let brokers = broker.address();
     let db = TestDb::new().await;
-    let slot = unique("ordo_t_");
-    let prefix = unique("t");
-    let topic = format!("{prefix}.outbox.event.job");
-    let sink = Sink {
-        pool: &db.pool,
-        brokers: &brokers,
-        topic: &topic,
-    };
+    let run = Run::new(&db.pool, &db.url, &brokers);
 
-    let mut relay = RelayProcess::spawn(&db.url, &brokers, &slot, &topic_template(&prefix));
-    wait_slot_streaming(&db.pool, &slot, SLOT_WAIT).await;
+    let mut relay = run.relay().await;
     let inserter = Inserter::spawn(db.pool.clone(), TRICKLE_BATCH, TRICKLE_PAUSE, None);
-    drop(read_flowing(&brokers, &topic, 200).await);
+    drop(read_flowing(&brokers, &run.topic, 200).await);
 
     broker.kill();
     // The transaction in flight at the kill may have been relayed to the dead broker; every
@@ -389,7 +383,7 @@ async fn relay_recovers_from_a_lost_broker() {
 
     // The relay re-creates its topic on the new broker...
     let reader = {
-        let (brokers, topic) = (brokers.clone(), topic.clone());
+        let (brokers, topic) = (brokers.clone(), run.topic.clone());
         blocking(move || TopicReader::open(&brokers, &topic, CATCH_UP)).await
     };
     let topic_back = up_at.elapsed();
@@ -398,7 +392,7 @@ async fn relay_recovers_from_a_lost_broker() {
     let (reader, missing) = read_all(reader, owed.clone()).await;
     let caught_up = up_at.elapsed();
     assert_none_missing(
-        &sink,
+        &run,
         &reader,
         &missing,
         owed.len(),
@@ -412,7 +406,7 @@ async fn relay_recovers_from_a_lost_broker() {
     let new = ids[after_up..].to_vec();
     let (reader, missing) = read_all(reader, new.clone()).await;
     assert_none_missing(
-        &sink,
+        &run,
         &reader,
         &missing,
         new.len(),
@@ -450,9 +444,6 @@ async fn relay_recovers_from_a_postgres_restart() {
         .await
         .expect("scratch database on the private cluster");
     let pool = db::connect(&DbConfig::new(url.clone())).expect("pool");
-    let slot = unique("ordo_t_");
-    let prefix = unique("t");
-    let topic = format!("{prefix}.outbox.event.job");
     let brokers = kafka_brokers();
     eprintln!(
         "private PostgreSQL on port {} in {} ready after {}",
@@ -461,16 +452,11 @@ async fn relay_recovers_from_a_postgres_restart() {
         secs(started.elapsed())
     );
 
-    let sink = Sink {
-        pool: &pool,
-        brokers: &brokers,
-        topic: &topic,
-    };
+    let run = Run::new(&pool, &url, &brokers);
 
-    let mut relay = RelayProcess::spawn(&url, &brokers, &slot, &topic_template(&prefix));
-    wait_slot_streaming(&pool, &slot, SLOT_WAIT).await;
+    let mut relay = run.relay().await;
     let inserter = Inserter::spawn(pool.clone(), TRICKLE_BATCH, TRICKLE_PAUSE, None);
-    let reader = read_flowing(&brokers, &topic, 200).await;
+    let reader = read_flowing(&brokers, &run.topic, 200).await;
 
     let before = inserter.count();
     tokio::task::block_in_place(|| cluster.stop_server());
@@ -484,14 +470,14 @@ async fn relay_recovers_from_a_postgres_restart() {
     );
 
     // The relay takes its slot back by itself...
-    wait_slot_streaming(&pool, &slot, SLOT_WAIT).await;
+    wait_slot_streaming(&pool, &run.slot, SLOT_WAIT).await;
     let reconnected = up_at.elapsed();
     // ...and delivers everything committed before the restart and while it came back...
     let up_to_now = inserter.snapshot();
     let (reader, missing) = read_all(reader, up_to_now.clone()).await;
     let caught_up = up_at.elapsed();
     assert_none_missing(
-        &sink,
+        &run,
         &reader,
         &missing,
         up_to_now.len(),
@@ -504,7 +490,7 @@ async fn relay_recovers_from_a_postgres_restart() {
     let failed_attempts = inserter.failed_attempts();
     let ids = inserter.stop().await;
     let (reader, missing) = read_all(reader, ids.clone()).await;
-    assert_none_missing(&sink, &reader, &missing, ids.len(), "event ids").await;
+    assert_none_missing(&run, &reader, &missing, ids.len(), "event ids").await;
     assert!(
         ids.len() > up_to_now.len(),
         "rows must be inserted after the restart"

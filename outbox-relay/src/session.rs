@@ -248,11 +248,7 @@ impl Session<'_> {
             if deliveries.len() >= SWEEP_CHUNK || (done && !deliveries.is_empty()) {
                 delivered(std::mem::take(&mut deliveries)).await?;
                 swept += ids.len() as u64;
-                self.metrics.records_relayed.inc_by(ids.len() as u64);
-                if self.config.delete_published {
-                    let _ = self.published.send(std::mem::take(&mut ids)).await;
-                }
-                ids.clear(); // when the rows are kept
+                self.record_published(std::mem::take(&mut ids)).await;
             }
             if done {
                 return Ok(swept);
@@ -313,11 +309,16 @@ impl Session<'_> {
         self.metrics
             .lag_seconds
             .observe(lag_micros.max(0) as f64 / 1e6);
-        self.metrics.records_relayed.inc_by(acked.ids.len() as u64);
-        if self.config.delete_published && !acked.ids.is_empty() {
+        self.record_published(acked.ids).await;
+    }
+
+    /// Counts records Kafka acknowledged and hands their rows to the clean-up task.
+    async fn record_published(&self, ids: Vec<Uuid>) {
+        self.metrics.records_relayed.inc_by(ids.len() as u64);
+        if self.config.delete_published && !ids.is_empty() {
             // The clean-up task is behind if the channel is full; waiting here slows reading,
             // which is the backpressure we want.
-            let _ = self.published.send(acked.ids).await;
+            let _ = self.published.send(ids).await;
         }
     }
 

@@ -102,6 +102,20 @@ pub async fn prepare(pool: &PgPool, slot: &str, publication: &str) -> anyhow::Re
     })
 }
 
+/// Whether a walsender streams from `slot`. While `pg_create_logical_replication_slot` waits
+/// for a consistent point the slot already shows as active, held by the creating backend with
+/// no confirmed position yet; a slot held by a walsender is past that.
+pub async fn is_streaming(pool: &PgPool, slot: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_replication_slots s \
+         JOIN pg_stat_replication r ON r.pid = s.active_pid \
+         WHERE s.slot_name = $1 AND s.confirmed_flush_lsn IS NOT NULL)",
+    )
+    .bind(slot)
+    .fetch_one(pool)
+    .await
+}
+
 /// Records that the slot's sweep finished.
 pub async fn mark_swept(pool: &PgPool, slot: &str) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO outbox_relay_slots (slot) VALUES ($1) ON CONFLICT DO NOTHING")

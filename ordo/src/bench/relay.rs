@@ -204,15 +204,7 @@ async fn insert(pool: &PgPool, rows: usize) -> sqlx::Result<()> {
 async fn wait_streaming(pool: &PgPool, slot: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        // A slot being created shows as active before its walsender streams.
-        let streaming: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots s \
-             JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1)",
-        )
-        .bind(slot)
-        .fetch_one(pool)
-        .await?;
-        if streaming {
+        if ordo_outbox_relay::slot::is_streaming(pool, slot).await? {
             return Ok(());
         }
         if Instant::now() > deadline {

@@ -230,24 +230,12 @@ impl InProcessRelay {
     }
 }
 
-/// Waits until a walsender streams from `slot`, tolerating query errors (a restarting server);
-/// returns how long it took.
-///
-/// While `pg_create_logical_replication_slot`
-/// waits for running transactions to reach a consistent point, the slot already shows as
-/// active (held by the creating client backend, with no confirmed position yet), and rows
-/// committed in that window are never streamed. A slot held by a walsender is past that.
+/// Waits until a walsender streams from `slot` ([`ordo_outbox_relay::slot::is_streaming`]),
+/// tolerating query errors (a restarting server); returns how long it took.
 pub async fn wait_slot_streaming(pool: &PgPool, slot: &str, timeout: Duration) -> Duration {
     let started = Instant::now();
     loop {
-        let streaming: Result<bool, _> = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots s \
-             JOIN pg_stat_replication r ON r.pid = s.active_pid \
-             WHERE s.slot_name = $1 AND s.confirmed_flush_lsn IS NOT NULL)",
-        )
-        .bind(slot)
-        .fetch_one(pool)
-        .await;
+        let streaming = ordo_outbox_relay::slot::is_streaming(pool, slot).await;
         if let Ok(true) = streaming {
             return started.elapsed();
         }

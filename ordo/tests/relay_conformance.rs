@@ -134,7 +134,7 @@ async fn debezium_and_ordo_relay_produce_identical_records() {
     let relay_topic = format!("{run}.relay.outbox.event.job");
     let debezium_topic = format!("{run}.dbz.outbox.event.job");
     for topic in [&relay_topic, &debezium_topic] {
-        ordo_outbox_relay::kafka::ensure_topic(&kafka_brokers(), topic, PARTITIONS)
+        ordo_common::kafka::ensure_topic(&kafka_brokers(), topic, PARTITIONS)
             .await
             .expect("create topic");
     }

@@ -3,7 +3,6 @@
 //!
 //! - [`pgoutput`] decodes the Relation and Insert messages of the replication stream;
 //! - [`route`] maps an outbox row to its Kafka record (topic, key, value, headers);
-//! - [`kafka`] makes the idempotent, murmur2-partitioning producer and creates topics;
 //! - [`slot`] manages the replication slot and the SQL around it;
 //! - [`session`] runs one replication session and acknowledges LSNs after Kafka confirmed;
 //! - [`relay`] supervises sessions with backoff, deletes published rows, polls slot lag;
@@ -12,7 +11,6 @@
 //! Delivery is at least once: after a crash the relay resumes from the slot's confirmed
 //! position, so the records of unconfirmed transactions are produced again.
 
-pub mod kafka;
 pub mod metrics;
 pub mod pgoutput;
 pub mod relay;

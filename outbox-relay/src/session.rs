@@ -10,7 +10,6 @@
 //! session; the supervisor (`relay.rs`) reconnects from the slot's confirmed position, so a
 //! record may be produced twice but never skipped.
 
-use crate::kafka::{self, Producer};
 use crate::metrics::{ErrorKind, RelayMetrics};
 use crate::pgoutput::{self, DecodeError, Message, Value};
 use crate::route::{OutboxLayout, OutboxRecord, RouteError};
@@ -19,6 +18,7 @@ use crate::RelayConfig;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
+use ordo_common::kafka::{self, Producer};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};

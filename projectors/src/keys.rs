@@ -1,6 +1,10 @@
 //! The Redis key layout of the read model, shared by the projector that writes it and the
-//! query API that reads it. Every key starts with a namespace (`ordo` by default), so a replay
-//! can build a complete second copy beside the live one and readers switch over at once.
+//! query API that reads it. Every key starts with a namespace, so a replay can build a
+//! complete second copy beside the live one and readers switch over at once.
+//!
+//! A deployment has a key *prefix* (`ordo` by default; tests use one per run). The key
+//! `{prefix}:active` names the live namespace; while it is unset the live namespace is the
+//! prefix itself. `ordo replay --into NS` fills namespace `NS` and then sets the pointer.
 //!
 //! | key | type | what |
 //! |---|---|---|
@@ -14,7 +18,12 @@
 //! | `{ns}:running:{tenant}:{queue}` | zset | claimed jobs, by lease expiry ms |
 //! | `{ns}:queues` | set | `{tenant}:{queue}` of every queue seen |
 
-pub const DEFAULT_NAMESPACE: &str = "ordo";
+pub const DEFAULT_PREFIX: &str = "ordo";
+
+/// The key naming the live namespace of a prefix.
+pub fn active_pointer(prefix: &str) -> String {
+    format!("{prefix}:active")
+}
 
 pub fn job(namespace: &str, job_id: &str) -> String {
     format!("{namespace}:job:{job_id}")

@@ -2,8 +2,9 @@
 //! `application/problem+json` with a `detail` that tells the client what to fix.
 
 use crate::bus::CommandError;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use ordo_common::Problem;
 use ordo_domain::{JobError, ValidationError};
 use serde_json::{json, Map, Value};
 
@@ -102,7 +103,6 @@ fn rejected_status(error: &JobError) -> Option<ordo_domain::JobStatus> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
         let detail = match &self {
             // Internal details go to the log, not to the client.
             ApiError::Command(CommandError::Internal(e)) => {
@@ -111,20 +111,12 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut body = Map::new();
-        body.insert("type".into(), json!(format!("/problems/{}", self.kind())));
-        body.insert(
-            "title".into(),
-            json!(status.canonical_reason().unwrap_or("Error")),
-        );
-        body.insert("status".into(), json!(status.as_u16()));
-        body.insert("detail".into(), json!(detail));
-        body.extend(self.extensions());
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            Value::Object(body).to_string(),
-        )
-            .into_response()
+        Problem {
+            status: self.status(),
+            kind: self.kind(),
+            detail,
+            extensions: self.extensions(),
+        }
+        .into_response()
     }
 }

@@ -1,5 +1,6 @@
-//! Kafka clients of the relay: an idempotent producer that partitions like Java clients do,
-//! and topic creation through the admin API (brokers here do not auto-create topics).
+//! Kafka client set-up shared by the relay and the projectors: common settings, librdkafka's
+//! logs in `tracing`, an idempotent producer that partitions like Java clients do, and topic
+//! creation through the admin API (brokers here do not auto-create topics).
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
@@ -12,7 +13,7 @@ use std::time::Duration;
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Forwards librdkafka's own logs and errors (a broker going away, say) to `tracing`, so an
-/// outage shows in the relay's logs while librdkafka retries underneath.
+/// outage shows in the process's logs while librdkafka retries underneath.
 #[derive(Clone, Default)]
 pub struct LoggingContext;
 
@@ -43,7 +44,7 @@ impl ProducerContext for LoggingContext {
 
 pub type Producer = FutureProducer<LoggingContext>;
 
-/// Settings shared by every client the relay makes.
+/// Settings shared by every Kafka client Ordo makes.
 pub fn client_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config

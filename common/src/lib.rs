@@ -1,0 +1,11 @@
+//! What several Ordo services share, kept small so dependency arrows stay one-way
+//! (`ordo` → services → `common`/`domain`):
+//!
+//! - [`kafka`]: client settings, librdkafka logs forwarded to `tracing`, the idempotent
+//!   producer and topic creation;
+//! - [`problem`]: RFC 9457 `application/problem+json` answers, the error shape of every API.
+
+pub mod kafka;
+pub mod problem;
+
+pub use problem::Problem;

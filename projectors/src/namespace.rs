@@ -1,0 +1,29 @@
+//! Which namespace of the read model is live. Readers and the projector resolve it from the
+//! pointer key (see [`crate::keys`]) so that a blue/green replay can switch everyone with one
+//! `SET`.
+
+use crate::keys;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisResult};
+
+/// The live namespace under `prefix`: the pointer's value, or the prefix itself when no
+/// replay has switched it yet.
+pub async fn active(connection: &mut ConnectionManager, prefix: &str) -> RedisResult<String> {
+    let pointer: Option<String> = connection.get(keys::active_pointer(prefix)).await?;
+    Ok(pointer.unwrap_or_else(|| prefix.to_owned()))
+}
+
+/// Makes `namespace` the live one; returns the namespace that was live before.
+pub async fn switch(
+    connection: &mut ConnectionManager,
+    prefix: &str,
+    namespace: &str,
+) -> RedisResult<String> {
+    let previous: Option<String> = redis::cmd("SET")
+        .arg(keys::active_pointer(prefix))
+        .arg(namespace)
+        .arg("GET")
+        .query_async(connection)
+        .await?;
+    Ok(previous.unwrap_or_else(|| prefix.to_owned()))
+}

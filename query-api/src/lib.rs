@@ -1,0 +1,1 @@
+//! The read-model query API (in progress).

@@ -1,11 +1,14 @@
 //! What several Ordo services share, kept small so dependency arrows stay one-way
 //! (`ordo` → services → `common`/`domain`):
 //!
+//! - [`backoff`]: exponential backoff with jitter for retry loops;
 //! - [`kafka`]: client settings, librdkafka logs forwarded to `tracing`, the idempotent
 //!   producer and topic creation;
 //! - [`problem`]: RFC 9457 `application/problem+json` answers, the error shape of every API.
 
+pub mod backoff;
 pub mod kafka;
 pub mod problem;
 
+pub use backoff::Backoff;
 pub use problem::Problem;

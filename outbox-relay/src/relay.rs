@@ -5,7 +5,7 @@
 use crate::metrics::{ErrorKind, RelayMetrics};
 use crate::session::{Progress, Session};
 use crate::slot;
-use rand::Rng;
+use ordo_common::Backoff;
 use sqlx::PgPool;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -35,9 +35,8 @@ pub struct RelayConfig {
     pub message_timeout: Duration,
     /// Records produced but not yet confirmed before the relay stops reading.
     pub max_in_flight: usize,
-    /// Backoff between failed sessions: first delay and cap.
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
+    /// Backoff between failed sessions.
+    pub backoff: Backoff,
 }
 
 impl RelayConfig {
@@ -52,8 +51,7 @@ impl RelayConfig {
             delete_published: true,
             message_timeout: Duration::from_secs(30),
             max_in_flight: 200_000,
-            backoff_initial: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(10),
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
         }
     }
 }
@@ -104,7 +102,7 @@ pub async fn run(
         } else {
             failures.saturating_add(1)
         };
-        let delay = backoff(&config, failures);
+        let delay = config.backoff.delay(failures);
         tracing::warn!(
             %error,
             retry_in_ms = delay.as_millis() as u64,
@@ -120,16 +118,6 @@ pub async fn run(
     let _ = cleanup.await;
     poller.abort();
     tracing::info!("relay stopped");
-}
-
-/// Exponential backoff with jitter: uniform in [c/2, c] for c = min(cap, initial × 2^(n−1)),
-/// so relays restarted together do not reconnect in lockstep.
-fn backoff(config: &RelayConfig, failures: u32) -> Duration {
-    let exp = config
-        .backoff_initial
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let ceiling = exp.min(config.backoff_max);
-    ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
 /// Deletes acknowledged rows in batches. A failed delete leaves rows behind (they were already
@@ -186,22 +174,6 @@ async fn poll_retained_wal(
         .await
         {
             metrics.retained_wal_bytes.set(bytes);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let config = RelayConfig::new("postgres://x/y", "k:9092");
-        for failures in 1..40 {
-            let d = backoff(&config, failures);
-            let ceiling =
-                (config.backoff_initial * 2u32.pow((failures - 1).min(16))).min(config.backoff_max);
-            assert!(d <= ceiling && d >= ceiling / 2, "{failures}: {d:?}");
         }
     }
 }

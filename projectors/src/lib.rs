@@ -4,15 +4,19 @@
 //! - [`redis_views`] applies those changes with a sequence-checked Lua script, so duplicates
 //!   and redeliveries change nothing and a gap is refused rather than skipped;
 //! - [`keys`] is the Redis key layout, shared with the query API;
-//! - [`namespace`] resolves and switches the live namespace (blue/green replays).
-//!
-//! Still to come (issue 4): the Kafka consumer loop with offset commits after writes and a
-//! parking topic, `ordo serve projector`, the query API and replay.
+//! - [`namespace`] resolves and switches the live namespace (blue/green replays);
+//! - [`projector`] is the Kafka consumer loop (`ordo serve projector`): batches, offsets
+//!   committed after the write, gaps waited on, unknown records parked;
+//! - [`metrics`] holds its Prometheus instruments.
 
 pub mod keys;
+pub mod metrics;
 pub mod namespace;
+pub mod projector;
 pub mod redis_views;
 pub mod view;
 
+pub use metrics::ProjectorMetrics;
+pub use projector::{run, ProjectorConfig};
 pub use redis_views::{Outcome, RedisViews};
 pub use view::{Dispatch, ViewUpdate};

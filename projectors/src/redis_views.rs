@@ -38,6 +38,11 @@ impl RedisViews {
         &self.namespace
     }
 
+    /// Writes into `namespace` from now on (after a blue/green switch).
+    pub fn set_namespace(&mut self, namespace: String) {
+        self.namespace = namespace;
+    }
+
     /// Applies `updates` in order, in one round trip.
     pub async fn apply(&mut self, updates: &[ViewUpdate]) -> RedisResult<Vec<Outcome>> {
         if updates.is_empty() {

@@ -1,0 +1,111 @@
+//! Prometheus instruments of the projectors, labelled by projector name (a small, fixed set).
+
+use prometheus::{
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry,
+};
+
+/// What happened to one consumed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    Applied,
+    /// Already in the read model (a redelivery or a duplicate).
+    Duplicate,
+    /// An earlier event of the job is missing; the record waits.
+    Gap,
+    /// Unparseable or unknown; sent to the parking topic.
+    Parked,
+}
+
+impl RecordOutcome {
+    const ALL: [Self; 4] = [Self::Applied, Self::Duplicate, Self::Gap, Self::Parked];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Gap => "gap",
+            Self::Parked => "parked",
+        }
+    }
+}
+
+/// The instruments of one projector.
+#[derive(Clone)]
+pub struct ProjectorMetrics {
+    records: [IntCounter; 4],
+    /// `ordo_projection_lag_seconds`: from the event's `occurred_at` to its write.
+    pub lag: prometheus::Histogram,
+    consumer_lag: IntGaugeVec,
+    errors: IntCounterVec,
+    projector: String,
+}
+
+impl ProjectorMetrics {
+    pub fn register(registry: &Registry, projector: &str) -> prometheus::Result<Self> {
+        let records = IntCounterVec::new(
+            Opts::new(
+                "ordo_projector_records_total",
+                "Kafka records handled by a projector, by outcome.",
+            ),
+            &["projector", "outcome"],
+        )?;
+        let lag = HistogramVec::new(
+            HistogramOpts::new(
+                "ordo_projection_lag_seconds",
+                "Seconds from an event's occurred_at to its write into the read model.",
+            )
+            .buckets(exponential_buckets(0.001, 2.0, 16)?),
+            &["projector"],
+        )?;
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "ordo_kafka_consumer_lag_records",
+                "Records between a partition's end and the projector's committed offset.",
+            ),
+            &["projector", "partition"],
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "ordo_projector_errors_total",
+                "Failed calls of a projector, by the system that failed.",
+            ),
+            &["projector", "kind"],
+        )?;
+        registry.register(Box::new(records.clone()))?;
+        registry.register(Box::new(lag.clone()))?;
+        registry.register(Box::new(consumer_lag.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        Ok(Self {
+            records: RecordOutcome::ALL.map(|o| records.with_label_values(&[projector, o.label()])),
+            lag: lag.with_label_values(&[projector]),
+            consumer_lag,
+            errors,
+            projector: projector.to_owned(),
+        })
+    }
+
+    pub fn record(&self, outcome: RecordOutcome, count: u64) {
+        self.records[outcome as usize].inc_by(count);
+    }
+
+    /// `kind` is `kafka`, `redis` or `parking`.
+    pub fn error(&self, kind: &str) {
+        self.errors
+            .with_label_values(&[&self.projector, kind])
+            .inc();
+    }
+
+    pub fn set_consumer_lag(&self, partition: i32, records: i64) {
+        self.consumer_lag
+            .with_label_values(&[&self.projector, &partition.to_string()])
+            .set(records);
+    }
+
+    /// Drops the gauge of a partition this process no longer consumes.
+    pub fn forget_partition(&self, partition: i32) {
+        let _ = self
+            .consumer_lag
+            .remove_label_values(&[&self.projector, &partition.to_string()]);
+    }
+}

@@ -5,6 +5,7 @@ use ordo_command_api::db::DbConfig;
 use ordo_command_api::ApiConfig;
 use ordo_domain::RetryPolicy;
 use ordo_outbox_relay::RelayConfig;
+use ordo_projectors::ProjectorConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -43,6 +44,25 @@ pub struct GlobalArgs {
         default_value = "127.0.0.1:9092"
     )]
     pub kafka_brokers: String,
+    /// Redis of the read model.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Key prefix of the read model in Redis; `{prefix}:active` names the live namespace.
+    #[arg(long, global = true, env = "ORDO_REDIS_PREFIX", default_value = ordo_projectors::keys::DEFAULT_PREFIX)]
+    pub redis_prefix: String,
+    /// Partitions of the job topic, when the relay or a projector has to create it.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_KAFKA_TOPIC_PARTITIONS",
+        default_value_t = 6
+    )]
+    pub topic_partitions: i32,
     /// Address of the HTTP API.
     #[arg(
         long,
@@ -92,6 +112,14 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
+    pub fn topic_partitions(&self) -> anyhow::Result<i32> {
+        anyhow::ensure!(
+            self.topic_partitions >= 1,
+            "--topic-partitions must be at least 1"
+        );
+        Ok(self.topic_partitions)
+    }
+
     pub fn db_config(&self) -> DbConfig {
         DbConfig {
             max_connections: self.database_pool_size,
@@ -126,11 +154,13 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Everything in one process against the local stack: migrate, then serve the API and
-    /// relay the outbox to Kafka.
+    /// Everything in one process against the local stack: migrate, then serve the command
+    /// and query APIs on one port, relay the outbox to Kafka and project it into Redis.
     Dev {
         #[command(flatten)]
         relay: RelayArgs,
+        #[command(flatten)]
+        projector: ProjectorArgs,
         /// Leave the outbox to Debezium (`make setup-debezium`) instead of the built-in relay.
         #[arg(long, env = "ORDO_DEV_NO_RELAY")]
         no_relay: bool,
@@ -157,6 +187,89 @@ pub enum ServeRole {
         #[arg(long, env = "ORDO_METRICS_ADDR", default_value = "127.0.0.1:9464")]
         metrics_addr: SocketAddr,
     },
+    /// Build a read model from the job topic (one Kafka consumer group per projector name;
+    /// run several processes with the same name to share the partitions).
+    Projector {
+        #[command(flatten)]
+        projector: ProjectorArgs,
+        /// Where `/metrics` and `/healthz` of this process are served.
+        #[arg(long, env = "ORDO_METRICS_ADDR", default_value = "127.0.0.1:9465")]
+        metrics_addr: SocketAddr,
+    },
+}
+
+/// The read models Ordo can build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProjectorName {
+    /// Job views, indexes, counters and dispatch queues in Redis.
+    RedisViews,
+}
+
+impl ProjectorName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RedisViews => "redis-views",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectorArgs {
+    /// Which read model to build.
+    #[arg(long = "name", env = "ORDO_PROJECTOR", value_enum, default_value_t = ProjectorName::RedisViews)]
+    pub projector: ProjectorName,
+    /// The job topic.
+    #[arg(long, env = "ORDO_PROJECTOR_TOPIC", default_value = ordo_projectors::projector::DEFAULT_TOPIC)]
+    pub projector_topic: String,
+    /// Consumer group; `ordo-projector-{name}` by default.
+    #[arg(long, env = "ORDO_PROJECTOR_GROUP")]
+    pub projector_group: Option<String>,
+    /// Where records the projector cannot apply go; `ordo.parked.{name}` by default.
+    #[arg(long, env = "ORDO_PROJECTOR_PARKING_TOPIC")]
+    pub parking_topic: Option<String>,
+    /// Most records written to Redis in one pipeline.
+    #[arg(long, env = "ORDO_PROJECTOR_MAX_BATCH", default_value_t = 2_000)]
+    pub projector_max_batch: usize,
+    /// Kafka session timeout of the consumer; a new member waits about half of it.
+    #[arg(
+        long,
+        env = "ORDO_PROJECTOR_SESSION_TIMEOUT_MS",
+        default_value_t = 6_000
+    )]
+    pub projector_session_timeout_ms: u64,
+}
+
+impl ProjectorArgs {
+    pub fn config(&self, global: &GlobalArgs) -> anyhow::Result<ProjectorConfig> {
+        anyhow::ensure!(
+            self.projector_max_batch >= 1,
+            "--projector-max-batch must be at least 1"
+        );
+        anyhow::ensure!(
+            self.projector_session_timeout_ms >= 1_000,
+            "--projector-session-timeout-ms must be at least 1000"
+        );
+        let defaults = ProjectorConfig::new(
+            self.projector.as_str(),
+            &global.kafka_brokers,
+            &global.redis_prefix,
+        );
+        Ok(ProjectorConfig {
+            topic: self.projector_topic.clone(),
+            group: self
+                .projector_group
+                .clone()
+                .unwrap_or(defaults.group.clone()),
+            parking_topic: self
+                .parking_topic
+                .clone()
+                .unwrap_or(defaults.parking_topic.clone()),
+            topic_partitions: global.topic_partitions()?,
+            max_batch: self.projector_max_batch,
+            session_timeout: Duration::from_millis(self.projector_session_timeout_ms),
+            ..defaults
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -175,9 +288,6 @@ pub struct RelayArgs {
         default_value = ordo_outbox_relay::route::DEFAULT_TOPIC_TEMPLATE
     )]
     pub relay_topic_template: String,
-    /// Partitions of the topics the relay creates when they are missing.
-    #[arg(long, env = "ORDO_KAFKA_TOPIC_PARTITIONS", default_value_t = 6)]
-    pub topic_partitions: i32,
     /// Keep outbox rows after Kafka acknowledged them (by default they are deleted).
     #[arg(long, env = "ORDO_RELAY_KEEP_PUBLISHED")]
     pub relay_keep_published: bool,
@@ -189,10 +299,6 @@ pub struct RelayArgs {
 impl RelayArgs {
     pub fn config(&self, global: &GlobalArgs) -> anyhow::Result<RelayConfig> {
         anyhow::ensure!(
-            self.topic_partitions >= 1,
-            "--topic-partitions must be at least 1"
-        );
-        anyhow::ensure!(
             self.relay_message_timeout_secs >= 1,
             "--relay-message-timeout-secs must be at least 1"
         );
@@ -200,7 +306,7 @@ impl RelayArgs {
             slot: self.relay_slot.clone(),
             publication: self.relay_publication.clone(),
             topic_template: self.relay_topic_template.clone(),
-            topic_partitions: self.topic_partitions,
+            topic_partitions: global.topic_partitions()?,
             delete_published: !self.relay_keep_published,
             message_timeout: Duration::from_secs(self.relay_message_timeout_secs),
             ..RelayConfig::new(&global.database_url, &global.kafka_brokers)

@@ -17,14 +17,20 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.global.log_format);
     let result = match cli.command {
-        Command::Dev { relay, no_relay } => {
-            serve::dev(&cli.global, (!no_relay).then_some(&relay)).await
-        }
+        Command::Dev {
+            relay,
+            projector,
+            no_relay,
+        } => serve::dev(&cli.global, (!no_relay).then_some(&relay), &projector).await,
         Command::Serve(ServeRole::Api) => serve::api(&cli.global).await,
         Command::Serve(ServeRole::Relay {
             relay,
             metrics_addr,
         }) => serve::relay(&cli.global, &relay, metrics_addr).await,
+        Command::Serve(ServeRole::Projector {
+            projector,
+            metrics_addr,
+        }) => serve::projector(&cli.global, &projector, metrics_addr).await,
         Command::Migrate => serve::migrate(&cli.global).await,
         Command::Bench(bench) => bench::run(&cli.global, bench).await,
     };

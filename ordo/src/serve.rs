@@ -2,12 +2,13 @@
 //! one process. Every process serves `/metrics`: the API on its own port, other roles on
 //! `--metrics-addr`.
 
-use crate::cli::{GlobalArgs, RelayArgs};
+use crate::cli::{GlobalArgs, ProjectorArgs, RelayArgs};
 use anyhow::Context;
 use axum::routing::get;
 use ordo_command_api::{db, router, AppState};
 use ordo_domain::JobServices;
 use ordo_outbox_relay::RelayMetrics;
+use ordo_projectors::{redis_views, ProjectorMetrics};
 use prometheus::{Registry, TextEncoder};
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
@@ -23,18 +24,24 @@ pub async fn migrate(args: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn dev(args: &GlobalArgs, relay_args: Option<&RelayArgs>) -> anyhow::Result<()> {
+pub async fn dev(
+    args: &GlobalArgs,
+    relay_args: Option<&RelayArgs>,
+    projector_args: &ProjectorArgs,
+) -> anyhow::Result<()> {
     migrate(args).await?;
     let registry = Registry::new();
     let shutdown = shutdown_token();
     let relay = relay_args
         .map(|relay_args| spawn_relay(args, relay_args, &registry, &shutdown))
         .transpose()?;
+    let projector = spawn_projector(args, projector_args, &registry, &shutdown).await?;
     let served = serve_api(args, registry, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(relay) = relay {
         relay.await?;
     }
+    projector.await??;
     served
 }
 
@@ -50,7 +57,37 @@ pub async fn relay(
     let registry = Registry::new();
     let shutdown = shutdown_token();
     let relay = spawn_relay(args, relay_args, &registry, &shutdown)?;
-    let listener = bind(metrics_addr).await?;
+    let (served, relayed) = tokio::join!(
+        serve_metrics(metrics_addr, registry, shutdown.clone()),
+        relay
+    );
+    relayed?;
+    served
+}
+
+pub async fn projector(
+    args: &GlobalArgs,
+    projector_args: &ProjectorArgs,
+    metrics_addr: SocketAddr,
+) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let shutdown = shutdown_token();
+    let projector = spawn_projector(args, projector_args, &registry, &shutdown).await?;
+    let (served, projected) = tokio::join!(
+        serve_metrics(metrics_addr, registry, shutdown.clone()),
+        projector
+    );
+    projected??;
+    served
+}
+
+/// `/metrics` and `/healthz` of a role without an API of its own.
+async fn serve_metrics(
+    addr: SocketAddr,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = bind(addr).await?;
     let metrics = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -61,12 +98,11 @@ pub async fn relay(
                     .unwrap_or_default()
             }),
         );
-    tracing::info!(addr = %metrics_addr, "relay metrics on http://{metrics_addr}/metrics");
-    let server =
-        axum::serve(listener, metrics).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let (served, relayed) = tokio::join!(server, relay);
-    relayed?;
-    Ok(served?)
+    tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    axum::serve(listener, metrics)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
 }
 
 async fn serve_api(
@@ -101,6 +137,25 @@ fn spawn_relay(
     Ok(tokio::spawn(ordo_outbox_relay::run(
         config,
         pool,
+        metrics,
+        shutdown.clone(),
+    )))
+}
+
+async fn spawn_projector(
+    args: &GlobalArgs,
+    projector_args: &ProjectorArgs,
+    registry: &Registry,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let config = projector_args.config(args)?;
+    let redis = redis_views::connect(&args.redis_url)
+        .await
+        .with_context(|| format!("cannot reach Redis at {}", args.redis_url))?;
+    let metrics = ProjectorMetrics::register(registry, &config.name)?;
+    Ok(tokio::spawn(ordo_projectors::run(
+        config,
+        redis,
         metrics,
         shutdown.clone(),
     )))

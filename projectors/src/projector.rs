@@ -89,12 +89,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Brokers here do not auto-create topics, and a subscription to a missing topic idles
     // until the next metadata refresh: create it (as the relay would) so start order is free.
-    let created = retrying(config.backoff, &metrics, "kafka", &shutdown, async || {
+    let mut retry = Retry::new(config.backoff, "kafka");
+    while let Err(error) =
         kafka::ensure_topic(&config.brokers, &config.topic, config.topic_partitions).await
-    })
-    .await;
-    if created.is_none() {
-        return Ok(());
+    {
+        if !retry.failed(error, &metrics, &shutdown).await {
+            return Ok(());
+        }
     }
     let consumer = consumer(&config, metrics.clone())?;
     consumer.subscribe(&[&config.topic])?;
@@ -183,18 +184,16 @@ impl Projector<'_> {
             next_offsets.insert(message.partition(), message.offset() + 1);
         }
 
-        let (views, redis, prefix) = (&mut self.views, &mut self.redis, &self.config.prefix);
-        let outcomes = retrying(
-            self.config.backoff,
-            &self.metrics,
-            "redis",
-            shutdown,
-            async || {
-                views.set_namespace(namespace::active(redis, prefix).await?);
-                views.apply(&updates).await
-            },
-        )
-        .await?;
+        let mut retry = Retry::new(self.config.backoff, "redis");
+        let outcomes = loop {
+            match self.write(&updates).await {
+                Ok(outcomes) => break outcomes,
+                Err(error) => retry
+                    .failed(error, &self.metrics, shutdown)
+                    .await
+                    .then_some(())?,
+            }
+        };
 
         let now = Utc::now();
         let mut gaps = BTreeMap::new();
@@ -285,17 +284,23 @@ impl Projector<'_> {
             parking_topic = %self.config.parking_topic,
             "parking a record this projector cannot apply"
         );
-        let (parking, config) = (&mut self.parking, self.config);
-        retrying(
-            config.backoff,
-            &self.metrics,
-            "parking",
-            shutdown,
-            async || parking.send(config, message, reason).await,
-        )
-        .await?;
+        let mut retry = Retry::new(self.config.backoff, "parking");
+        while let Err(error) = self.parking.send(self.config, message, reason).await {
+            retry
+                .failed(error, &self.metrics, shutdown)
+                .await
+                .then_some(())?;
+        }
         self.metrics.record(RecordOutcome::Parked, 1);
         Some(())
+    }
+
+    /// Applies `updates` to the live namespace, resolved now so a blue/green switch is
+    /// followed from the next batch on.
+    async fn write(&mut self, updates: &[ViewUpdate]) -> redis::RedisResult<Vec<Outcome>> {
+        let live = namespace::active(&mut self.redis, &self.config.prefix).await?;
+        self.views.set_namespace(live);
+        self.views.apply(updates).await
     }
 }
 
@@ -378,29 +383,44 @@ fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     }
 }
 
-/// Runs `op` until it succeeds, with capped exponential backoff between failures, each one
-/// logged and counted; `None` when shutdown comes first. There is no attempt limit: a
-/// projector that gave up would only stop its read model, so it waits the outage out.
-async fn retrying<T, E: Display>(
+/// The failures of one call retried until it succeeds, with capped exponential backoff
+/// between them, each one logged and counted. There is no attempt limit: a projector that
+/// gave up would only stop its read model, so it waits the outage out (or the shutdown).
+struct Retry {
     backoff: Backoff,
-    metrics: &ProjectorMetrics,
-    kind: &str,
-    shutdown: &CancellationToken,
-    mut op: impl AsyncFnMut() -> Result<T, E>,
-) -> Option<T> {
-    let mut failures = 0;
-    loop {
-        let error = match op().await {
-            Ok(value) => return Some(value),
-            Err(error) => error,
-        };
-        failures += 1;
-        metrics.error(kind);
-        let delay = backoff.delay(failures);
-        tracing::warn!(%error, kind, attempt = failures, retry_in_ms = delay.as_millis() as u64, "projector call failed; retrying");
+    kind: &'static str,
+    failures: u32,
+}
+
+impl Retry {
+    fn new(backoff: Backoff, kind: &'static str) -> Self {
+        Self {
+            backoff,
+            kind,
+            failures: 0,
+        }
+    }
+
+    /// Records a failure and waits before the next attempt; `false` when shutdown came first.
+    async fn failed(
+        &mut self,
+        error: impl Display,
+        metrics: &ProjectorMetrics,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        self.failures += 1;
+        metrics.error(self.kind);
+        let delay = self.backoff.delay(self.failures);
+        tracing::warn!(
+            %error,
+            kind = self.kind,
+            attempt = self.failures,
+            retry_in_ms = delay.as_millis() as u64,
+            "projector call failed; retrying"
+        );
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => true,
+            _ = shutdown.cancelled() => false,
         }
     }
 }

@@ -3,8 +3,20 @@
 //! updates goes to Redis as one pipeline.
 
 use crate::view::ViewUpdate;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
+use std::time::Duration;
+
+/// A self-reconnecting connection to the read model's Redis, with every call bounded: a
+/// stalled Redis fails a call after 5 s instead of hanging a projector or a request.
+pub async fn connect(url: &str) -> RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(5))
+        .set_response_timeout(Duration::from_secs(5))
+        .set_number_of_retries(3)
+        .set_max_delay(2_000);
+    ConnectionManager::new_with_config(redis::Client::open(url)?, config).await
+}
 
 /// What the script did with one update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

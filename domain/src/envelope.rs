@@ -87,6 +87,27 @@ impl EventEnvelope {
         serde_json::from_value(tagged).map_err(|e| fail(format!("{}: {e}", self.event_type)))
     }
 
+    /// The envelope of `event`, number `sequence` of job `job_id`, with a new event id.
+    pub fn of(job_id: &str, sequence: u64, metadata: &CommandMetadata, event: &JobEvent) -> Self {
+        let data = match serde_json::to_value(event) {
+            // Externally tagged: `{"JobQueued": {...}}`; the envelope carries the inside.
+            Ok(Value::Object(mut tagged)) => tagged.remove(event.name()).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        Self {
+            event_id: Uuid::now_v7(),
+            job_id: job_id.to_owned(),
+            tenant: metadata.tenant.clone(),
+            sequence,
+            event_type: event.name().to_owned(),
+            event_version: EVENT_VERSION,
+            occurred_at: metadata.occurred_at,
+            actor: metadata.actor.clone(),
+            correlation_id: metadata.correlation_id.clone(),
+            data,
+        }
+    }
+
     /// Builds the envelope of a stored event from its cqrs-es parts: `payload` is the
     /// externally tagged event (`{"JobQueued": {...}}`) and `metadata` the map of [`keys`].
     pub fn from_stored(

@@ -8,6 +8,7 @@
 //! - [`services`]: the injected clock and random source, so decisions are reproducible in tests.
 //! - [`envelope`]: the event envelope that goes on the wire (outbox payload, Kafka value).
 //! - [`error`]: domain errors; each names the job's current state.
+//! - [`sample`]: sample job histories for benchmarks and tests of the read side.
 
 pub mod command;
 pub mod envelope;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod event;
 pub mod job;
 pub mod retry;
+pub mod sample;
 pub mod services;
 pub mod spec;
 pub mod status;

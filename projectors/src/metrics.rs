@@ -89,6 +89,11 @@ impl ProjectorMetrics {
         self.records[outcome as usize].inc_by(count);
     }
 
+    /// Records counted with `outcome` so far (benchmarks and tests wait on it).
+    pub fn count(&self, outcome: RecordOutcome) -> u64 {
+        self.records[outcome as usize].get()
+    }
+
     /// `kind` is `kafka`, `redis` or `parking`.
     pub fn error(&self, kind: &str) {
         self.errors

@@ -27,3 +27,30 @@ pub async fn switch(
         .await?;
     Ok(previous.unwrap_or_else(|| prefix.to_owned()))
 }
+
+/// Deletes every key of `namespace` (SCAN + UNLINK in batches, so Redis is never blocked),
+/// except a pointer key of the same name; returns how many were deleted. The caller makes
+/// sure it is not the live namespace.
+pub async fn delete(connection: &mut ConnectionManager, namespace: &str) -> RedisResult<u64> {
+    let pointer = keys::active_pointer(namespace);
+    let mut cursor = 0u64;
+    let mut deleted = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{namespace}:*"))
+            .arg("COUNT")
+            .arg(1_000)
+            .query_async(connection)
+            .await?;
+        let batch: Vec<String> = batch.into_iter().filter(|k| *k != pointer).collect();
+        if !batch.is_empty() {
+            deleted += connection.unlink::<_, u64>(&batch).await?;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}

@@ -320,6 +320,18 @@ pub enum BenchCommand {
     Submit(SubmitBenchArgs),
     /// Outbox → Kafka throughput and commit→ack latency of the relay.
     Relay(RelayBenchArgs),
+    /// Events/s a projector applies from Kafka to the Redis read model.
+    Project(ProjectBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectBenchArgs {
+    /// Events to project (sample job histories of 3 or 7 events).
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    /// Most records per Redis pipeline (the projector's `--projector-max-batch`).
+    #[arg(long, default_value_t = 2_000)]
+    pub batch: usize,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! `ordo bench …`: benchmarks that print numbers. Each one runs against real services and
 //! measures Ordo beside the raw limit of the storage underneath, in the same run.
 
+mod project;
 mod relay;
 mod submit;
 
@@ -14,6 +15,7 @@ pub async fn run(args: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()>
     match command {
         BenchCommand::Submit(bench) => submit::run(args, bench).await,
         BenchCommand::Relay(bench) => relay::run(args, bench).await,
+        BenchCommand::Project(bench) => project::run(args, bench).await,
     }
 }
 

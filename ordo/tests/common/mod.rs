@@ -1,10 +1,12 @@
-//! Shared helpers of the relay's system tests: scratch databases, outbox rows, a Kafka reader
-//! and the relay run in-process or as a real `ordo` process. Every test uses its own database,
-//! slot and topic names, so runs never see each other's records.
+//! Shared helpers of the system tests: scratch databases, outbox rows, a Kafka reader, the
+//! relay run in-process or as a real `ordo` process, and the read side ([`read_model`]).
+//! Every test uses its own database, slot, topic and key prefix, so runs never see each
+//! other's records.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod broker;
 pub mod postgres;
+pub mod read_model;
 
 pub use ordo_command_api::testing::TestDb;
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};

@@ -1,0 +1,132 @@
+//! Helpers of the read-side system tests: a Redis key prefix per test (deleted afterwards),
+//! records produced straight to a topic, and a projector run in-process.
+
+use super::{kafka_brokers, unique};
+use ordo_common::kafka;
+use ordo_domain::EventEnvelope;
+use ordo_projectors::metrics::RecordOutcome;
+use ordo_projectors::{redis_views, ProjectorConfig, ProjectorMetrics};
+use rdkafka::producer::FutureRecord;
+use redis::aio::ConnectionManager;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub fn redis_url() -> String {
+    std::env::var("ORDO_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A Redis key prefix only this test uses; every key under it is deleted on drop.
+pub struct TestPrefix {
+    pub prefix: String,
+    pub redis: ConnectionManager,
+}
+
+impl TestPrefix {
+    pub async fn new() -> Self {
+        let redis = redis_views::connect(&redis_url())
+            .await
+            .expect("Redis of the local stack is reachable (run `make services`)");
+        Self {
+            prefix: unique("ordo-test-"),
+            redis,
+        }
+    }
+}
+
+impl Drop for TestPrefix {
+    fn drop(&mut self) {
+        // Namespaces of a prefix are `{prefix}` and `{prefix}.*`; the pointer goes too.
+        let pattern = format!("{}*", self.prefix);
+        let _ = std::thread::spawn(move || {
+            let mut c = redis::Client::open(redis_url())?.get_connection()?;
+            let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut c)?;
+            for chunk in keys.chunks(10_000) {
+                redis::cmd("UNLINK").arg(chunk).query::<()>(&mut c)?;
+            }
+            Ok::<_, redis::RedisError>(())
+        })
+        .join();
+    }
+}
+
+/// Produces `(key, value)` records to `topic` (created with `partitions` if missing) and
+/// waits for every acknowledgement.
+pub async fn produce(topic: &str, partitions: i32, records: &[(String, String)]) {
+    kafka::ensure_topic(&kafka_brokers(), topic, partitions)
+        .await
+        .expect("create topic");
+    let producer = kafka::producer(&kafka_brokers(), Duration::from_secs(30)).expect("producer");
+    for (key, value) in records {
+        producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(value),
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("record acknowledged");
+    }
+}
+
+/// The Kafka record of an envelope: key = job id, value = the envelope's JSON.
+pub fn record(envelope: &EventEnvelope) -> (String, String) {
+    (
+        envelope.job_id.clone(),
+        serde_json::to_string(envelope).expect("envelope serializes"),
+    )
+}
+
+/// A projector consuming `topic` into `prefix` inside the test process.
+pub struct InProcessProjector {
+    pub metrics: ProjectorMetrics,
+    pub config: ProjectorConfig,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcessProjector {
+    pub async fn start(topic: &str, partitions: i32, prefix: &TestPrefix) -> Self {
+        let config = ProjectorConfig {
+            topic: topic.to_owned(),
+            group: unique("ordo-test-projector-"),
+            parking_topic: format!("{topic}.parked"),
+            topic_partitions: partitions,
+            // A new group member waits about half of this before its first record.
+            session_timeout: Duration::from_secs(2),
+            ..ProjectorConfig::new("redis-views", &kafka_brokers(), &prefix.prefix)
+        };
+        let metrics =
+            ProjectorMetrics::register(&prometheus::Registry::new(), "redis-views").unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(ordo_projectors::run(
+            config.clone(),
+            prefix.redis.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+        Self {
+            metrics,
+            config,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Waits until `outcome` was counted at least `count` times.
+    pub async fn wait_for(&self, outcome: RecordOutcome, count: u64, timeout: Duration) {
+        let started = Instant::now();
+        while self.metrics.count(outcome) < count {
+            assert!(
+                started.elapsed() < timeout,
+                "{outcome:?}: {} of {count} after {timeout:?}",
+                self.metrics.count(outcome)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("projector task").expect("projector");
+    }
+}

@@ -1,0 +1,110 @@
+//! The projector against the real broker and Redis: records are produced straight to a
+//! topic of the test's own, the projector runs in-process, and the Redis views are read back.
+
+mod common;
+
+use common::read_model::{produce, record, InProcessProjector, TestPrefix};
+use common::{read_topic, unique};
+use ordo_domain::sample;
+use ordo_domain::spec::{QueueName, TenantId};
+use ordo_projectors::metrics::RecordOutcome;
+use ordo_projectors::{keys, RedisViews, ViewUpdate};
+use redis::AsyncCommands;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn history(retried: bool) -> Vec<ordo_domain::EventEnvelope> {
+    let job_id = uuid::Uuid::now_v7().to_string();
+    sample::lifecycle(
+        &job_id,
+        &TenantId::parse("acme").unwrap(),
+        &QueueName::parse("reports").unwrap(),
+        chrono::Utc::now(),
+        retried,
+    )
+}
+
+async fn view_sequence(prefix: &TestPrefix, job_id: &str) -> Option<u64> {
+    let mut redis = prefix.redis.clone();
+    redis
+        .hget(keys::job(&prefix.prefix, job_id), "sequence")
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_records_are_parked_with_their_reason_and_the_projector_goes_on() {
+    let prefix = TestPrefix::new().await;
+    let topic = unique("ordo-test-projector-");
+    let job = history(false);
+    let mut unknown_version = history(false)[0].clone();
+    unknown_version.event_version = 99;
+    let mismatched = history(false)[0].clone();
+    let mut records = vec![
+        ("job-x".to_owned(), "not json at all".to_owned()),
+        record(&unknown_version),
+        ("not-the-job-id".to_owned(), record(&mismatched).1),
+    ];
+    records.extend(job.iter().map(record));
+    produce(&topic, 1, &records).await;
+
+    let projector = InProcessProjector::start(&topic, 1, &prefix).await;
+    projector.wait_for(RecordOutcome::Applied, 3, WAIT).await;
+    projector.wait_for(RecordOutcome::Parked, 3, WAIT).await;
+    let parking_topic = projector.config.parking_topic.clone();
+    projector.stop().await;
+
+    assert_eq!(view_sequence(&prefix, &job[0].job_id).await, Some(3));
+    let parked = tokio::task::spawn_blocking(move || {
+        read_topic(&parking_topic, WAIT, |records| records.len() >= 3)
+    })
+    .await
+    .unwrap();
+    let reasons: Vec<&str> = parked
+        .iter()
+        .map(|r| r.header("ordo.parked.reason").expect("reason header"))
+        .collect();
+    assert!(reasons[0].contains("not an event envelope"), "{reasons:?}");
+    assert!(reasons[1].contains("event_version 99"), "{reasons:?}");
+    assert!(
+        reasons[2].contains("is not the envelope's job_id"),
+        "{reasons:?}"
+    );
+    for (parked, original) in parked.iter().zip(&records) {
+        assert_eq!(parked.key.as_deref(), Some(original.0.as_bytes()));
+        assert_eq!(parked.value.as_deref(), Some(original.1.as_bytes()));
+        assert_eq!(parked.header("ordo.parked.topic"), Some(topic.as_str()));
+        assert_eq!(parked.header("ordo.parked.projector"), Some("redis-views"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_waits_and_is_reported_until_the_view_is_repaired() {
+    let prefix = TestPrefix::new().await;
+    let topic = unique("ordo-test-projector-");
+    let (gapped, after) = (history(false), history(true));
+    // Event 2 of the first job is missing; the second job's records come behind the gap on
+    // the one partition (those in the same batch are written; the partition then waits at
+    // the gap, so they come again later as duplicates).
+    let mut records = vec![record(&gapped[0]), record(&gapped[2])];
+    records.extend(after.iter().map(record));
+    produce(&topic, 1, &records).await;
+
+    let projector = InProcessProjector::start(&topic, 1, &prefix).await;
+    // Retried with backoff, and never skipped.
+    projector.wait_for(RecordOutcome::Gap, 3, WAIT).await;
+    assert_eq!(view_sequence(&prefix, &gapped[0].job_id).await, Some(1));
+
+    // The repair `ordo replay --job` would make: the missing event, written to the view.
+    let mut views = RedisViews::new(prefix.redis.clone(), &prefix.prefix);
+    let missing = ViewUpdate::of(&gapped[1], &gapped[1].event().unwrap());
+    views.apply(&[missing]).await.unwrap();
+
+    projector
+        .wait_for(RecordOutcome::Applied, 1 + 1 + after.len() as u64, WAIT)
+        .await;
+    projector.stop().await;
+    assert_eq!(view_sequence(&prefix, &gapped[0].job_id).await, Some(3));
+    assert_eq!(view_sequence(&prefix, &after[0].job_id).await, Some(7));
+}

@@ -7,17 +7,9 @@ use crate::{EventEnvelope, JobEvent, JobSpec, RetryPolicy};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
-/// The envelopes of one job of tenant `tenant` on `queue`, starting at `start`, one
-/// millisecond apart: submitted, started, completed; with `retried`, the first attempt fails
-/// and is retried first (seven events instead of three).
-pub fn lifecycle(
-    job_id: &str,
-    tenant: &TenantId,
-    queue: &QueueName,
-    start: DateTime<Utc>,
-    retried: bool,
-) -> Vec<EventEnvelope> {
-    let spec = JobSpec {
+/// A job of type `sample.noop`, labelled `origin=sample`, with default settings.
+pub fn spec(tenant: &TenantId, queue: &QueueName) -> JobSpec {
+    JobSpec {
         tenant: tenant.clone(),
         name: JobName::parse("sample").expect("valid name"),
         job_type: JobType::parse("sample.noop").expect("valid type"),
@@ -29,7 +21,19 @@ pub fn lifecycle(
         timeout_secs: TimeoutSecs::default(),
         labels: Labels::parse([("origin".to_owned(), "sample".to_owned())].into())
             .expect("valid labels"),
-    };
+    }
+}
+
+/// The envelopes of one job of tenant `tenant` on `queue`, starting at `start`, one
+/// millisecond apart: submitted, started, completed; with `retried`, the first attempt fails
+/// and is retried first (seven events instead of three).
+pub fn lifecycle(
+    job_id: &str,
+    tenant: &TenantId,
+    queue: &QueueName,
+    start: DateTime<Utc>,
+    retried: bool,
+) -> Vec<EventEnvelope> {
     let worker_id = WorkerId::parse("sample-worker").expect("valid worker id");
     let lease_expires_at = start + Duration::seconds(30);
     let started = |attempt| JobEvent::JobStarted {
@@ -40,7 +44,7 @@ pub fn lifecycle(
     };
     let mut events = vec![
         JobEvent::JobSubmitted {
-            spec: Box::new(spec),
+            spec: Box::new(spec(tenant, queue)),
             submitted_at: start,
         },
         started(1),

@@ -130,3 +130,94 @@ impl InProcessProjector {
         self.task.await.expect("projector task").expect("projector");
     }
 }
+
+/// What [`write_histories`] wrote.
+#[derive(Debug, Default)]
+pub struct Histories {
+    pub events: u64,
+    /// Jobs per final status.
+    pub statuses: std::collections::BTreeMap<String, u64>,
+}
+
+/// Writes `jobs` job histories through the real command path (the command bus, in-process),
+/// `concurrency` jobs at a time, in tenant `default`: each job is submitted and started,
+/// then completed, failed with a retry ahead, cancelled or dead-lettered, in turn.
+pub async fn write_histories(pool: &sqlx::PgPool, jobs: usize, concurrency: usize) -> Histories {
+    use ordo_command_api::{JobCommandBus, Metrics};
+    use ordo_domain::spec::{QueueName, TenantId, WorkerId};
+    use ordo_domain::{sample, CommandMetadata, JobCommand, JobServices};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let bus = Arc::new(JobCommandBus::new(
+        pool.clone(),
+        JobServices::system(),
+        Arc::new(Metrics::new()),
+    ));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (bus, next) = (bus.clone(), next.clone());
+        tasks.spawn(async move {
+            let tenant = TenantId::parse("default").unwrap();
+            let queues = ["alpha", "beta", "gamma"].map(|q| QueueName::parse(q).unwrap());
+            let worker_id = WorkerId::parse("test-worker").unwrap();
+            let metadata = || CommandMetadata {
+                tenant: "default".into(),
+                actor: "test".into(),
+                correlation_id: "read-side-test".into(),
+                occurred_at: chrono::Utc::now(),
+            };
+            let mut histories = Histories::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= jobs {
+                    return histories;
+                }
+                let spec = sample::spec(&tenant, &queues[i % queues.len()]);
+                let submitted = bus.submit(spec, None, metadata()).await.expect("submit");
+                let id = submitted.job_id;
+                let start = JobCommand::Start {
+                    worker_id: worker_id.clone(),
+                    attempt: 1,
+                    lease_expires_at: chrono::Utc::now() + chrono::Duration::seconds(60),
+                };
+                bus.execute(id, &tenant, start, metadata())
+                    .await
+                    .expect("start");
+                let last = match i % 4 {
+                    0 => JobCommand::Complete {
+                        attempt: 1,
+                        result: serde_json::json!({"n": i}),
+                    },
+                    1 | 3 => JobCommand::Fail {
+                        attempt: 1,
+                        error: format!("failure {i}"),
+                        retryable: i % 4 == 1,
+                    },
+                    _ => JobCommand::Cancel {
+                        reason: "not needed".into(),
+                    },
+                };
+                let outcome = bus
+                    .execute(id, &tenant, last, metadata())
+                    .await
+                    .expect("last command");
+                histories.events += outcome.sequence;
+                *histories
+                    .statuses
+                    .entry(outcome.status.as_str().to_owned())
+                    .or_default() += 1;
+            }
+        });
+    }
+    let mut total = Histories::default();
+    while let Some(done) = tasks.join_next().await {
+        let done = done.expect("writer task");
+        total.events += done.events;
+        for (status, count) in done.statuses {
+            *total.statuses.entry(status).or_default() += count;
+        }
+    }
+    total
+}

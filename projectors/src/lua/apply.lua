@@ -3,6 +3,7 @@
 -- {2, last} a gap: an earlier event is missing, nothing is written.
 -- Key names follow keys.rs; they are built here because the job's queue and type, needed for
 -- the index and dispatch keys, live in its hash (a single Redis, not a cluster).
+-- The hash is read once (HMGET) and written once (HSET): calls into Redis dominate the cost.
 -- ARGV: ns, tenant, id, seq, at_ms, status ('' = unchanged), dispatch kind, dispatch ms,
 --       n_set, (field, value)*, n_clear, field*, n_labels, label*
 local ns, tenant, id = ARGV[1], ARGV[2], ARGV[3]
@@ -10,18 +11,39 @@ local seq, at = tonumber(ARGV[4]), tonumber(ARGV[5])
 local status, dkind, dms = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local job = ns .. ':job:' .. id
 
-local last = tonumber(redis.call('HGET', job, 'sequence') or '0')
+local current = redis.call('HMGET', job, 'sequence', 'type', 'queue', 'status', 'priority')
+local last = tonumber(current[1] or '0')
 if seq <= last then return {0, last} end
 if seq ~= last + 1 then return {2, last} end
+local jtype, queue, old, priority = current[2] or '', current[3] or '', current[4], current[5]
 
 local i = 9
+local fields = {}
 local n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('HSET', job, ARGV[i], ARGV[i + 1]); i = i + 2 end
+for _ = 1, n do
+  local field, value = ARGV[i], ARGV[i + 1]
+  fields[#fields + 1] = field
+  fields[#fields + 1] = value
+  if field == 'type' then jtype = value
+  elseif field == 'queue' then queue = value
+  elseif field == 'priority' then priority = value end
+  i = i + 2
+end
 n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('HDEL', job, ARGV[i]); i = i + 1 end
+if n > 0 then
+  redis.call('HDEL', job, unpack(ARGV, i, i + n - 1))
+  i = i + n
+end
+if status ~= '' then
+  fields[#fields + 1] = 'status'
+  fields[#fields + 1] = status
+end
+fields[#fields + 1] = 'sequence'
+fields[#fields + 1] = seq
+fields[#fields + 1] = 'updated_at'
+fields[#fields + 1] = at
+redis.call('HSET', job, unpack(fields))
 
-local jtype = redis.call('HGET', job, 'type') or ''
-local queue = redis.call('HGET', job, 'queue') or ''
 local idx = ns .. ':idx:' .. tenant .. ':'
 local counts = ns .. ':count:' .. tenant
 
@@ -36,13 +58,11 @@ if seq == 1 then
 end
 
 if status ~= '' then
-  local old = redis.call('HGET', job, 'status')
   if old then
     redis.call('ZREM', idx .. 'status:' .. old, id)
     redis.call('HINCRBY', counts, 'status:' .. old, -1)
     redis.call('HINCRBY', counts, 'type:' .. jtype .. ':status:' .. old, -1)
   end
-  redis.call('HSET', job, 'status', status)
   redis.call('ZADD', idx .. 'status:' .. status, at, id)
   redis.call('HINCRBY', counts, 'status:' .. status, 1)
   redis.call('HINCRBY', counts, 'type:' .. jtype .. ':status:' .. status, 1)
@@ -54,12 +74,10 @@ if dkind ~= 'keep' then
   redis.call('ZREM', ns .. ':scheduled' .. suffix, id)
   redis.call('ZREM', ns .. ':running' .. suffix, id)
   if dkind == 'ready' then
-    local priority = tonumber(redis.call('HGET', job, 'priority') or '0')
-    redis.call('ZADD', ns .. ':ready' .. suffix, (9 - priority) * 1e13 + dms, id)
+    redis.call('ZADD', ns .. ':ready' .. suffix, (9 - tonumber(priority or '0')) * 1e13 + dms, id)
   elseif dkind == 'scheduled' or dkind == 'running' then
     redis.call('ZADD', ns .. ':' .. dkind .. suffix, dms, id)
   end
 end
 
-redis.call('HSET', job, 'sequence', seq, 'updated_at', at)
 return {1, seq}

@@ -9,7 +9,7 @@ use ordo_domain::{CommandMetadata, ValidationError};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-pub const TENANT_HEADER: &str = "x-ordo-tenant";
+pub use ordo_common::http::TENANT_HEADER;
 pub const ACTOR_HEADER: &str = "x-ordo-actor";
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -127,14 +127,7 @@ impl RequestContext {
 }
 
 fn header_value<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, ApiError> {
-    parts
-        .headers
-        .get(name)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| ApiError::BadRequest(format!("header {name} must be visible ASCII")))
-        })
-        .transpose()
+    ordo_common::http::header_str(&parts.headers, name).map_err(ApiError::BadRequest)
 }
 
 /// A header of 1 to 200 visible ASCII characters, if present.
@@ -151,8 +144,7 @@ impl FromRequestParts<AppState> for RequestContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
-        let tenant = TenantId::parse(header_value(parts, TENANT_HEADER)?.unwrap_or("default"))
-            .map_err(|e| ApiError::BadRequest(format!("header {TENANT_HEADER}: {}", e.reason)))?;
+        let tenant = ordo_common::http::tenant(&parts.headers).map_err(ApiError::BadRequest)?;
         Ok(Self {
             tenant,
             actor: bounded_header(parts, ACTOR_HEADER)?.unwrap_or_else(|| "anonymous".into()),

@@ -8,14 +8,11 @@ pub use error::ApiError;
 
 use crate::bus::JobCommandBus;
 use crate::metrics::Metrics;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use ordo_domain::{JobServices, RetryPolicy};
 use sqlx::PgPool;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Settings of the HTTP layer (the command-line and environment map onto these).
 #[derive(Debug, Clone)]
@@ -64,48 +61,20 @@ impl AppState {
     }
 }
 
-/// The full application: routes, body limit, metrics middleware and problem+json fallbacks.
+/// The full application: [`api_routes`] with problem+json fallbacks and HTTP metrics.
 pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.http().clone();
+    ordo_common::http::finish(api_routes(state), metrics)
+}
+
+/// The routes alone, with their body limit and state but without fallbacks or the metrics
+/// layer, so a process can merge them with other APIs and then call
+/// [`ordo_common::http::finish`] once.
+pub fn api_routes(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     Router::new()
         .merge(routes::jobs::routes())
         .merge(routes::health::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            record_metrics,
-        ))
         .with_state(state)
-}
-
-async fn not_found(request: Request) -> ApiError {
-    ApiError::NotFound(format!("no route for {}", request.uri().path()))
-}
-
-async fn method_not_allowed(request: Request) -> ApiError {
-    ApiError::MethodNotAllowed(format!(
-        "{} is not allowed on {}",
-        request.method(),
-        request.uri().path()
-    ))
-}
-
-/// Counts and times every request by its route template, so label values stay bounded.
-async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    state.metrics.record_http(
-        &route,
-        &method,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
 }

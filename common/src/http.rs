@@ -1,0 +1,144 @@
+//! The HTTP plumbing every Ordo API shares: the tenant header, problem+json fallbacks for
+//! unknown routes and methods, and the HTTP request metrics.
+//!
+//! An API crate exposes its routes without fallbacks or layers; [`finish`] adds both once. So
+//! one process can merge several APIs on one port (`ordo dev`: command and query API) — axum
+//! refuses to merge two routers that both have a fallback — and still count every request
+//! with one set of instruments.
+
+use crate::Problem;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use ordo_domain::spec::TenantId;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use std::time::Instant;
+
+/// Until JWT authentication lands, the tenant of a request comes from this header.
+pub const TENANT_HEADER: &str = "x-ordo-tenant";
+/// The tenant of a request without [`TENANT_HEADER`].
+pub const DEFAULT_TENANT: &str = "default";
+
+/// The value of header `name`, if present; the error (a `detail` for a 400) when it is not
+/// visible ASCII.
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| format!("header {name} must be visible ASCII"))
+        })
+        .transpose()
+}
+
+/// The tenant a request acts for: [`TENANT_HEADER`], or [`DEFAULT_TENANT`] without it. The
+/// error is the `detail` of a 400 answer.
+pub fn tenant(headers: &HeaderMap) -> Result<TenantId, String> {
+    TenantId::parse(header_str(headers, TENANT_HEADER)?.unwrap_or(DEFAULT_TENANT))
+        .map_err(|e| format!("header {TENANT_HEADER}: {}", e.reason))
+}
+
+/// `ordo_http_requests_total{route,method,status}` and
+/// `ordo_http_request_duration_seconds{route,method}`. Routes are matched route templates, so
+/// label values stay bounded.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl HttpMetrics {
+    /// Registers the instruments in `registry`; once per registry (a second registration of
+    /// the same names is an error), so APIs served together share one `HttpMetrics`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "ordo_http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "ordo_http_request_duration_seconds",
+                "HTTP request latency by route and method",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["route", "method"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        Ok(Self { requests, duration })
+    }
+
+    pub fn record(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.duration
+            .with_label_values(&[route, method])
+            .observe(seconds);
+    }
+}
+
+/// Turns a router of routes (state already supplied) into an application: problem+json
+/// answers for unknown routes (404) and methods (405), and `metrics` recorded for every
+/// matched route. Call it once, after merging every API served on the port.
+pub fn finish(routes: Router, metrics: HttpMetrics) -> Router {
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(metrics, record))
+}
+
+/// The fallback for a path no route matches.
+pub async fn not_found(request: Request) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!("no route for {}", request.uri().path()),
+    )
+}
+
+/// The fallback for a route that exists, called with a method it does not serve.
+pub async fn method_not_allowed(request: Request) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// Counts and times every request by its route template, so label values stay bounded.
+async fn record(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.record(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// The Prometheus text exposition of everything in `registry`, as served on `/metrics`.
+pub fn render_metrics(registry: &Registry) -> String {
+    // Encoding cannot fail for well-formed metric families.
+    TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap_or_default()
+}

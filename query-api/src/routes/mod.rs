@@ -1,0 +1,6 @@
+//! One module per route group.
+
+pub mod health;
+pub mod jobs;
+pub mod queues;
+pub mod stats;

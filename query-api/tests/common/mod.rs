@@ -1,0 +1,370 @@
+//! Shared helpers of the black-box tests: every test runs the query API on an ephemeral port
+//! against the real Redis of `ORDO_REDIS_URL` (default: the local stack), under a key prefix of
+//! its own that is deleted (SCAN + DEL) when the test ends; views are written the way the
+//! projector writes them, from domain events through `ViewUpdate` and `RedisViews`.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use chrono::{DateTime, Duration, Utc};
+use ordo_domain::spec::{
+    JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs, WorkerId,
+};
+use ordo_domain::{CommandMetadata, EventEnvelope, JobEvent, JobSpec, RetryPolicy};
+use ordo_projectors::{RedisViews, ViewUpdate};
+use ordo_query_api::{QueryConfig, QueryState};
+use redis::aio::ConnectionManager;
+use reqwest::header::CONTENT_TYPE;
+use reqwest::Response;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const TENANT: &str = "acme";
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+pub fn redis_url() -> String {
+    std::env::var("ORDO_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub async fn connect(url: &str) -> ConnectionManager {
+    ConnectionManager::new(redis::Client::open(url).expect("redis url"))
+        .await
+        .expect("Redis of the local stack is reachable (run `make services`)")
+}
+
+/// A query API of its own, over its own key prefix.
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub prefix: String,
+    pub redis: ConnectionManager,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// With settings changed by `configure` (the prefix is set already).
+    pub async fn spawn_with(configure: impl FnOnce(&mut QueryConfig)) -> Self {
+        let redis = connect(&redis_url()).await;
+        Self::spawn_on(redis.clone(), redis, configure).await
+    }
+
+    /// The API reads through `api_redis`; the test writes through `redis`.
+    pub async fn spawn_on(
+        api_redis: ConnectionManager,
+        redis: ConnectionManager,
+        configure: impl FnOnce(&mut QueryConfig),
+    ) -> Self {
+        let prefix = format!("ordo-test-{}", uuid::Uuid::new_v4().simple());
+        let mut config = QueryConfig {
+            prefix: prefix.clone(),
+            ..QueryConfig::default()
+        };
+        configure(&mut config);
+        let app = ordo_query_api::app(
+            QueryState::new(api_redis, config),
+            prometheus::Registry::new(),
+        )
+        .expect("fresh registry");
+        let (url, server) = serve(app).await;
+        Self {
+            url,
+            client: client(),
+            prefix,
+            redis,
+            server,
+        }
+    }
+
+    /// `GET path` as tenant [`TENANT`].
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.get_as(TENANT, path)
+    }
+
+    pub fn get_as(&self, tenant: &str, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .header("x-ordo-tenant", tenant)
+    }
+
+    /// Writes `updates` into the live namespace (the prefix, until a switch).
+    pub async fn apply(&self, updates: &[ViewUpdate]) {
+        self.apply_in(&self.prefix.clone(), updates).await;
+    }
+
+    pub async fn apply_in(&self, namespace: &str, updates: &[ViewUpdate]) {
+        let outcomes = RedisViews::new(self.redis.clone(), namespace)
+            .apply(updates)
+            .await
+            .expect("views applied");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| *o == ordo_projectors::Outcome::Applied),
+            "{outcomes:?}"
+        );
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+        delete_keys(&format!("{}*", self.prefix));
+    }
+}
+
+/// Deletes every key matching `pattern` (SCAN + DEL), on a thread of its own so that it works
+/// from `Drop` inside the async runtime.
+pub fn delete_keys(pattern: &str) {
+    let pattern = pattern.to_owned();
+    let _ = std::thread::spawn(move || {
+        let mut c = redis::Client::open(redis_url())?.get_connection()?;
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1_000)
+                .query(&mut c)?;
+            if !keys.is_empty() {
+                redis::cmd("DEL").arg(keys).query::<()>(&mut c)?;
+            }
+            if next == 0 {
+                return Ok::<_, redis::RedisError>(());
+            }
+            cursor = next;
+        }
+    })
+    .join();
+}
+
+pub async fn serve(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("ephemeral port");
+    let url = format!("http://{}", listener.local_addr().expect("bound"));
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("server runs");
+    });
+    (url, server)
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events, as the write side would publish them
+// ---------------------------------------------------------------------------------------------
+
+pub fn spec(tenant: &str, job_type: &str, queue: &str, labels: &[(&str, &str)]) -> JobSpec {
+    JobSpec {
+        tenant: TenantId::parse(tenant).unwrap(),
+        name: JobName::parse("test job").unwrap(),
+        job_type: JobType::parse(job_type).unwrap(),
+        queue: QueueName::parse(queue).unwrap(),
+        payload: json!({}),
+        priority: Priority::parse(5).unwrap(),
+        run_at: None,
+        retry: RetryPolicy::default(),
+        timeout_secs: TimeoutSecs::default(),
+        labels: Labels::parse(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+        .unwrap(),
+    }
+}
+
+pub fn submitted(spec: JobSpec, at: DateTime<Utc>) -> JobEvent {
+    JobEvent::JobSubmitted {
+        spec: Box::new(spec),
+        submitted_at: at,
+    }
+}
+
+pub fn started(attempt: u32, at: DateTime<Utc>) -> JobEvent {
+    JobEvent::JobStarted {
+        attempt,
+        worker_id: WorkerId::parse("w-1").unwrap(),
+        lease_expires_at: at + Duration::seconds(30),
+        at,
+    }
+}
+
+pub fn completed(attempt: u32, at: DateTime<Utc>) -> JobEvent {
+    JobEvent::JobCompleted {
+        attempt,
+        result: json!({"rows": 3}),
+        at,
+    }
+}
+
+/// Submitted, failed once, retried, completed: seven events.
+pub fn retried_lifecycle(spec: JobSpec, start: DateTime<Utc>) -> Vec<JobEvent> {
+    vec![
+        submitted(spec, start),
+        started(1, start),
+        JobEvent::JobFailed {
+            attempt: 1,
+            error: "boom".into(),
+            retryable: true,
+            at: start,
+        },
+        JobEvent::JobRetryScheduled {
+            next_attempt: 2,
+            delay_ms: 100,
+            next_attempt_at: start + Duration::milliseconds(100),
+        },
+        JobEvent::JobQueued { at: start },
+        started(2, start),
+        completed(2, start),
+    ]
+}
+
+/// The view updates of `events` of job `id`, sequences from 1, the first event at `start`
+/// and each next one millisecond later.
+pub fn updates(
+    id: &str,
+    tenant: &str,
+    start: DateTime<Utc>,
+    events: Vec<JobEvent>,
+) -> Vec<ViewUpdate> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let metadata = CommandMetadata {
+                tenant: tenant.to_owned(),
+                actor: "test".into(),
+                correlation_id: "c".into(),
+                occurred_at: start + Duration::milliseconds(i as i64),
+            };
+            ViewUpdate::of(
+                &EventEnvelope::of(id, i as u64 + 1, &metadata, event),
+                event,
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers
+// ---------------------------------------------------------------------------------------------
+
+pub fn content_type(resp: &Response) -> String {
+    resp.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+pub async fn send(request: reqwest::RequestBuilder) -> Response {
+    request.send().await.expect("request sent")
+}
+
+/// Asserts a JSON answer with `status` and returns its body.
+pub async fn success(resp: Response, status: u16) -> Value {
+    let got = resp.status().as_u16();
+    let ct = content_type(&resp);
+    let text = resp.text().await.expect("body");
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    assert!(ct.starts_with("application/json"), "content type {ct:?}");
+    serde_json::from_str(&text).expect("body is JSON")
+}
+
+/// Asserts a problem+json answer with `status` and `type` `/problems/{kind}`, with a non-empty
+/// `detail`, and returns its document.
+pub async fn problem_of(resp: Response, status: u16, kind: &str) -> Value {
+    let got = resp.status().as_u16();
+    let ct = content_type(&resp);
+    let text = resp.text().await.expect("problem body");
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    assert_eq!(ct, PROBLEM_JSON, "content type of a {status}; body: {text}");
+    let body: Value = serde_json::from_str(&text).expect("problem body is JSON");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["type"], format!("/problems/{kind}"), "{body}");
+    assert!(!body["detail"].as_str().unwrap_or("").is_empty(), "{body}");
+    body
+}
+
+/// The ids of a list answer.
+pub fn ids(page: &Value) -> Vec<String> {
+    page["jobs"]
+        .as_array()
+        .expect("jobs is an array")
+        .iter()
+        .map(|j| j["job_id"].as_str().expect("job_id").to_owned())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A Redis that stops answering
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP proxy in front of the real Redis that, while stalled, holds Redis's answers back: a
+/// Redis that accepts commands and never answers.
+pub struct StallingProxy {
+    pub url: String,
+    stalled: Arc<AtomicBool>,
+}
+
+impl StallingProxy {
+    pub async fn start() -> Self {
+        let upstream = redis_url()
+            .trim_start_matches("redis://")
+            .split('/')
+            .next()
+            .unwrap_or("127.0.0.1:6379")
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("ephemeral port");
+        let url = format!("redis://{}", listener.local_addr().expect("bound"));
+        let stalled = Arc::new(AtomicBool::new(false));
+        let flag = stalled.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream)
+                    .await
+                    .expect("upstream Redis");
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                });
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    while let Ok(n) = server_read.read(&mut buffer).await {
+                        if n == 0 {
+                            break;
+                        }
+                        while flag.load(Ordering::SeqCst) {
+                            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        }
+                        if client_write.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, stalled }
+    }
+
+    pub fn stall(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::SeqCst);
+    }
+}

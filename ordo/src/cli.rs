@@ -173,6 +173,10 @@ pub enum Command {
     /// Benchmarks that print numbers.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Rebuild a read model from the event store: into a new namespace and switch to it (the
+    /// default), repair some jobs in place (--job, --since), diff the live model against a
+    /// replay (--verify; exit code 1 on any difference), or just read (--dry-run).
+    Replay(ReplayArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -365,4 +369,61 @@ pub struct SubmitBenchArgs {
     /// database.
     #[arg(long)]
     pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Which read model to rebuild.
+    #[arg(long, env = "ORDO_REPLAY_PROJECTOR", value_enum)]
+    pub projector: ProjectorName,
+    /// Repair only this job in place (repeat the flag, or separate ids with commas).
+    #[arg(
+        long = "job",
+        env = "ORDO_REPLAY_JOB",
+        value_name = "ID",
+        value_delimiter = ',',
+        conflicts_with = "since"
+    )]
+    pub jobs: Vec<String>,
+    /// Repair in place every job with an event at or after this time (RFC 3339); each is
+    /// replayed with its full history.
+    #[arg(long, env = "ORDO_REPLAY_SINCE", value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Build every job into this new namespace, then make it the live one. Without --job,
+    /// --since, --verify or --dry-run a replay does this, into `{prefix}.r{unix-ms}`.
+    #[arg(
+        long,
+        env = "ORDO_REPLAY_INTO",
+        value_name = "NAMESPACE",
+        conflicts_with_all = ["jobs", "since"]
+    )]
+    pub into: Option<String>,
+    /// After the switch, delete the keys of the namespace that was live before.
+    #[arg(long, env = "ORDO_REPLAY_DROP_PREVIOUS", conflicts_with_all = ["jobs", "since"])]
+    pub drop_previous: bool,
+    /// Replay into a scratch namespace and print every difference from the live one.
+    #[arg(long, env = "ORDO_REPLAY_VERIFY", conflicts_with_all = ["into", "drop_previous", "dry_run"])]
+    pub verify: bool,
+    /// Read and decode the events, report what a replay would do, write nothing.
+    #[arg(long, env = "ORDO_REPLAY_DRY_RUN", conflicts_with_all = ["into", "drop_previous"])]
+    pub dry_run: bool,
+    /// Events per PostgreSQL page.
+    #[arg(long, env = "ORDO_REPLAY_PAGE_SIZE", default_value_t = 5_000)]
+    pub page_size: usize,
+    /// Events per Redis pipeline.
+    #[arg(long, env = "ORDO_REPLAY_BATCH", default_value_t = 1_000)]
+    pub batch: usize,
+    /// Wait after the switch before the catch-up pass, for in-flight projector batches.
+    #[arg(long, env = "ORDO_REPLAY_SETTLE_MS", default_value_t = 2_000)]
+    pub settle_ms: u64,
+    /// How many positions back from the replay's last event the catch-up pass looks for
+    /// events committed too late for the main pass.
+    #[arg(long, env = "ORDO_REPLAY_CATCH_UP_MARGIN", default_value_t = 100_000)]
+    pub catch_up_margin: i64,
+}
+
+fn parse_time(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{e}; expected RFC 3339, e.g. 2026-01-02T03:04:05Z"))
 }

@@ -6,6 +6,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod cli;
+mod replay;
 mod serve;
 mod telemetry;
 
@@ -33,6 +34,7 @@ async fn main() -> std::process::ExitCode {
         }) => serve::projector(&cli.global, &projector, metrics_addr).await,
         Command::Migrate => serve::migrate(&cli.global).await,
         Command::Bench(bench) => bench::run(&cli.global, bench).await,
+        Command::Replay(args) => replay::run(&cli.global, &args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

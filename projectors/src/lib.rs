@@ -5,6 +5,8 @@
 //!   and redeliveries change nothing and a gap is refused rather than skipped;
 //! - [`keys`] is the Redis key layout, shared with the query API;
 //! - [`namespace`] resolves and switches the live namespace (blue/green replays);
+//! - [`replay`] rebuilds or repairs it from the PostgreSQL event store (`ordo replay`), and
+//!   diffs a live namespace against a replay;
 //! - [`projector`] is the Kafka consumer loop (`ordo serve projector`): batches, offsets
 //!   committed after the write, gaps waited on, unknown records parked;
 //! - [`metrics`] holds its Prometheus instruments.
@@ -14,6 +16,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod projector;
 pub mod redis_views;
+pub mod replay;
 pub mod view;
 
 pub use metrics::ProjectorMetrics;

@@ -1,0 +1,229 @@
+//! `ordo replay` as a user runs it: the built binary against a scratch database (written
+//! through the real command bus) and a Redis key prefix of the test's own.
+
+use chrono::Utc;
+use ordo_command_api::testing::TestDb;
+use ordo_command_api::{JobCommandBus, Metrics};
+use ordo_domain::spec::{JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs};
+use ordo_domain::{CommandMetadata, JobServices, JobSpec, RetryPolicy};
+use ordo_projectors::{keys, redis_views, RedisViews, ViewUpdate};
+use redis::AsyncCommands;
+use std::process::Output;
+use std::sync::Arc;
+use uuid::Uuid;
+
+fn redis_url() -> String {
+    std::env::var("ORDO_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+struct Setup {
+    db: TestDb,
+    prefix: String,
+    jobs: Vec<Uuid>,
+}
+
+impl Setup {
+    /// `count` submitted jobs, projected into the live namespace (the prefix) event by event.
+    async fn new(count: usize) -> Self {
+        let db = TestDb::new().await;
+        let bus = JobCommandBus::new(
+            db.pool.clone(),
+            JobServices::system(),
+            Arc::new(Metrics::new()),
+        );
+        let prefix = format!("ordo-test-{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let redis = redis_views::connect(&redis_url())
+            .await
+            .expect("Redis of the local stack is reachable (run `make services`)");
+        let mut views = RedisViews::new(redis, &prefix);
+        let tenant = TenantId::parse("acme").unwrap();
+        let mut jobs = Vec::new();
+        for n in 0..count {
+            let spec = JobSpec {
+                tenant: tenant.clone(),
+                name: JobName::parse("cli").unwrap(),
+                job_type: JobType::parse("cli.test").unwrap(),
+                queue: QueueName::parse("default").unwrap(),
+                payload: serde_json::json!({"n": n}),
+                priority: Priority::default(),
+                run_at: None,
+                retry: RetryPolicy::default(),
+                timeout_secs: TimeoutSecs::default(),
+                labels: Labels::default(),
+            };
+            let metadata = CommandMetadata {
+                tenant: tenant.to_string(),
+                actor: "test".into(),
+                correlation_id: "c".into(),
+                occurred_at: Utc::now(),
+            };
+            let outcome = bus.submit(spec, None, metadata).await.expect("submit");
+            for envelope in bus.history(outcome.job_id, &tenant).await.unwrap() {
+                let update = ViewUpdate::of(&envelope, &envelope.event().unwrap());
+                views.apply(&[update]).await.unwrap();
+            }
+            jobs.push(outcome.job_id);
+        }
+        Self { db, prefix, jobs }
+    }
+
+    async fn ordo(&self, args: &[&str]) -> Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .arg("replay")
+            .args(args)
+            .env("ORDO_DATABASE_URL", &self.db.url)
+            .env("ORDO_REDIS_URL", redis_url())
+            .env("ORDO_REDIS_PREFIX", &self.prefix)
+            .env("ORDO_LOG_FORMAT", "text")
+            .output()
+            .await
+            .expect("run ordo")
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let pattern = format!("{}*", self.prefix);
+        let _ = std::thread::spawn(move || {
+            let mut c = redis::Client::open(redis_url())?.get_connection()?;
+            let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut c)?;
+            if !keys.is_empty() {
+                redis::cmd("UNLINK").arg(keys).query::<()>(&mut c)?;
+            }
+            Ok::<_, redis::RedisError>(())
+        })
+        .join();
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn verify_exits_1_and_lists_every_difference() {
+    let setup = Setup::new(3).await;
+    let verify = ["--projector", "redis-views", "--verify"];
+    let clean = setup.ordo(&verify).await;
+    assert!(clean.status.success(), "{}", text(&clean.stderr));
+    assert!(
+        text(&clean.stdout).contains("0 differences"),
+        "{}",
+        text(&clean.stdout)
+    );
+
+    let job = setup.jobs[1].to_string();
+    let mut redis = redis_views::connect(&redis_url()).await.unwrap();
+    let _: () = redis
+        .hset(keys::job(&setup.prefix, &job), "priority", "9")
+        .await
+        .unwrap();
+    let _: () = redis
+        .hincr(keys::counts(&setup.prefix, "acme"), "type:cli.test", 1)
+        .await
+        .unwrap();
+    let tampered = setup.ordo(&verify).await;
+    assert_eq!(
+        tampered.status.code(),
+        Some(1),
+        "{}",
+        text(&tampered.stderr)
+    );
+    let stdout = text(&tampered.stdout);
+    assert!(
+        stdout.contains(&format!("job:{job} priority live=9 replayed=0")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("count:acme type:cli.test live=4 replayed=3"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 differences"), "{stdout}");
+    assert!(text(&tampered.stderr).contains("differs from a replay in 2 places"));
+}
+
+#[tokio::test]
+async fn a_rebuild_switches_namespaces_and_prints_a_summary() {
+    let setup = Setup::new(2).await;
+    let dry = setup
+        .ordo(&["--projector", "redis-views", "--dry-run"])
+        .await;
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(
+        text(&dry.stdout).contains("2 events of 2 jobs"),
+        "{}",
+        text(&dry.stdout)
+    );
+
+    let target = format!("{}.blue", setup.prefix);
+    let rebuilt = setup
+        .ordo(&[
+            "--projector",
+            "redis-views",
+            "--into",
+            &target,
+            "--settle-ms",
+            "10",
+        ])
+        .await;
+    assert!(rebuilt.status.success(), "{}", text(&rebuilt.stderr));
+    let stdout = text(&rebuilt.stdout);
+    assert!(stdout.contains("rebuilt: 2 events of 2 jobs"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("namespace {} is no longer live", setup.prefix)),
+        "{stdout}"
+    );
+    // Not a terminal: plain progress lines.
+    assert!(text(&rebuilt.stderr).contains("replay: 2 events to read"));
+    let mut redis = redis_views::connect(&redis_url()).await.unwrap();
+    let live: String = redis
+        .get(keys::active_pointer(&setup.prefix))
+        .await
+        .unwrap();
+    assert_eq!(live, target);
+}
+
+#[tokio::test]
+async fn bad_flags_are_refused_with_a_clear_message() {
+    let setup = Setup::new(0).await;
+    for (args, expected) in [
+        (
+            vec!["--projector", "redis-views", "--verify", "--into", "x"],
+            "cannot be used with",
+        ),
+        (
+            vec!["--projector", "redis-views", "--dry-run", "--verify"],
+            "cannot be used with",
+        ),
+        (
+            vec!["--projector", "redis-views", "--job", "j", "--into", "x"],
+            "cannot be used with",
+        ),
+        (
+            vec!["--projector", "clickhouse"],
+            "invalid value 'clickhouse'",
+        ),
+        (
+            vec!["--projector", "redis-views", "--since", "yesterday"],
+            "expected RFC 3339",
+        ),
+    ] {
+        let output = setup.ordo(&args).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&output.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    let unknown = setup
+        .ordo(&[
+            "--projector",
+            "redis-views",
+            "--job",
+            &Uuid::new_v4().to_string(),
+        ])
+        .await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("no events for job"));
+}

@@ -8,6 +8,7 @@ use common::{read_topic, unique};
 use ordo_domain::sample;
 use ordo_domain::spec::{QueueName, TenantId};
 use ordo_projectors::metrics::RecordOutcome;
+use ordo_projectors::replay::verify;
 use ordo_projectors::{keys, RedisViews, ViewUpdate};
 use redis::AsyncCommands;
 use std::time::Duration;
@@ -31,6 +32,51 @@ async fn view_sequence(prefix: &TestPrefix, job_id: &str) -> Option<u64> {
         .hget(keys::job(&prefix.prefix, job_id), "sequence")
         .await
         .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_and_redelivered_records_leave_the_views_unchanged() {
+    let prefix = TestPrefix::new().await;
+    let topic = unique("ordo-test-projector-");
+    let histories: Vec<_> = (0..150).map(|i| history(i % 3 == 0)).collect();
+    let once: Vec<_> = histories.iter().flatten().map(record).collect();
+    // Everything once, then all of it again (a redelivery after a crash), then each job's
+    // records newest first (duplicates arriving out of order).
+    let mut records = once.clone();
+    records.extend(once.iter().cloned());
+    records.extend(histories.iter().flat_map(|h| h.iter().rev().map(record)));
+    produce(&topic, 6, &records).await;
+
+    let projector = InProcessProjector::start(&topic, 6, &prefix).await;
+    projector
+        .wait_for(
+            RecordOutcome::Duplicate,
+            (records.len() - once.len()) as u64,
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        projector.metrics.count(RecordOutcome::Applied),
+        once.len() as u64
+    );
+    assert_eq!(projector.metrics.count(RecordOutcome::Gap), 0);
+    projector.stop().await;
+
+    // The reference: every event applied exactly once, in order, straight into Redis.
+    let reference = format!("{}.reference", prefix.prefix);
+    let mut views = RedisViews::new(prefix.redis.clone(), &reference);
+    for history in &histories {
+        let updates: Vec<_> = history
+            .iter()
+            .map(|e| ViewUpdate::of(e, &e.event().unwrap()))
+            .collect();
+        views.apply(&updates).await.unwrap();
+    }
+    let mut redis = prefix.redis.clone();
+    let differences = verify::compare(&mut redis, &prefix.prefix, &reference)
+        .await
+        .unwrap();
+    assert!(differences.is_empty(), "{differences:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

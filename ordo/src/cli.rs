@@ -6,6 +6,7 @@ use ordo_command_api::ApiConfig;
 use ordo_domain::RetryPolicy;
 use ordo_outbox_relay::RelayConfig;
 use ordo_projectors::ProjectorConfig;
+use ordo_query_api::QueryConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// PostgreSQL event store.
     #[arg(
@@ -161,6 +162,8 @@ pub enum Command {
         relay: RelayArgs,
         #[command(flatten)]
         projector: ProjectorArgs,
+        #[command(flatten)]
+        query: QueryArgs,
         /// Leave the outbox to Debezium (`make setup-debezium`) instead of the built-in relay.
         #[arg(long, env = "ORDO_DEV_NO_RELAY")]
         no_relay: bool,
@@ -183,6 +186,11 @@ pub enum Command {
 pub enum ServeRole {
     /// The command API.
     Api,
+    /// The query API over the Redis read model (`/api/v1/jobs`, `/queues`, `/stats`).
+    Query {
+        #[command(flatten)]
+        query: QueryArgs,
+    },
     /// Stream the outbox to Kafka over logical replication (what Debezium's EventRouter does).
     Relay {
         #[command(flatten)]
@@ -200,6 +208,38 @@ pub enum ServeRole {
         #[arg(long, env = "ORDO_METRICS_ADDR", default_value = "127.0.0.1:9465")]
         metrics_addr: SocketAddr,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// How long a read with `min_sequence` waits for the view when it names no `wait_ms`.
+    #[arg(long, env = "ORDO_QUERY_DEFAULT_WAIT_MS", default_value_t = 2_000)]
+    pub query_default_wait_ms: u64,
+    /// The longest a read with `min_sequence` waits, whatever it asks.
+    #[arg(long, env = "ORDO_QUERY_MAX_WAIT_MS", default_value_t = 10_000)]
+    pub query_max_wait_ms: u64,
+    /// Bound of each Redis call of a query; a slower Redis answers 503.
+    #[arg(long, env = "ORDO_QUERY_REDIS_TIMEOUT_MS", default_value_t = 2_000)]
+    pub query_redis_timeout_ms: u64,
+}
+
+impl QueryArgs {
+    pub fn config(&self, global: &GlobalArgs) -> anyhow::Result<QueryConfig> {
+        anyhow::ensure!(
+            self.query_default_wait_ms <= self.query_max_wait_ms,
+            "--query-default-wait-ms must not exceed --query-max-wait-ms"
+        );
+        anyhow::ensure!(
+            self.query_redis_timeout_ms >= 1,
+            "--query-redis-timeout-ms must be at least 1"
+        );
+        Ok(QueryConfig {
+            prefix: global.redis_prefix.clone(),
+            default_wait: Duration::from_millis(self.query_default_wait_ms),
+            max_wait: Duration::from_millis(self.query_max_wait_ms),
+            redis_timeout: Duration::from_millis(self.query_redis_timeout_ms),
+        })
+    }
 }
 
 /// The read models Ordo can build.
@@ -369,6 +409,17 @@ pub struct SubmitBenchArgs {
     /// database.
     #[arg(long)]
     pub url: Option<String>,
+    /// Measure submit → visible in the query API instead: each job is submitted, then read
+    /// with `min_sequence` until its view exists, at a steady `--rate` (the whole platform
+    /// runs in-process unless `--url` names a running `ordo dev`).
+    #[arg(long)]
+    pub read_back: bool,
+    /// Submits per second of the read-back measurement.
+    #[arg(long, default_value_t = 1_000)]
+    pub rate: u32,
+    /// Length of the read-back measurement, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
 }
 
 #[derive(Debug, Args)]

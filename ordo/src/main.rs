@@ -21,9 +21,14 @@ async fn main() -> std::process::ExitCode {
         Command::Dev {
             relay,
             projector,
+            query,
             no_relay,
-        } => serve::dev(&cli.global, (!no_relay).then_some(&relay), &projector).await,
+        } => {
+            let relay = (!no_relay).then_some(&relay);
+            serve::dev(&cli.global, relay, &projector, &query).await
+        }
         Command::Serve(ServeRole::Api) => serve::api(&cli.global).await,
+        Command::Serve(ServeRole::Query { query }) => serve::query(&cli.global, &query).await,
         Command::Serve(ServeRole::Relay {
             relay,
             metrics_addr,

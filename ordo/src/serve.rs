@@ -1,17 +1,21 @@
-//! Long-running roles: the API server, the outbox relay, and `dev`, which runs every role in
-//! one process. Every process serves `/metrics`: the API on its own port, other roles on
-//! `--metrics-addr`.
+//! Long-running roles: the command API, the query API, the outbox relay, the projector, and
+//! `dev`, which runs them all in one process with both APIs on one port. Every process
+//! serves `/metrics`: the APIs on their own port, other roles on `--metrics-addr`.
 
-use crate::cli::{GlobalArgs, ProjectorArgs, RelayArgs};
+use crate::cli::{GlobalArgs, ProjectorArgs, QueryArgs, RelayArgs};
 use anyhow::Context;
 use axum::routing::get;
-use ordo_command_api::{db, router, AppState};
+use axum::Router;
+use ordo_command_api::{db, http::api_routes, router, AppState};
+use ordo_common::http::{finish, render_metrics};
 use ordo_domain::JobServices;
-use ordo_outbox_relay::RelayMetrics;
-use ordo_projectors::{redis_views, ProjectorMetrics};
-use prometheus::{Registry, TextEncoder};
+use ordo_outbox_relay::{RelayConfig, RelayMetrics};
+use ordo_projectors::{redis_views, ProjectorConfig, ProjectorMetrics};
+use ordo_query_api::{QueryConfig, QueryState};
+use prometheus::Registry;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub async fn migrate(args: &GlobalArgs) -> anyhow::Result<()> {
@@ -28,25 +32,78 @@ pub async fn dev(
     args: &GlobalArgs,
     relay_args: Option<&RelayArgs>,
     projector_args: &ProjectorArgs,
+    query_args: &QueryArgs,
 ) -> anyhow::Result<()> {
     migrate(args).await?;
-    let registry = Registry::new();
     let shutdown = shutdown_token();
-    let relay = relay_args
-        .map(|relay_args| spawn_relay(args, relay_args, &registry, &shutdown))
-        .transpose()?;
-    let projector = spawn_projector(args, projector_args, &registry, &shutdown).await?;
-    let served = serve_api(args, registry, shutdown.clone()).await;
+    let platform = Platform::start(
+        args,
+        relay_args.map(|r| r.config(args)).transpose()?,
+        projector_args.config(args)?,
+        query_args.config(args)?,
+        &shutdown,
+    )
+    .await?;
+    let served = serve_http(args.http_addr, platform.router.clone(), shutdown.clone()).await;
     shutdown.cancel();
-    if let Some(relay) = relay {
-        relay.await?;
-    }
-    projector.await??;
+    platform.stopped().await?;
     served
 }
 
+/// Every role in this process: the command and query APIs on one router (one set of
+/// fallbacks and HTTP metrics over both), the relay (unless Debezium does its job) and the
+/// projector as tasks, all metrics in one registry. `ordo dev` serves it; the read-back
+/// benchmark runs it on a scratch database.
+pub struct Platform {
+    pub router: Router,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Platform {
+    pub async fn start(
+        args: &GlobalArgs,
+        relay: Option<RelayConfig>,
+        projector: ProjectorConfig,
+        query: QueryConfig,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        let mut tasks = Vec::new();
+        if let Some(relay) = relay {
+            tasks.push(spawn_relay(relay, &registry, shutdown)?);
+        }
+        tasks.push(spawn_projector(args, projector, &registry, shutdown).await?);
+        let pool = db::connect(&args.db_config())?;
+        let state =
+            AppState::with_registry(pool, args.api_config()?, JobServices::system(), registry);
+        let http_metrics = state.metrics.http().clone();
+        let query = query_state(args, query).await?;
+        let router = finish(
+            api_routes(state).merge(ordo_query_api::routes(query)),
+            http_metrics,
+        );
+        Ok(Self { router, tasks })
+    }
+
+    /// Waits for the background roles after the shutdown token was cancelled.
+    pub async fn stopped(self) -> anyhow::Result<()> {
+        for task in self.tasks {
+            task.await??;
+        }
+        Ok(())
+    }
+}
+
 pub async fn api(args: &GlobalArgs) -> anyhow::Result<()> {
-    serve_api(args, Registry::new(), shutdown_token()).await
+    let pool = db::connect(&args.db_config())?;
+    let state = AppState::new(pool, args.api_config()?, JobServices::system());
+    serve_http(args.http_addr, router(state), shutdown_token()).await
+}
+
+pub async fn query(args: &GlobalArgs, query_args: &QueryArgs) -> anyhow::Result<()> {
+    let state = query_state(args, query_args.config(args)?).await?;
+    let app = ordo_query_api::app(state, Registry::new())?;
+    serve_http(args.http_addr, app, shutdown_token()).await
 }
 
 pub async fn relay(
@@ -56,12 +113,12 @@ pub async fn relay(
 ) -> anyhow::Result<()> {
     let registry = Registry::new();
     let shutdown = shutdown_token();
-    let relay = spawn_relay(args, relay_args, &registry, &shutdown)?;
+    let relay = spawn_relay(relay_args.config(args)?, &registry, &shutdown)?;
     let (served, relayed) = tokio::join!(
         serve_metrics(metrics_addr, registry, shutdown.clone()),
         relay
     );
-    relayed?;
+    relayed??;
     served
 }
 
@@ -72,7 +129,8 @@ pub async fn projector(
 ) -> anyhow::Result<()> {
     let registry = Registry::new();
     let shutdown = shutdown_token();
-    let projector = spawn_projector(args, projector_args, &registry, &shutdown).await?;
+    let config = projector_args.config(args)?;
+    let projector = spawn_projector(args, config, &registry, &shutdown).await?;
     let (served, projected) = tokio::join!(
         serve_metrics(metrics_addr, registry, shutdown.clone()),
         projector
@@ -81,74 +139,67 @@ pub async fn projector(
     served
 }
 
-/// `/metrics` and `/healthz` of a role without an API of its own.
-async fn serve_metrics(
+async fn serve_http(
     addr: SocketAddr,
-    registry: Registry,
+    app: Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = bind(addr).await?;
-    let metrics = axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/metrics",
-            get(move || async move {
-                TextEncoder::new()
-                    .encode_to_string(&registry.gather())
-                    .unwrap_or_default()
-            }),
-        );
-    tracing::info!(%addr, "metrics on http://{addr}/metrics");
-    axum::serve(listener, metrics)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    Ok(())
-}
-
-async fn serve_api(
-    args: &GlobalArgs,
-    registry: Registry,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let pool = db::connect(&args.db_config())?;
-    let state = AppState::with_registry(pool, args.api_config()?, JobServices::system(), registry);
-    let listener = bind(args.http_addr).await?;
-    tracing::info!(addr = %args.http_addr, "command API listening on http://{}", args.http_addr);
-    axum::serve(listener, router(state))
+    tracing::info!(%addr, "listening on http://{addr}");
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     tracing::info!("stopped");
     Ok(())
 }
 
+/// `/metrics` and `/healthz` of a role without an API of its own.
+async fn serve_metrics(
+    addr: SocketAddr,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || async move { render_metrics(&registry) }),
+        );
+    serve_http(addr, metrics, shutdown).await
+}
+
+async fn query_state(args: &GlobalArgs, config: QueryConfig) -> anyhow::Result<QueryState> {
+    // Its own connection: reads must not queue behind the projector's large pipelines.
+    let redis = redis_views::connect(&args.redis_url)
+        .await
+        .with_context(|| format!("cannot reach Redis at {}", args.redis_url))?;
+    Ok(QueryState::new(redis, config))
+}
+
 fn spawn_relay(
-    args: &GlobalArgs,
-    relay_args: &RelayArgs,
+    config: RelayConfig,
     registry: &Registry,
     shutdown: &CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let config = relay_args.config(args)?;
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
     // The relay's own small pool: slot management, clean-up and lag polling.
     let pool = db::connect(&db::DbConfig {
         max_connections: 4,
-        ..db::DbConfig::new(&args.database_url)
+        ..db::DbConfig::new(&config.database_url)
     })?;
     let metrics = RelayMetrics::register(registry)?;
-    Ok(tokio::spawn(ordo_outbox_relay::run(
-        config,
-        pool,
-        metrics,
-        shutdown.clone(),
-    )))
+    let relay = ordo_outbox_relay::run(config, pool, metrics, shutdown.clone());
+    Ok(tokio::spawn(async move {
+        relay.await;
+        Ok(())
+    }))
 }
 
 async fn spawn_projector(
     args: &GlobalArgs,
-    projector_args: &ProjectorArgs,
+    config: ProjectorConfig,
     registry: &Registry,
     shutdown: &CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    let config = projector_args.config(args)?;
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
     let redis = redis_views::connect(&args.redis_url)
         .await
         .with_context(|| format!("cannot reach Redis at {}", args.redis_url))?;

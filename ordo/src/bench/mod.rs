@@ -2,6 +2,7 @@
 //! measures Ordo beside the raw limit of the storage underneath, in the same run.
 
 mod project;
+mod read_back;
 mod relay;
 mod submit;
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub async fn run(args: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()> {
     match command {
+        BenchCommand::Submit(bench) if bench.read_back => read_back::run(args, &bench).await,
         BenchCommand::Submit(bench) => submit::run(args, bench).await,
         BenchCommand::Relay(bench) => relay::run(args, bench).await,
         BenchCommand::Project(bench) => project::run(args, bench).await,
@@ -79,6 +81,39 @@ where
     let mut latencies = Vec::with_capacity(ops);
     while let Some(joined) = tasks.join_next().await {
         latencies.extend(joined??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    Ok(PhaseResult {
+        ops,
+        elapsed,
+        latencies,
+    })
+}
+
+/// Starts `op(i)` at a steady `rate` per second for `seconds` (each in its own task, so a
+/// slow call does not delay the next start) and times every call from its scheduled start.
+pub async fn measure_paced<F, Fut>(rate: u32, seconds: u64, op: F) -> anyhow::Result<PhaseResult>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let ops = rate as usize * seconds as usize;
+    let period = Duration::from_secs(1) / rate.max(1);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..ops {
+        let due = started + period * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let call = op(i);
+        tasks.spawn(async move {
+            call.await?;
+            Ok::<_, anyhow::Error>(due.elapsed())
+        });
+    }
+    let mut latencies = Vec::with_capacity(ops);
+    while let Some(joined) = tasks.join_next().await {
+        latencies.push(joined??);
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();

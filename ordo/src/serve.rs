@@ -56,6 +56,7 @@ pub async fn dev(
 /// benchmark runs it on a scratch database.
 pub struct Platform {
     pub router: Router,
+    pub registry: Registry,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -74,15 +75,23 @@ impl Platform {
         }
         tasks.push(spawn_projector(args, projector, &registry, shutdown).await?);
         let pool = db::connect(&args.db_config())?;
-        let state =
-            AppState::with_registry(pool, args.api_config()?, JobServices::system(), registry);
+        let state = AppState::with_registry(
+            pool,
+            args.api_config()?,
+            JobServices::system(),
+            registry.clone(),
+        );
         let http_metrics = state.metrics.http().clone();
         let query = query_state(args, query).await?;
         let router = finish(
             api_routes(state).merge(ordo_query_api::routes(query)),
             http_metrics,
         );
-        Ok(Self { router, tasks })
+        Ok(Self {
+            router,
+            registry,
+            tasks,
+        })
     }
 
     /// Waits for the background roles after the shutdown token was cancelled.

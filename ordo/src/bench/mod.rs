@@ -123,3 +123,43 @@ where
         latencies,
     })
 }
+
+/// Cumulative (upper bound, count) pairs of a histogram.
+pub fn histogram_buckets(histogram: &prometheus::Histogram) -> Vec<(f64, u64)> {
+    use prometheus::core::Collector;
+    cumulative(histogram.collect()[0].get_metric()[0].get_histogram())
+}
+
+fn cumulative(histogram: &prometheus::proto::Histogram) -> Vec<(f64, u64)> {
+    histogram
+        .get_bucket()
+        .iter()
+        .map(|b| (b.upper_bound(), b.cumulative_count()))
+        .collect()
+}
+
+/// The q-quantile of the histogram named `name` in `registry` (its first series).
+pub fn registry_quantile(registry: &prometheus::Registry, name: &str, q: f64) -> Option<f64> {
+    let family = registry.gather().into_iter().find(|f| f.name() == name)?;
+    let histogram = family.get_metric().first()?.get_histogram();
+    Some(quantile(
+        &cumulative(histogram),
+        histogram.get_sample_count(),
+        q,
+    ))
+}
+
+/// The q-quantile of a cumulative histogram, interpolated linearly inside its bucket as
+/// Prometheus' `histogram_quantile` does.
+pub fn quantile(buckets: &[(f64, u64)], total: u64, q: f64) -> f64 {
+    let rank = q * total as f64;
+    let mut lower = (0.0, 0u64);
+    for &(bound, count) in buckets {
+        if count as f64 >= rank {
+            let in_bucket = (count - lower.1).max(1) as f64;
+            return lower.0 + (bound - lower.0) * ((rank - lower.1 as f64) / in_bucket);
+        }
+        lower = (bound, count);
+    }
+    lower.0
+}

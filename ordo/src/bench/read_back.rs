@@ -75,6 +75,16 @@ async fn in_process(
     let server = tokio::spawn(async move { server.await });
 
     let measured = measure(&client, &base_url, bench).await;
+    // Where the time goes, from the roles' own histograms (warm-up included).
+    let stage = |name: &str| {
+        let q = |q| super::registry_quantile(&platform.registry, name, q).unwrap_or(f64::NAN) * 1e3;
+        format!("p50 {:.1} ms, p99 {:.1} ms", q(0.5), q(0.99))
+    };
+    let stages = format!(
+        "stages: commit → Kafka ack {}; occurred_at → written to Redis {}",
+        stage("ordo_outbox_relay_lag_seconds"),
+        stage("ordo_projection_lag_seconds"),
+    );
     shutdown.cancel();
     server.await??;
     platform.stopped().await?;
@@ -86,6 +96,7 @@ async fn in_process(
         bench,
         "in-process (command API, relay, projector, query API)",
     );
+    println!("{stages}");
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! transaction at a steady `--rate`; commit→ack percentiles from the relay's own histogram,
 //! the one `/metrics` exports).
 
+use super::{histogram_buckets, quantile};
 use crate::cli::{GlobalArgs, RelayBenchArgs};
 use anyhow::{bail, Context};
 use ordo_command_api::db::{self, DbConfig};
@@ -80,11 +81,11 @@ pub async fn run(args: &GlobalArgs, bench: RelayBenchArgs) -> anyhow::Result<()>
     );
 
     let before = metrics.lag_seconds.get_sample_count();
-    let buckets_before = buckets(&metrics);
+    let buckets_before = histogram_buckets(&metrics.lag_seconds);
     inserted += insert_paced(&pool, bench.rate, bench.seconds).await?;
     wait_relayed(&metrics, inserted).await?;
     let observed = metrics.lag_seconds.get_sample_count() - before;
-    let delta: Vec<(f64, u64)> = buckets(&metrics)
+    let delta: Vec<(f64, u64)> = histogram_buckets(&metrics.lag_seconds)
         .into_iter()
         .zip(buckets_before)
         .map(|((bound, after), (_, before))| (bound, after - before))
@@ -226,30 +227,4 @@ async fn wait_relayed(metrics: &RelayMetrics, expected: usize) -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Ok(())
-}
-
-/// Cumulative (upper bound, count) pairs of the lag histogram.
-fn buckets(metrics: &RelayMetrics) -> Vec<(f64, u64)> {
-    use prometheus::core::Collector;
-    metrics.lag_seconds.collect()[0].get_metric()[0]
-        .get_histogram()
-        .get_bucket()
-        .iter()
-        .map(|b| (b.upper_bound(), b.cumulative_count()))
-        .collect()
-}
-
-/// The q-quantile of a cumulative histogram, interpolated linearly inside its bucket as
-/// Prometheus' `histogram_quantile` does.
-fn quantile(buckets: &[(f64, u64)], total: u64, q: f64) -> f64 {
-    let rank = q * total as f64;
-    let mut lower = (0.0, 0u64);
-    for &(bound, count) in buckets {
-        if count as f64 >= rank {
-            let in_bucket = (count - lower.1).max(1) as f64;
-            return lower.0 + (bound - lower.0) * ((rank - lower.1 as f64) / in_bucket);
-        }
-        lower = (bound, count);
-    }
-    lower.0
 }

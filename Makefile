@@ -62,7 +62,7 @@ bench-project: services
 
 ## Submit → visible in the query API, at a steady rate, the whole platform in-process.
 bench-read-back: services
-	$(CARGO) run --release -p ordo -- --log-format text bench submit --read-back --rate $${RATE:-1000} --seconds $${SECONDS:-10}
+	$(CARGO) run --release -p ordo -- --log-format text bench submit --read-back --rate $${RATE:-1000} --seconds $${DURATION:-10}
 
 ## ---- Debezium (outbox EventRouter) on Kafka Connect; see debezium/README.md ----
 

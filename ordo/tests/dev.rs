@@ -69,6 +69,22 @@ impl Drop for Dev {
     }
 }
 
+async fn get(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
+    client
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_with_the_commands_sequence_returns_the_state_the_command_made() {
     let db = TestDb::new().await;
@@ -76,41 +92,26 @@ async fn a_read_with_the_commands_sequence_returns_the_state_the_command_made() 
     let dev = Dev::start(&db, &prefix).await;
     let client = reqwest::Client::new();
 
-    let submitted: Value = client
-        .post(format!("{}/api/v1/jobs", dev.url))
-        .json(&json!({"type": "report.build", "queue": "reports", "labels": {"team": "data"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let submitted = post(
+        &client,
+        format!("{}/api/v1/jobs", dev.url),
+        json!({"type": "report.build", "queue": "reports", "labels": {"team": "data"}}),
+    )
+    .await;
     let id = submitted["job_id"].as_str().unwrap();
     // The consumer group forms within seconds; the read waits for it (up to 20 s here).
-    let view: Value = client
-        .get(format!(
-            "{}/api/v1/jobs/{id}?min_sequence=1&wait_ms=20000",
-            dev.url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{}/api/v1/jobs/{id}?min_sequence=1&wait_ms=20000", dev.url);
+    let view = get(&client, url).await;
     assert_eq!(view["status"], "QUEUED", "{view}");
     assert_eq!(view["sequence"], 1);
     assert_eq!(view["queue"], "reports");
 
-    let cancelled: Value = client
-        .post(format!("{}/api/v1/jobs/{id}/cancel", dev.url))
-        .json(&json!({"reason": "not needed"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cancelled = post(
+        &client,
+        format!("{}/api/v1/jobs/{id}/cancel", dev.url),
+        json!({"reason": "not needed"}),
+    )
+    .await;
     let sequence = cancelled["sequence"].as_u64().unwrap();
     let response = client
         .get(format!(
@@ -127,22 +128,8 @@ async fn a_read_with_the_commands_sequence_returns_the_state_the_command_made() 
     assert_eq!(view["cancel_reason"], "not needed");
 
     // The same port serves the query side's lists and counts.
-    let stats: Value = client
-        .get(format!("{}/api/v1/stats", dev.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = get(&client, format!("{}/api/v1/stats", dev.url)).await;
     assert_eq!(stats["by_status"]["CANCELLED"], 1, "{stats}");
-    let queues: Value = client
-        .get(format!("{}/api/v1/queues", dev.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let queues = get(&client, format!("{}/api/v1/queues", dev.url)).await;
     assert!(queues.to_string().contains("reports"), "{queues}");
 }

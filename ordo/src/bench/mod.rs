@@ -29,6 +29,26 @@ pub struct PhaseResult {
 }
 
 impl PhaseResult {
+    /// Waits for the phase's tasks, each answering the latencies it measured; the first
+    /// error is the phase's.
+    async fn collect(
+        ops: usize,
+        started: Instant,
+        mut tasks: tokio::task::JoinSet<anyhow::Result<Vec<Duration>>>,
+    ) -> anyhow::Result<Self> {
+        let mut latencies = Vec::with_capacity(ops);
+        while let Some(joined) = tasks.join_next().await {
+            latencies.extend(joined??);
+        }
+        let elapsed = started.elapsed();
+        latencies.sort_unstable();
+        Ok(Self {
+            ops,
+            elapsed,
+            latencies,
+        })
+    }
+
     pub fn per_second(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
@@ -78,17 +98,7 @@ where
             }
         });
     }
-    let mut latencies = Vec::with_capacity(ops);
-    while let Some(joined) = tasks.join_next().await {
-        latencies.extend(joined??);
-    }
-    let elapsed = started.elapsed();
-    latencies.sort_unstable();
-    Ok(PhaseResult {
-        ops,
-        elapsed,
-        latencies,
-    })
+    PhaseResult::collect(ops, started, tasks).await
 }
 
 /// Starts `op(i)` at a steady `rate` per second for `seconds` (each in its own task, so a
@@ -108,20 +118,10 @@ where
         let call = op(i);
         tasks.spawn(async move {
             call.await?;
-            Ok::<_, anyhow::Error>(due.elapsed())
+            Ok::<_, anyhow::Error>(vec![due.elapsed()])
         });
     }
-    let mut latencies = Vec::with_capacity(ops);
-    while let Some(joined) = tasks.join_next().await {
-        latencies.push(joined??);
-    }
-    let elapsed = started.elapsed();
-    latencies.sort_unstable();
-    Ok(PhaseResult {
-        ops,
-        elapsed,
-        latencies,
-    })
+    PhaseResult::collect(ops, started, tasks).await
 }
 
 /// Cumulative (upper bound, count) pairs of a histogram.

@@ -17,6 +17,8 @@ pub mod namespace;
 pub mod projector;
 pub mod redis_views;
 pub mod replay;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod view;
 
 pub use metrics::ProjectorMetrics;

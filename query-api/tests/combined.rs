@@ -22,8 +22,8 @@ async fn one_port_serves_both_apis_with_one_set_of_fallbacks_and_metrics() {
         JobServices::system(),
         registry.clone(),
     );
-    let redis = connect(&redis_url()).await;
-    let prefix = format!("ordo-test-{}", uuid::Uuid::new_v4().simple());
+    let keys = TestPrefix::new().await;
+    let (redis, prefix) = (keys.redis.clone(), keys.prefix.clone());
     let queries = QueryState::new(
         redis.clone(),
         QueryConfig {
@@ -86,5 +86,4 @@ async fn one_port_serves_both_apis_with_one_set_of_fallbacks_and_metrics() {
         assert!(text.contains(expected), "{expected} missing in:\n{text}");
     }
     server.abort();
-    delete_keys(&format!("{prefix}*"));
 }

@@ -5,49 +5,11 @@ use super::{kafka_brokers, unique};
 use ordo_common::kafka;
 use ordo_domain::EventEnvelope;
 use ordo_projectors::metrics::RecordOutcome;
-use ordo_projectors::{redis_views, ProjectorConfig, ProjectorMetrics};
+pub use ordo_projectors::testing::TestPrefix;
+use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
 use rdkafka::producer::FutureRecord;
-use redis::aio::ConnectionManager;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-pub fn redis_url() -> String {
-    std::env::var("ORDO_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// A Redis key prefix only this test uses; every key under it is deleted on drop.
-pub struct TestPrefix {
-    pub prefix: String,
-    pub redis: ConnectionManager,
-}
-
-impl TestPrefix {
-    pub async fn new() -> Self {
-        let redis = redis_views::connect(&redis_url())
-            .await
-            .expect("Redis of the local stack is reachable (run `make services`)");
-        Self {
-            prefix: unique("ordo-test-"),
-            redis,
-        }
-    }
-}
-
-impl Drop for TestPrefix {
-    fn drop(&mut self) {
-        // Namespaces of a prefix are `{prefix}` and `{prefix}.*`; the pointer goes too.
-        let pattern = format!("{}*", self.prefix);
-        let _ = std::thread::spawn(move || {
-            let mut c = redis::Client::open(redis_url())?.get_connection()?;
-            let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut c)?;
-            for chunk in keys.chunks(10_000) {
-                redis::cmd("UNLINK").arg(chunk).query::<()>(&mut c)?;
-            }
-            Ok::<_, redis::RedisError>(())
-        })
-        .join();
-    }
-}
 
 /// Produces `(key, value)` records to `topic` (created with `partitions` if missing) and
 /// waits for every acknowledgement.

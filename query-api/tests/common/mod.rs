@@ -22,9 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const TENANT: &str = "acme";
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-pub fn redis_url() -> String {
-    std::env::var("ORDO_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+pub use ordo_projectors::testing::{redis_url, TestPrefix};
 
 pub async fn connect(url: &str) -> ConnectionManager {
     ConnectionManager::new(redis::Client::open(url).expect("redis url"))
@@ -39,6 +37,8 @@ pub struct TestApp {
     pub prefix: String,
     pub redis: ConnectionManager,
     server: tokio::task::JoinHandle<()>,
+    /// Deletes the prefix's keys when the test ends.
+    _keys: TestPrefix,
 }
 
 impl TestApp {
@@ -58,7 +58,8 @@ impl TestApp {
         redis: ConnectionManager,
         configure: impl FnOnce(&mut QueryConfig),
     ) -> Self {
-        let prefix = format!("ordo-test-{}", uuid::Uuid::new_v4().simple());
+        let keys = TestPrefix::new().await;
+        let prefix = keys.prefix.clone();
         let mut config = QueryConfig {
             prefix: prefix.clone(),
             ..QueryConfig::default()
@@ -76,6 +77,7 @@ impl TestApp {
             prefix,
             redis,
             server,
+            _keys: keys,
         }
     }
 
@@ -112,35 +114,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
-        delete_keys(&format!("{}*", self.prefix));
     }
-}
-
-/// Deletes every key matching `pattern` (SCAN + DEL), on a thread of its own so that it works
-/// from `Drop` inside the async runtime.
-pub fn delete_keys(pattern: &str) {
-    let pattern = pattern.to_owned();
-    let _ = std::thread::spawn(move || {
-        let mut c = redis::Client::open(redis_url())?.get_connection()?;
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1_000)
-                .query(&mut c)?;
-            if !keys.is_empty() {
-                redis::cmd("DEL").arg(keys).query::<()>(&mut c)?;
-            }
-            if next == 0 {
-                return Ok::<_, redis::RedisError>(());
-            }
-            cursor = next;
-        }
-    })
-    .join();
 }
 
 pub async fn serve(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {

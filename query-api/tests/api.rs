@@ -97,13 +97,7 @@ fn spec_of(_id: &str) -> ordo_domain::JobSpec {
 async fn unknown_jobs_and_other_tenants_jobs_are_not_found() {
     let app = TestApp::spawn().await;
     let start = Utc::now();
-    app.apply(&updates(
-        "job-1",
-        TENANT,
-        start,
-        vec![submitted(spec_of("job-1"), start)],
-    ))
-    .await;
+    app.submit("job-1", spec_of("job-1"), start).await;
     success(send(app.get(&job_path("job-1"))).await, 200).await;
 
     let body = problem_of(send(app.get(&job_path("nope"))).await, 404, "not-found").await;
@@ -167,13 +161,7 @@ async fn min_sequence_waits_until_the_view_catches_up() {
     let request = app.get(&format!("{}?min_sequence=1", job_path("job-2")));
     let pending = tokio::spawn(async move { request.send().await.expect("request sent") });
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    app.apply(&updates(
-        "job-2",
-        TENANT,
-        start,
-        vec![submitted(spec_of("job-2"), start)],
-    ))
-    .await;
+    app.submit("job-2", spec_of("job-2"), start).await;
     let view = success(pending.await.unwrap(), 200).await;
     assert_eq!(view["status"], "QUEUED");
 
@@ -195,13 +183,7 @@ async fn min_sequence_waits_until_the_view_catches_up() {
 async fn min_sequence_times_out_with_a_not_caught_up_problem() {
     let app = TestApp::spawn_with(|c| c.max_wait = std::time::Duration::from_millis(300)).await;
     let start = Utc::now();
-    app.apply(&updates(
-        "job-1",
-        TENANT,
-        start,
-        vec![submitted(spec_of("job-1"), start)],
-    ))
-    .await;
+    app.submit("job-1", spec_of("job-1"), start).await;
 
     let began = Instant::now();
     let resp = send(app.get(&format!("{}?min_sequence=3&wait_ms=100", job_path("job-1")))).await;
@@ -602,13 +584,7 @@ async fn a_namespace_switch_is_seen_by_the_next_request() {
     let app = TestApp::spawn().await;
     let start = Utc::now();
     let green = format!("{}-green", app.prefix);
-    app.apply(&updates(
-        "job-blue",
-        TENANT,
-        start,
-        vec![submitted(spec_of(""), start)],
-    ))
-    .await;
+    app.submit("job-blue", spec_of(""), start).await;
     app.apply_in(
         &green,
         &updates(
@@ -650,13 +626,7 @@ async fn a_redis_that_does_not_answer_is_a_prompt_503() {
     })
     .await;
     let start = Utc::now();
-    app.apply(&updates(
-        "job-1",
-        TENANT,
-        start,
-        vec![submitted(spec_of(""), start)],
-    ))
-    .await;
+    app.submit("job-1", spec_of(""), start).await;
     success(send(app.get(&job_path("job-1"))).await, 200).await;
 
     proxy.stall(true);

@@ -92,6 +92,12 @@ impl TestApp {
             .header("x-ordo-tenant", tenant)
     }
 
+    /// Writes the submit of job `id` at `at` into the live namespace.
+    pub async fn submit(&self, id: &str, spec: JobSpec, at: DateTime<Utc>) {
+        self.apply(&updates(id, TENANT, at, vec![submitted(spec, at)]))
+            .await;
+    }
+
     /// Writes `updates` into the live namespace (the prefix, until a switch).
     pub async fn apply(&self, updates: &[ViewUpdate]) {
         self.apply_in(&self.prefix.clone(), updates).await;

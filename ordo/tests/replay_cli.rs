@@ -6,20 +6,19 @@ use ordo_command_api::testing::TestDb;
 use ordo_command_api::{JobCommandBus, Metrics};
 use ordo_domain::spec::{JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs};
 use ordo_domain::{CommandMetadata, JobServices, JobSpec, RetryPolicy};
-use ordo_projectors::{keys, redis_views, RedisViews, ViewUpdate};
+use ordo_projectors::testing::{redis_url, TestPrefix};
+use ordo_projectors::{keys, RedisViews, ViewUpdate};
 use redis::AsyncCommands;
 use std::process::Output;
 use std::sync::Arc;
 use uuid::Uuid;
 
-fn redis_url() -> String {
-    std::env::var("ORDO_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 struct Setup {
     db: TestDb,
     prefix: String,
     jobs: Vec<Uuid>,
+    /// Deletes the prefix's keys when the test ends.
+    keys: TestPrefix,
 }
 
 impl Setup {
@@ -31,11 +30,9 @@ impl Setup {
             JobServices::system(),
             Arc::new(Metrics::new()),
         );
-        let prefix = format!("ordo-test-{}", &Uuid::new_v4().simple().to_string()[..12]);
-        let redis = redis_views::connect(&redis_url())
-            .await
-            .expect("Redis of the local stack is reachable (run `make services`)");
-        let mut views = RedisViews::new(redis, &prefix);
+        let keys = TestPrefix::new().await;
+        let prefix = keys.prefix.clone();
+        let mut views = RedisViews::new(keys.redis.clone(), &prefix);
         let tenant = TenantId::parse("acme").unwrap();
         let mut jobs = Vec::new();
         for n in 0..count {
@@ -64,7 +61,12 @@ impl Setup {
             }
             jobs.push(outcome.job_id);
         }
-        Self { db, prefix, jobs }
+        Self {
+            db,
+            prefix,
+            jobs,
+            keys,
+        }
     }
 
     async fn ordo(&self, args: &[&str]) -> Output {
@@ -78,21 +80,6 @@ impl Setup {
             .output()
             .await
             .expect("run ordo")
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let pattern = format!("{}*", self.prefix);
-        let _ = std::thread::spawn(move || {
-            let mut c = redis::Client::open(redis_url())?.get_connection()?;
-            let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut c)?;
-            if !keys.is_empty() {
-                redis::cmd("UNLINK").arg(keys).query::<()>(&mut c)?;
-            }
-            Ok::<_, redis::RedisError>(())
-        })
-        .join();
     }
 }
 
@@ -113,7 +100,7 @@ async fn verify_exits_1_and_lists_every_difference() {
     );
 
     let job = setup.jobs[1].to_string();
-    let mut redis = redis_views::connect(&redis_url()).await.unwrap();
+    let mut redis = setup.keys.redis.clone();
     let _: () = redis
         .hset(keys::job(&setup.prefix, &job), "priority", "9")
         .await
@@ -175,7 +162,7 @@ async fn a_rebuild_switches_namespaces_and_prints_a_summary() {
     );
     // Not a terminal: plain progress lines.
     assert!(text(&rebuilt.stderr).contains("replay: 2 events to read"));
-    let mut redis = redis_views::connect(&redis_url()).await.unwrap();
+    let mut redis = setup.keys.redis.clone();
     let live: String = redis
         .get(keys::active_pointer(&setup.prefix))
         .await

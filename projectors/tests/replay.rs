@@ -11,18 +11,15 @@ use ordo_domain::spec::{
 };
 use ordo_domain::{CommandMetadata, JobCommand, JobServices, JobSpec, RetryPolicy};
 use ordo_projectors::replay::{
-    self, verify, Difference, Mode, Progress, ReplayOptions, Scope, Silent,
+    self, verify, Difference, Mode, Progress, ReplayOptions, Scope, Silent, Summary,
 };
-use ordo_projectors::{keys, namespace, redis_views, RedisViews, ViewUpdate};
+use ordo_projectors::testing::TestPrefix;
+use ordo_projectors::{keys, namespace, RedisViews, ViewUpdate};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde_json::json;
 use std::sync::{mpsc, Arc, Mutex};
 use uuid::Uuid;
-
-fn redis_url() -> String {
-    std::env::var("ORDO_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 /// A scratch database, the command bus on it, and a Redis key prefix of its own.
 struct Fixture {
@@ -32,6 +29,8 @@ struct Fixture {
     prefix: String,
     /// (job id, tenant) of every job submitted, in order.
     jobs: Vec<(Uuid, TenantId)>,
+    /// Deletes the prefix's keys when the test ends.
+    _keys: TestPrefix,
 }
 
 impl Fixture {
@@ -42,15 +41,14 @@ impl Fixture {
             JobServices::system(),
             Arc::new(Metrics::new()),
         );
-        let redis = redis_views::connect(&redis_url())
-            .await
-            .expect("Redis of the local stack is reachable (run `make services`)");
+        let keys = TestPrefix::new().await;
         Self {
             db,
             bus,
-            redis,
-            prefix: format!("ordo-test-{}", &Uuid::new_v4().simple().to_string()[..12]),
+            redis: keys.redis.clone(),
+            prefix: keys.prefix.clone(),
             jobs: Vec::new(),
+            _keys: keys,
         }
     }
 
@@ -173,6 +171,19 @@ impl Fixture {
         }
     }
 
+    /// `ordo replay` on this fixture's database and prefix, without progress output.
+    async fn replay(&self, mode: &Mode, options: &ReplayOptions) -> anyhow::Result<Summary> {
+        replay::run(
+            &self.db.pool,
+            &self.redis,
+            &self.prefix,
+            mode,
+            options,
+            &Silent,
+        )
+        .await
+    }
+
     async fn differences(&self, live: &str, replayed: &str) -> Vec<Difference> {
         verify::compare(&mut self.redis.clone(), live, replayed)
             .await
@@ -187,22 +198,6 @@ impl Fixture {
             .await
             .unwrap();
         keys.len()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        // The namespaces of a prefix are `{prefix}` and `{prefix}.*`; the pointer goes too.
-        let pattern = format!("{}*", self.prefix);
-        let _ = std::thread::spawn(move || {
-            let mut c = redis::Client::open(redis_url())?.get_connection()?;
-            let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut c)?;
-            for chunk in keys.chunks(10_000) {
-                redis::cmd("UNLINK").arg(chunk).query::<()>(&mut c)?;
-            }
-            Ok::<_, redis::RedisError>(())
-        })
-        .join();
     }
 }
 
@@ -236,16 +231,7 @@ async fn a_full_replay_equals_the_model_built_event_by_event() {
     assert_eq!(verification.summary.jobs, 30);
     assert!(verification.summary.gaps.is_empty() && verification.summary.duplicates == 0);
 
-    let summary = replay::run(
-        &f.db.pool,
-        &f.redis,
-        &f.prefix,
-        &into_new(false),
-        &quick(),
-        &Silent,
-    )
-    .await
-    .unwrap();
+    let summary = f.replay(&into_new(false), &quick()).await.unwrap();
     let events = f.db.count("SELECT count(*) FROM events").await as u64;
     assert_eq!(
         (summary.events, summary.applied, summary.jobs),
@@ -265,10 +251,7 @@ async fn a_full_replay_equals_the_model_built_event_by_event() {
             namespace: Some(target),
             drop_previous: false,
         };
-        let error = replay::run(&f.db.pool, &f.redis, &f.prefix, &mode, &quick(), &Silent)
-            .await
-            .unwrap_err()
-            .to_string();
+        let error = f.replay(&mode, &quick()).await.unwrap_err().to_string();
         assert!(
             error.contains("is the live one") || error.contains("already has keys"),
             "{error}"
@@ -455,16 +438,7 @@ async fn job_repair_fixes_corrupted_views_in_place_with_exact_counters() {
         scope: Scope::Jobs(vec![ids[3].to_string(), ids[4].to_string()]),
         ..quick()
     };
-    let summary = replay::run(
-        &f.db.pool,
-        &f.redis,
-        &f.prefix,
-        &Mode::InPlace,
-        &options,
-        &Silent,
-    )
-    .await
-    .unwrap();
+    let summary = f.replay(&Mode::InPlace, &options).await.unwrap();
     assert_eq!(summary.jobs, 2);
     assert_eq!(summary.applied, summary.events);
     assert!(summary.gaps.is_empty());
@@ -475,16 +449,7 @@ async fn job_repair_fixes_corrupted_views_in_place_with_exact_counters() {
         scope: Scope::Jobs(vec![Uuid::new_v4().to_string()]),
         ..quick()
     };
-    let error = replay::run(
-        &f.db.pool,
-        &f.redis,
-        &f.prefix,
-        &Mode::InPlace,
-        &options,
-        &Silent,
-    )
-    .await
-    .unwrap_err();
+    let error = f.replay(&Mode::InPlace, &options).await.unwrap_err();
     assert!(error.to_string().contains("no events for job"), "{error}");
 }
 
@@ -512,16 +477,7 @@ async fn since_repairs_the_jobs_with_an_event_at_or_after_the_time() {
         scope: Scope::Since(cut),
         ..quick()
     };
-    let summary = replay::run(
-        &f.db.pool,
-        &f.redis,
-        &f.prefix,
-        &Mode::InPlace,
-        &options,
-        &Silent,
-    )
-    .await
-    .unwrap();
+    let summary = f.replay(&Mode::InPlace, &options).await.unwrap();
     assert_eq!((summary.jobs, summary.events), (2, 3));
     let differences = f.differences(&expected, &f.prefix).await;
     assert_eq!(differences.len(), 1, "{differences:?}");
@@ -534,16 +490,7 @@ async fn a_dry_run_reads_everything_and_writes_nothing() {
     f.workload(8, Utc::now()).await;
     let events = f.db.count("SELECT count(*) FROM events").await as u64;
     let before = f.key_count().await;
-    let summary = replay::run(
-        &f.db.pool,
-        &f.redis,
-        &f.prefix,
-        &Mode::DryRun,
-        &quick(),
-        &Silent,
-    )
-    .await
-    .unwrap();
+    let summary = f.replay(&Mode::DryRun, &quick()).await.unwrap();
     assert_eq!(
         (summary.events, summary.jobs, summary.applied),
         (events, 8, 0)
@@ -578,9 +525,7 @@ async fn undecodable_events_are_reported_and_their_jobs_skipped() {
     let good_events = f.db.count("SELECT count(*) FROM events").await as u64 - 2;
 
     for mode in [Mode::DryRun, into_new(false)] {
-        let summary = replay::run(&f.db.pool, &f.redis, &f.prefix, &mode, &quick(), &Silent)
-            .await
-            .unwrap();
+        let summary = f.replay(&mode, &quick()).await.unwrap();
         assert_eq!(summary.undecodable.len(), 1, "{mode:?}");
         let undecodable = &summary.undecodable[0];
         assert_eq!(undecodable.job_id, bad);

@@ -2,6 +2,7 @@
 //! scratch database per test on the real PostgreSQL of `ORDO_DATABASE_URL`.
 
 use crate::db::{self, DbConfig};
+use crate::JobCommandBus;
 use sqlx::PgPool;
 
 pub fn base_database_url() -> String {
@@ -24,6 +25,15 @@ impl TestDb {
             .expect("PostgreSQL of the local stack is reachable (run `make services`)");
         let pool = db::connect(&DbConfig::new(url.clone())).expect("valid url");
         Self { name, url, pool }
+    }
+
+    /// A command bus on this database with the system clock and jitter.
+    pub fn bus(&self) -> JobCommandBus {
+        JobCommandBus::new(
+            self.pool.clone(),
+            ordo_domain::JobServices::system(),
+            std::sync::Arc::new(crate::Metrics::new()),
+        )
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

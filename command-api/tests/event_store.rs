@@ -6,19 +6,15 @@ mod common;
 use chrono::{Duration, Utc};
 use common::{metadata, tenant, TestDb};
 use futures::StreamExt;
-use ordo_command_api::{CommandError, JobCommandBus, Metrics};
+use ordo_command_api::{CommandError, JobCommandBus};
 use ordo_domain::spec::{JobName, JobType, Labels, Priority, QueueName, TimeoutSecs, WorkerId};
-use ordo_domain::{JobCommand, JobError, JobServices, JobSpec, JobStatus, RetryPolicy};
+use ordo_domain::{JobCommand, JobError, JobSpec, JobStatus, RetryPolicy};
 use rand::Rng;
 use std::sync::Arc;
 use uuid::Uuid;
 
 fn bus(db: &TestDb) -> Arc<JobCommandBus> {
-    Arc::new(JobCommandBus::new(
-        db.pool.clone(),
-        JobServices::system(),
-        Arc::new(Metrics::new()),
-    ))
+    Arc::new(db.bus())
 }
 
 fn spec(max_attempts: u32) -> JobSpec {

@@ -74,7 +74,7 @@ async fn a_projector_killed_mid_stream_resumes_and_its_views_equal_a_replay_of_1
     let topic = template.replace("${routedByValue}", "job");
 
     let started = Instant::now();
-    let written = write_histories(&db.pool, JOBS, 32).await;
+    let written = write_histories(&db, JOBS, 32).await;
     eprintln!(
         "wrote {} events of {JOBS} jobs in {:.1?}",
         written.events,

@@ -3,14 +3,12 @@
 
 use chrono::Utc;
 use ordo_command_api::testing::TestDb;
-use ordo_command_api::{JobCommandBus, Metrics};
 use ordo_domain::spec::{JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs};
-use ordo_domain::{CommandMetadata, JobServices, JobSpec, RetryPolicy};
+use ordo_domain::{CommandMetadata, JobSpec, RetryPolicy};
 use ordo_projectors::testing::{redis_url, TestPrefix};
 use ordo_projectors::{keys, RedisViews, ViewUpdate};
 use redis::AsyncCommands;
 use std::process::Output;
-use std::sync::Arc;
 use uuid::Uuid;
 
 struct Setup {
@@ -25,11 +23,7 @@ impl Setup {
     /// `count` submitted jobs, projected into the live namespace (the prefix) event by event.
     async fn new(count: usize) -> Self {
         let db = TestDb::new().await;
-        let bus = JobCommandBus::new(
-            db.pool.clone(),
-            JobServices::system(),
-            Arc::new(Metrics::new()),
-        );
+        let bus = db.bus();
         let keys = TestPrefix::new().await;
         let prefix = keys.prefix.clone();
         let mut views = RedisViews::new(keys.redis.clone(), &prefix);

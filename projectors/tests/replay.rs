@@ -5,11 +5,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 use ordo_command_api::testing::TestDb;
-use ordo_command_api::{JobCommandBus, Metrics};
+use ordo_command_api::JobCommandBus;
 use ordo_domain::spec::{
     JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs, WorkerId,
 };
-use ordo_domain::{CommandMetadata, JobCommand, JobServices, JobSpec, RetryPolicy};
+use ordo_domain::{CommandMetadata, JobCommand, JobSpec, RetryPolicy};
 use ordo_projectors::replay::{
     self, verify, Difference, Mode, Progress, ReplayOptions, Scope, Silent, Summary,
 };
@@ -18,7 +18,7 @@ use ordo_projectors::{keys, namespace, RedisViews, ViewUpdate};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde_json::json;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Mutex};
 use uuid::Uuid;
 
 /// A scratch database, the command bus on it, and a Redis key prefix of its own.
@@ -36,11 +36,7 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Self {
         let db = TestDb::new().await;
-        let bus = JobCommandBus::new(
-            db.pool.clone(),
-            JobServices::system(),
-            Arc::new(Metrics::new()),
-        );
+        let bus = db.bus();
         let keys = TestPrefix::new().await;
         Self {
             db,

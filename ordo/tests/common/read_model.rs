@@ -104,18 +104,13 @@ pub struct Histories {
 /// Writes `jobs` job histories through the real command path (the command bus, in-process),
 /// `concurrency` jobs at a time, in tenant `default`: each job is submitted and started,
 /// then completed, failed with a retry ahead, cancelled or dead-lettered, in turn.
-pub async fn write_histories(pool: &sqlx::PgPool, jobs: usize, concurrency: usize) -> Histories {
-    use ordo_command_api::{JobCommandBus, Metrics};
+pub async fn write_histories(db: &super::TestDb, jobs: usize, concurrency: usize) -> Histories {
     use ordo_domain::spec::{QueueName, TenantId, WorkerId};
-    use ordo_domain::{sample, CommandMetadata, JobCommand, JobServices};
+    use ordo_domain::{sample, CommandMetadata, JobCommand};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    let bus = Arc::new(JobCommandBus::new(
-        pool.clone(),
-        JobServices::system(),
-        Arc::new(Metrics::new()),
-    ));
+    let bus = Arc::new(db.bus());
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {

@@ -26,24 +26,34 @@ impl ValidationError {
     }
 }
 
-/// Identifiers that travel in metrics, queue keys and URLs: short, ASCII, no spaces.
-fn parse_identifier(field: &str, value: &str, max: usize) -> Result<String, ValidationError> {
+/// Identifiers that travel in metrics, queue keys and URLs: short, ASCII, no spaces; besides
+/// letters and digits only the characters of `punctuation`.
+fn parse_identifier(
+    field: &str,
+    value: &str,
+    max: usize,
+    punctuation: &str,
+) -> Result<String, ValidationError> {
     let valid_first = value
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphanumeric());
     let valid_rest = value
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+        .all(|c| c.is_ascii_alphanumeric() || punctuation.contains(c));
     if value.is_empty() || value.len() > max {
         Err(ValidationError::new(
             field,
             format!("must be 1 to {max} characters long"),
         ))
     } else if !valid_first || !valid_rest {
+        let allowed: Vec<String> = punctuation.chars().map(|c| format!("'{c}'")).collect();
         Err(ValidationError::new(
             field,
-            "must start with a letter or digit and contain only letters, digits, '_', '-', '.', ':'",
+            format!(
+                "must start with a letter or digit and contain only letters, digits, {}",
+                allowed.join(", ")
+            ),
         ))
     } else {
         Ok(value.to_owned())
@@ -52,6 +62,9 @@ fn parse_identifier(field: &str, value: &str, max: usize) -> Result<String, Vali
 
 macro_rules! identifier {
     ($(#[$doc:meta])* $name:ident, $field:literal, $max:literal) => {
+        identifier!($(#[$doc])* $name, $field, $max, "_-.:");
+    };
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:literal, $punctuation:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
@@ -59,7 +72,7 @@ macro_rules! identifier {
 
         impl $name {
             pub fn parse(value: &str) -> Result<Self, ValidationError> {
-                parse_identifier($field, value, $max).map(Self)
+                parse_identifier($field, value, $max, $punctuation).map(Self)
             }
 
             pub fn as_str(&self) -> &str {
@@ -84,8 +97,10 @@ identifier!(
     QueueName, "queue", 64
 );
 identifier!(
-    /// The tenant that owns the job; every read and command is scoped to it.
-    TenantId, "tenant", 64
+    /// The tenant that owns the job; every read and command is scoped to it. No ':', which
+    /// separates the parts of the read model's Redis keys: a tenant must never be able to
+    /// name another tenant's keys.
+    TenantId, "tenant", 64, "_-."
 );
 identifier!(
     /// The worker process that holds a job's lease.
@@ -231,7 +246,7 @@ impl Labels {
             ));
         }
         for (key, value) in &labels {
-            parse_identifier(&format!("labels.{key}"), key, 63)?;
+            parse_identifier(&format!("labels.{key}"), key, 63, "_-.:")?;
             if value.chars().count() > 256 || value.chars().any(char::is_control) {
                 return Err(ValidationError::new(
                     format!("labels.{key}"),
@@ -267,6 +282,14 @@ pub struct JobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenants_cannot_contain_the_key_separator() {
+        assert!(TenantId::parse("acme-eu.1_a").is_ok());
+        let err = TenantId::parse("acme:eu").unwrap_err();
+        assert_eq!(err.field, "tenant");
+        assert!(!err.reason.contains("':'"), "{}", err.reason);
+    }
 
     #[test]
     fn identifiers_accept_the_documented_alphabet() {

@@ -2,6 +2,10 @@
 //! query API that reads it. Every key starts with a namespace, so a replay can build a
 //! complete second copy beside the live one and readers switch over at once.
 //!
+//! Names may contain `:` (types, queues) but never `/`, which therefore separates the type
+//! from the status in counter fields; tenants cannot contain `:`, so a tenant can never name
+//! another tenant's keys.
+//!
 //! A deployment has a key *prefix* (`ordo` by default; tests use one per run). The key
 //! `{prefix}:active` names the live namespace; while it is unset the live namespace is the
 //! prefix itself. `ordo replay --into NS` fills namespace `NS` and then sets the pointer.
@@ -12,7 +16,7 @@
 //! | `{ns}:idx:{tenant}:all` | zset | every job, by submit time (ms) |
 //! | `{ns}:idx:{tenant}:status:{STATUS}` | zset | jobs in that status, by time of entry |
 //! | `{ns}:idx:{tenant}:type:{type}`, `…:queue:{queue}`, `…:label:{k}={v}` | zset | by submit time |
-//! | `{ns}:count:{tenant}` | hash | `status:{S}`, `type:{T}`, `type:{T}:status:{S}` → count |
+//! | `{ns}:count:{tenant}` | hash | `status:{S}`, `type:{T}`, `type:{T}/status:{S}` → count |
 //! | `{ns}:ready:{tenant}:{queue}` | zset | claimable jobs; score (9 − priority)·10¹³ + enqueue ms |
 //! | `{ns}:scheduled:{tenant}:{queue}` | zset | delayed starts and retry backoffs, by due ms |
 //! | `{ns}:running:{tenant}:{queue}` | zset | claimed jobs, by lease expiry ms |

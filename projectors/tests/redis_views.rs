@@ -246,7 +246,7 @@ async fn a_lifecycle_builds_the_view_indexes_and_counters() {
         .await
         .unwrap();
     assert_eq!(counts["status:COMPLETED"], 1);
-    assert_eq!(counts["type:report.build:status:COMPLETED"], 1);
+    assert_eq!(counts["type:report.build/status:COMPLETED"], 1);
     assert_eq!(counts["type:report.build"], 1);
     for status in ["QUEUED", "RUNNING", "FAILED", "RETRYING"] {
         assert_eq!(counts[&format!("status:{status}")], 0, "{status}");

@@ -61,11 +61,11 @@ if status ~= '' then
   if old then
     redis.call('ZREM', idx .. 'status:' .. old, id)
     redis.call('HINCRBY', counts, 'status:' .. old, -1)
-    redis.call('HINCRBY', counts, 'type:' .. jtype .. ':status:' .. old, -1)
+    redis.call('HINCRBY', counts, 'type:' .. jtype .. '/status:' .. old, -1)
   end
   redis.call('ZADD', idx .. 'status:' .. status, at, id)
   redis.call('HINCRBY', counts, 'status:' .. status, 1)
-  redis.call('HINCRBY', counts, 'type:' .. jtype .. ':status:' .. status, 1)
+  redis.call('HINCRBY', counts, 'type:' .. jtype .. '/status:' .. status, 1)
 end
 
 if dkind ~= 'keep' then

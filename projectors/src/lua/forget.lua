@@ -63,7 +63,7 @@ if counted then
   redis.call('HINCRBY', counts, 'type:' .. jtype, -1)
   if status then
     redis.call('HINCRBY', counts, 'status:' .. status, -1)
-    redis.call('HINCRBY', counts, 'type:' .. jtype .. ':status:' .. status, -1)
+    redis.call('HINCRBY', counts, 'type:' .. jtype .. '/status:' .. status, -1)
   end
 end
 redis.call('DEL', job)

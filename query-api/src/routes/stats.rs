@@ -6,7 +6,6 @@ use crate::{QueryError, QueryState};
 use axum::extract::{RawQuery, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use ordo_domain::JobStatus;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -42,8 +41,8 @@ async fn stats(
 }
 
 impl Stats {
-    /// From the fields `status:{S}`, `type:{T}` and `type:{T}:status:{S}`. A type may itself
-    /// contain `:`, so the status part is recognised by its suffix naming a known status.
+    /// From the fields `status:{S}`, `type:{T}` and `type:{T}/status:{S}` (a type never
+    /// contains `/`).
     pub fn from_counts(counts: HashMap<String, i64>) -> Self {
         let mut stats = Stats::default();
         for (field, count) in counts {
@@ -53,10 +52,7 @@ impl Stats {
             if let Some(status) = field.strip_prefix("status:") {
                 stats.by_status.insert(status.to_owned(), count);
             } else if let Some(rest) = field.strip_prefix("type:") {
-                let split = rest
-                    .rsplit_once(":status:")
-                    .filter(|(_, s)| JobStatus::ALL.iter().any(|k| k.as_str() == *s));
-                match split {
+                match rest.split_once("/status:") {
                     Some((job_type, status)) => {
                         stats
                             .by_type
@@ -86,9 +82,10 @@ mod tests {
             ("status:QUEUED", 2),
             ("status:RUNNING", 0),
             ("type:a:b", 3),
-            ("type:a:b:status:QUEUED", 2),
-            ("type:a:b:status:COMPLETED", 1),
-            ("type:a:b:status:RUNNING", 0),
+            ("type:a:b/status:QUEUED", 2),
+            ("type:a:b/status:COMPLETED", 1),
+            ("type:a:b/status:RUNNING", 0),
+            ("type:x:status:QUEUED", 4),
             ("type:c", 1),
             ("status:COMPLETED", 1),
         ]
@@ -99,11 +96,12 @@ mod tests {
         assert_eq!(
             stats,
             serde_json::json!({
-                "total": 4,
+                "total": 8,
                 "by_status": {"COMPLETED": 1, "QUEUED": 2},
                 "by_type": {
                     "a:b": {"total": 3, "by_status": {"COMPLETED": 1, "QUEUED": 2}},
-                    "c": {"total": 1, "by_status": {}}
+                    "c": {"total": 1, "by_status": {}},
+                    "x:status:QUEUED": {"total": 4, "by_status": {}}
                 }
             })
         );

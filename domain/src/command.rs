@@ -24,6 +24,12 @@ pub enum JobCommand {
         error: String,
         retryable: bool,
     },
+    /// A worker's heartbeat: the running attempt's lease now ends at `lease_expires_at`
+    /// (the heartbeat's time plus the lease length, so it may also shorten it).
+    ExtendLease {
+        attempt: u32,
+        lease_expires_at: DateTime<Utc>,
+    },
     /// The reaper's verdict on an attempt whose lease ran out.
     ExpireLease {
         attempt: u32,
@@ -44,6 +50,7 @@ impl JobCommand {
             JobCommand::Start { .. } => "start",
             JobCommand::Complete { .. } => "complete",
             JobCommand::Fail { .. } => "fail",
+            JobCommand::ExtendLease { .. } => "extend_lease",
             JobCommand::ExpireLease { .. } => "expire_lease",
             JobCommand::Cancel { .. } => "cancel",
             JobCommand::Requeue => "requeue",

@@ -40,6 +40,12 @@ pub enum JobEvent {
         retryable: bool,
         at: DateTime<Utc>,
     },
+    /// The running attempt's worker is alive: its lease now ends at `lease_expires_at`.
+    JobLeaseExtended {
+        attempt: u32,
+        lease_expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
     /// The worker went silent: its lease ran out before it reported. RUNNING → FAILED.
     JobLeaseExpired {
         attempt: u32,
@@ -75,6 +81,7 @@ impl JobEvent {
             JobEvent::JobStarted { .. } => "JobStarted",
             JobEvent::JobCompleted { .. } => "JobCompleted",
             JobEvent::JobFailed { .. } => "JobFailed",
+            JobEvent::JobLeaseExtended { .. } => "JobLeaseExtended",
             JobEvent::JobLeaseExpired { .. } => "JobLeaseExpired",
             JobEvent::JobRetryScheduled { .. } => "JobRetryScheduled",
             JobEvent::JobDeadLettered { .. } => "JobDeadLettered",

@@ -216,6 +216,19 @@ impl Aggregate for Job {
                 self.after_failure(retryable, &error, now, services, sink)
                     .await;
             }
+            JobCommand::ExtendLease {
+                attempt,
+                lease_expires_at,
+            } => {
+                Self::require(status, &[Running], "extend the lease of")?;
+                self.require_attempt(status, self.attempt, attempt)?;
+                let event = JobEvent::JobLeaseExtended {
+                    attempt,
+                    lease_expires_at,
+                    at: now,
+                };
+                sink.write(event, self).await;
+            }
             JobCommand::ExpireLease { attempt } => {
                 Self::require(status, &[Running], "expire the lease of")?;
                 self.require_attempt(status, self.attempt, attempt)?;
@@ -294,6 +307,13 @@ impl Aggregate for Job {
                 self.status = Some(JobStatus::Failed);
                 self.lease = None;
                 self.last_error = Some(error);
+            }
+            JobEvent::JobLeaseExtended {
+                lease_expires_at, ..
+            } => {
+                if let Some(lease) = self.lease.as_mut() {
+                    lease.expires_at = lease_expires_at;
+                }
             }
             JobEvent::JobLeaseExpired { .. } => {
                 self.status = Some(JobStatus::Failed);

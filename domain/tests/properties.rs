@@ -44,6 +44,10 @@ enum Step {
         attempt_offset: i64,
         retryable: bool,
     },
+    ExtendLease {
+        attempt_offset: i64,
+        lease_ms: i64,
+    },
     ExpireLease {
         attempt_offset: i64,
     },
@@ -90,6 +94,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => attempt_offset().prop_map(|attempt_offset| Step::Complete { attempt_offset }),
         4 => (attempt_offset(), any::<bool>())
             .prop_map(|(attempt_offset, retryable)| Step::Fail { attempt_offset, retryable }),
+        2 => (attempt_offset(), 0i64..20_000)
+            .prop_map(|(attempt_offset, lease_ms)| Step::ExtendLease { attempt_offset, lease_ms }),
         3 => attempt_offset().prop_map(|attempt_offset| Step::ExpireLease { attempt_offset }),
         1 => Just(Step::Cancel),
         2 => Just(Step::Requeue),
@@ -159,6 +165,13 @@ fn to_command(step: &Step, job: &Job, spec: &JobSpec, now: DateTime<Utc>) -> Job
             attempt: offset(attempt, attempt_offset),
             error: "boom".to_owned(),
             retryable,
+        },
+        Step::ExtendLease {
+            attempt_offset,
+            lease_ms,
+        } => JobCommand::ExtendLease {
+            attempt: offset(attempt, attempt_offset),
+            lease_expires_at: now + Duration::milliseconds(lease_ms),
         },
         Step::ExpireLease { attempt_offset } => JobCommand::ExpireLease {
             attempt: offset(attempt, attempt_offset),

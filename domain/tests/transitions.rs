@@ -118,6 +118,21 @@ fn fail(attempt: u32, retryable: bool) -> JobCommand {
     }
 }
 
+fn extend(attempt: u32, until: i64) -> JobCommand {
+    JobCommand::ExtendLease {
+        attempt,
+        lease_expires_at: t(until),
+    }
+}
+
+fn lease_extended(attempt: u32, until: i64, at: i64) -> JobEvent {
+    JobEvent::JobLeaseExtended {
+        attempt,
+        lease_expires_at: t(until),
+        at: t(at),
+    }
+}
+
 fn expire(attempt: u32) -> JobCommand {
     JobCommand::ExpireLease { attempt }
 }
@@ -688,6 +703,55 @@ fn fail_is_refused_unless_running() {
         .given(dead_letter_job())
         .when(fail(1, true))
         .then_expect_error_message("cannot fail a job that is DEAD_LETTER");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extend lease (heartbeat)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_heartbeat_extends_the_lease_and_the_reaper_then_waits_for_the_new_end() {
+    let now = start_of(1) + 20;
+    let until = now + LEASE_SECS;
+    at(now)
+        .given(running_job())
+        .when(extend(1, until))
+        .then_expect_events(vec![lease_extended(1, until, now)]);
+    let mut history = running_job();
+    history.push(lease_extended(1, until, now));
+    at(start_of(1) + LEASE_SECS + 1)
+        .given(history.clone())
+        .when(expire(1))
+        .then_expect_error(JobError::LeaseNotExpired {
+            attempt: 1,
+            lease_expires_at: t(until),
+            status: Running,
+        });
+    let job = replay(history);
+    assert_eq!(job.lease().map(|l| l.expires_at), Some(t(until)));
+    assert_eq!(job.status(), Some(Running));
+}
+
+#[test]
+fn a_heartbeat_of_another_attempt_is_stale() {
+    at(1_000)
+        .given(running_attempt(2))
+        .when(extend(1, 2_000))
+        .then_expect_error(JobError::StaleAttempt {
+            expected: 2,
+            got: 1,
+            status: Running,
+        });
+}
+
+#[test]
+fn a_heartbeat_is_refused_unless_running() {
+    for status in all_but(&[Running]) {
+        at(1_000)
+            .given(history(status))
+            .when(extend(1, 2_000))
+            .then_expect_error(invalid("extend the lease of", status));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

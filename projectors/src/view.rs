@@ -137,6 +137,12 @@ impl ViewUpdate {
                 update.set = vec![("last_error", error.clone())];
                 update.clear = vec!["lease_expires_at"];
             }
+            JobEvent::JobLeaseExtended {
+                lease_expires_at, ..
+            } => {
+                update.dispatch = Dispatch::Running(lease_expires_at.timestamp_millis());
+                update.set = vec![("lease_expires_at", time(lease_expires_at))];
+            }
             JobEvent::JobLeaseExpired { .. } => {
                 update.status = Some(JobStatus::Failed);
                 update.dispatch = Dispatch::Out;

@@ -3,6 +3,7 @@
 //! - [`view`] computes, from one event alone, what it changes in a job's view (pure);
 //! - [`redis_views`] applies those changes with a sequence-checked Lua script, so duplicates
 //!   and redeliveries change nothing and a gap is refused rather than skipped;
+//! - [`dispatch`] claims jobs for workers from the dispatch sets (one atomic Lua script);
 //! - [`keys`] is the Redis key layout, shared with the query API;
 //! - [`namespace`] resolves and switches the live namespace (blue/green replays);
 //! - [`replay`] rebuilds or repairs it from the PostgreSQL event store (`ordo replay`), and
@@ -11,6 +12,7 @@
 //!   committed after the write, gaps waited on, unknown records parked;
 //! - [`metrics`] holds its Prometheus instruments.
 
+pub mod dispatch;
 pub mod keys;
 pub mod metrics;
 pub mod namespace;

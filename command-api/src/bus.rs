@@ -179,6 +179,27 @@ impl JobCommandBus {
         result
     }
 
+    /// A worker's claim: runs `Start` and answers with the job's specification too, which
+    /// carries the payload the worker needs (the read model does not hold payloads).
+    pub async fn start(
+        &self,
+        job_id: Uuid,
+        tenant: &TenantId,
+        command: JobCommand,
+        metadata: CommandMetadata,
+    ) -> Result<(CommandOutcome, JobSpec), CommandError> {
+        let result = match self.load(job_id, tenant).await {
+            Ok(context) => {
+                let spec = context.aggregate.spec().cloned();
+                let outcome = self.run(context, command, metadata).await;
+                outcome.and_then(|o| Ok((o, spec.ok_or(JobError::NotFound)?)))
+            }
+            Err(e) => Err(e),
+        };
+        self.metrics.record_command("start", &result);
+        result
+    }
+
     /// The job's history from the event store, as the envelopes consumers receive.
     pub async fn history(
         &self,

@@ -3,7 +3,7 @@
 //! `ordo_<name>_seconds`; every label has a bounded set of values (routes are the matched
 //! route templates, commands and outcomes are fixed enums).
 
-use crate::bus::{CommandError, CommandOutcome};
+use crate::bus::CommandError;
 use ordo_common::http::{render_metrics, HttpMetrics};
 use prometheus::{IntCounterVec, Opts, Registry};
 
@@ -46,7 +46,7 @@ impl Metrics {
         &self.http
     }
 
-    pub fn record_command(&self, command: &str, result: &Result<CommandOutcome, CommandError>) {
+    pub fn record_command<T>(&self, command: &str, result: &Result<T, CommandError>) {
         let outcome = match result {
             Ok(_) => "ok",
             Err(e) => e.outcome(),

@@ -80,7 +80,8 @@ impl Platform {
             args.api_config()?,
             JobServices::system(),
             registry.clone(),
-        );
+        )
+        .with_dispatch(connect_redis(args).await?, &args.redis_prefix);
         let http_metrics = state.metrics.http().clone();
         let query = query_state(args, query).await?;
         let router = finish(
@@ -105,7 +106,8 @@ impl Platform {
 
 pub async fn api(args: &GlobalArgs) -> anyhow::Result<()> {
     let pool = db::connect(&args.db_config())?;
-    let state = AppState::new(pool, args.api_config()?, JobServices::system());
+    let state = AppState::new(pool, args.api_config()?, JobServices::system())
+        .with_dispatch(connect_redis(args).await?, &args.redis_prefix);
     serve_http(args.http_addr, router(state), shutdown_token()).await
 }
 
@@ -179,10 +181,13 @@ async fn serve_metrics(
 
 async fn query_state(args: &GlobalArgs, config: QueryConfig) -> anyhow::Result<QueryState> {
     // Its own connection: reads must not queue behind the projector's large pipelines.
-    let redis = redis_views::connect(&args.redis_url)
+    Ok(QueryState::new(connect_redis(args).await?, config))
+}
+
+async fn connect_redis(args: &GlobalArgs) -> anyhow::Result<redis::aio::ConnectionManager> {
+    redis_views::connect(&args.redis_url)
         .await
-        .with_context(|| format!("cannot reach Redis at {}", args.redis_url))?;
-    Ok(QueryState::new(redis, config))
+        .with_context(|| format!("cannot reach Redis at {}", args.redis_url))
 }
 
 fn spawn_relay(
@@ -209,9 +214,7 @@ async fn spawn_projector(
     registry: &Registry,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
-    let redis = redis_views::connect(&args.redis_url)
-        .await
-        .with_context(|| format!("cannot reach Redis at {}", args.redis_url))?;
+    let redis = connect_redis(args).await?;
     let metrics = ProjectorMetrics::register(registry, &config.name)?;
     Ok(tokio::spawn(ordo_projectors::run(
         config,

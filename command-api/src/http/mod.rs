@@ -38,6 +38,16 @@ pub struct AppState {
     pub pool: PgPool,
     pub metrics: Arc<Metrics>,
     pub config: Arc<ApiConfig>,
+    /// The dispatch model workers claim from; without it the worker protocol answers 503.
+    pub dispatch: Option<WorkerDispatch>,
+}
+
+/// The Redis side of the worker protocol: the claim script and the live namespace's prefix.
+#[derive(Clone)]
+pub struct WorkerDispatch {
+    pub dispatch: ordo_projectors::dispatch::Dispatch,
+    pub redis: redis::aio::ConnectionManager,
+    pub prefix: String,
 }
 
 impl AppState {
@@ -57,6 +67,19 @@ impl AppState {
             pool,
             metrics,
             config: Arc::new(config),
+            dispatch: None,
+        }
+    }
+
+    /// Serves the worker protocol from the dispatch model in `redis` under `prefix`.
+    pub fn with_dispatch(self, redis: redis::aio::ConnectionManager, prefix: &str) -> Self {
+        Self {
+            dispatch: Some(WorkerDispatch {
+                dispatch: ordo_projectors::dispatch::Dispatch::new(redis.clone()),
+                redis,
+                prefix: prefix.to_owned(),
+            }),
+            ..self
         }
     }
 }
@@ -74,6 +97,7 @@ pub fn api_routes(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     Router::new()
         .merge(routes::jobs::routes())
+        .merge(routes::workers::routes())
         .merge(routes::health::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

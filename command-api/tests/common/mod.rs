@@ -7,6 +7,8 @@ pub use ordo_command_api::testing::TestDb;
 use ordo_command_api::{router, ApiConfig, AppState};
 use ordo_domain::spec::TenantId;
 use ordo_domain::{CommandMetadata, JobServices};
+use ordo_projectors::testing::TestPrefix;
+use ordo_projectors::{RedisViews, ViewUpdate};
 use serde_json::Value;
 
 pub fn tenant(name: &str) -> TenantId {
@@ -22,12 +24,14 @@ pub fn metadata(tenant: &str) -> CommandMetadata {
     }
 }
 
-/// An API server of its own, on its own database.
+/// An API server of its own, on its own database (and, for the worker protocol, its own
+/// Redis key prefix).
 pub struct TestApp {
     pub url: String,
     pub client: reqwest::Client,
     pub state: AppState,
     pub db: TestDb,
+    pub redis: Option<TestPrefix>,
 }
 
 impl TestApp {
@@ -36,8 +40,20 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: ApiConfig) -> Self {
+        Self::start(config, None).await
+    }
+
+    /// With the worker protocol on a dispatch model of its own.
+    pub async fn spawn_with_dispatch() -> Self {
+        Self::start(ApiConfig::default(), Some(TestPrefix::new().await)).await
+    }
+
+    async fn start(config: ApiConfig, redis: Option<TestPrefix>) -> Self {
         let db = TestDb::new().await;
-        let state = AppState::new(db.pool.clone(), config, JobServices::system());
+        let mut state = AppState::new(db.pool.clone(), config, JobServices::system());
+        if let Some(redis) = &redis {
+            state = state.with_dispatch(redis.redis.clone(), &redis.prefix);
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("ephemeral port");
@@ -53,7 +69,28 @@ impl TestApp {
             client,
             state,
             db,
+            redis,
         }
+    }
+
+    /// Projects the job's history into the dispatch model, as the projector would (events it
+    /// already has are skipped by the sequence check).
+    pub async fn project(&self, job_id: &str, tenant: &str) {
+        let redis = self.redis.as_ref().expect("spawned with a dispatch model");
+        let id = job_id.parse().expect("job id");
+        let updates: Vec<ViewUpdate> = self
+            .state
+            .bus
+            .history(id, &TenantId::parse(tenant).unwrap())
+            .await
+            .expect("history")
+            .iter()
+            .map(|e| ViewUpdate::of(e, &e.event().unwrap()))
+            .collect();
+        RedisViews::new(redis.redis.clone(), &redis.prefix)
+            .apply(&updates)
+            .await
+            .expect("projected");
     }
 
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {

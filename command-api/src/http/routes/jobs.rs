@@ -130,7 +130,7 @@ pub struct HistoryResponse {
     pub events: Vec<EventEnvelope>,
 }
 
-fn parse_job_id(id: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn parse_job_id(id: &str) -> Result<Uuid, ApiError> {
     id.parse()
         .map_err(|_| ApiError::NotFound(format!("no job {id:?}: job ids are UUIDs")))
 }
@@ -189,7 +189,7 @@ async fn requeue(
 }
 
 /// Runs a command against the job `id` of the caller's tenant.
-async fn execute(
+pub(crate) async fn execute(
     state: &AppState,
     ctx: &RequestContext,
     id: &str,

@@ -1,0 +1,329 @@
+//! The worker protocol, usable from any language: claim jobs, heartbeat (extends the lease and
+//! says whether the job was cancelled), complete, fail. Every call names the attempt it works
+//! on, so a worker whose lease ran out cannot report for an attempt another worker now runs.
+
+use super::jobs::{execute, parse_job_id, CommandResponse};
+use crate::bus::CommandError;
+use crate::http::extract::{JsonBody, RequestContext};
+use crate::http::{ApiError, AppState, WorkerDispatch};
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::{DateTime, Duration as Span, Utc};
+use ordo_domain::spec::{check_storable_json, check_storable_text, QueueName, WorkerId};
+use ordo_domain::{JobCommand, JobError, JobStatus, ValidationError};
+use ordo_projectors::dispatch::Claim;
+use ordo_projectors::namespace;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Bounds of a claim: jobs per call, long-poll wait and lease length.
+const MAX_JOBS: u32 = 100;
+const MAX_WAIT_MS: u64 = 30_000;
+const LEASE_MS: std::ops::RangeInclusive<u64> = 1_000..=600_000;
+/// How often an empty long-poll looks again: soon at first, then every 50 ms.
+const POLL: [u64; 4] = [2, 5, 20, 50];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/workers/claim", post(claim))
+        .route("/api/v1/jobs/{id}/heartbeat", post(heartbeat))
+        .route("/api/v1/jobs/{id}/complete", post(complete))
+        .route("/api/v1/jobs/{id}/fail", post(fail))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    pub worker_id: String,
+    pub queues: Vec<String>,
+    #[serde(default = "one")]
+    pub max_jobs: u32,
+    #[serde(default)]
+    pub wait_ms: u64,
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_lease_ms() -> u64 {
+    30_000
+}
+
+/// A claimed job: everything a worker needs to run attempt `attempt`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClaimedJob {
+    pub job_id: Uuid,
+    pub attempt: u32,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub queue: String,
+    pub payload: Value,
+    pub priority: u8,
+    pub max_attempts: u32,
+    pub timeout_secs: u64,
+    pub lease_expires_at: DateTime<Utc>,
+    pub sequence: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClaimResponse {
+    pub jobs: Vec<ClaimedJob>,
+}
+
+/// `POST /api/v1/workers/claim`: up to `max_jobs` jobs of the caller's tenant from `queues`
+/// (in that order of preference), waiting up to `wait_ms` for one to become ready.
+async fn claim(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    JsonBody(request): JsonBody<ClaimRequest>,
+) -> Result<Json<ClaimResponse>, ApiError> {
+    let worker_id = WorkerId::parse(&request.worker_id)?;
+    if request.queues.is_empty() || request.queues.len() > 32 {
+        return Err(ValidationError::new("queues", "name 1 to 32 queues").into());
+    }
+    let queues = request
+        .queues
+        .iter()
+        .map(|q| QueueName::parse(q).map(|q| q.as_str().to_owned()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !(1..=MAX_JOBS).contains(&request.max_jobs) {
+        return Err(ValidationError::new("max_jobs", format!("must be 1 to {MAX_JOBS}")).into());
+    }
+    if request.wait_ms > MAX_WAIT_MS {
+        return Err(
+            ValidationError::new("wait_ms", format!("must be at most {MAX_WAIT_MS}")).into(),
+        );
+    }
+    if !LEASE_MS.contains(&request.lease_ms) {
+        return Err(ValidationError::new("lease_ms", "must be 1000 to 600000").into());
+    }
+    let mut dispatch = dispatch(&state)?.clone();
+    let deadline = Instant::now() + Duration::from_millis(request.wait_ms);
+    let mut polls = 0;
+    loop {
+        let jobs = claim_once(&state, &ctx, &mut dispatch, &worker_id, &queues, &request).await?;
+        if !jobs.is_empty() || Instant::now() >= deadline {
+            return Ok(Json(ClaimResponse { jobs }));
+        }
+        let pause = Duration::from_millis(POLL[polls.min(POLL.len() - 1)]);
+        polls += 1;
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+/// One pass: the claim script, then `Start` for each claim. Claims the aggregate refuses (a
+/// stale view: the job was cancelled or started meanwhile) are skipped, the projector cleans
+/// their sets; a claim the write side could not decide on goes back to ready.
+async fn claim_once(
+    state: &AppState,
+    ctx: &RequestContext,
+    dispatch: &mut WorkerDispatch,
+    worker_id: &WorkerId,
+    queues: &[String],
+    request: &ClaimRequest,
+) -> Result<Vec<ClaimedJob>, ApiError> {
+    let now = state.bus.services().clock.now();
+    let lease = Duration::from_millis(request.lease_ms);
+    let namespace = namespace::active(&mut dispatch.redis, &dispatch.prefix)
+        .await
+        .map_err(unavailable)?;
+    let claims = dispatch
+        .dispatch
+        .claim(
+            &namespace,
+            ctx.tenant.as_str(),
+            queues,
+            request.max_jobs as usize,
+            now.timestamp_millis(),
+            lease,
+        )
+        .await
+        .map_err(unavailable)?;
+    let lease_expires_at = now + Span::milliseconds(request.lease_ms as i64);
+    let mut jobs = Vec::with_capacity(claims.len());
+    for claim in claims {
+        let Ok(job_id) = claim.job_id.parse::<Uuid>() else {
+            continue;
+        };
+        let start = JobCommand::Start {
+            worker_id: worker_id.clone(),
+            attempt: claim.attempt,
+            lease_expires_at,
+        };
+        match state
+            .bus
+            .start(job_id, &ctx.tenant, start, ctx.metadata(state))
+            .await
+        {
+            Ok((outcome, spec)) => jobs.push(ClaimedJob {
+                job_id,
+                attempt: claim.attempt,
+                job_type: spec.job_type.to_string(),
+                queue: claim.queue,
+                payload: spec.payload,
+                priority: spec.priority.get(),
+                max_attempts: spec.retry.max_attempts,
+                timeout_secs: spec.timeout_secs.get().into(),
+                lease_expires_at,
+                sequence: outcome.sequence,
+            }),
+            Err(CommandError::Rejected(_) | CommandError::Conflict) => {
+                tracing::debug!(job_id = %claim.job_id, "stale claim skipped");
+            }
+            Err(error) => {
+                release(dispatch, &namespace, ctx, &claim, now).await;
+                return Err(error.into());
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+async fn release(
+    dispatch: &mut WorkerDispatch,
+    namespace: &str,
+    ctx: &RequestContext,
+    claim: &Claim,
+    now: DateTime<Utc>,
+) {
+    // Priority 0 and now: at worst it runs a little later than its peers.
+    if let Err(error) = dispatch
+        .dispatch
+        .release(
+            namespace,
+            ctx.tenant.as_str(),
+            claim,
+            0,
+            now.timestamp_millis(),
+        )
+        .await
+    {
+        tracing::warn!(%error, job_id = %claim.job_id, "claim not released; the reaper will requeue it");
+    }
+}
+
+fn dispatch(state: &AppState) -> Result<&WorkerDispatch, ApiError> {
+    state.dispatch.as_ref().ok_or_else(|| {
+        ApiError::Unavailable("the worker protocol needs Redis (ORDO_REDIS_URL)".into())
+    })
+}
+
+fn unavailable(error: redis::RedisError) -> ApiError {
+    tracing::warn!(%error, "dispatch model unavailable");
+    ApiError::Unavailable("the dispatch model (Redis) is unavailable; retry".into())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    pub attempt: u32,
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// True when the job was cancelled: the worker should stop it and report nothing more.
+    pub cancelled: bool,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/jobs/{id}/heartbeat`: the attempt is alive; its lease now ends `lease_ms`
+/// from now. A cancelled job answers `cancelled: true` instead of an error.
+async fn heartbeat(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    if !LEASE_MS.contains(&request.lease_ms) {
+        return Err(ValidationError::new("lease_ms", "must be 1000 to 600000").into());
+    }
+    let job_id = parse_job_id(&id)?;
+    let lease_expires_at =
+        state.bus.services().clock.now() + Span::milliseconds(request.lease_ms as i64);
+    let command = JobCommand::ExtendLease {
+        attempt: request.attempt,
+        lease_expires_at,
+    };
+    match state
+        .bus
+        .execute(job_id, &ctx.tenant, command, ctx.metadata(&state))
+        .await
+    {
+        Ok(_) => Ok(Json(HeartbeatResponse {
+            cancelled: false,
+            lease_expires_at: Some(lease_expires_at),
+        })),
+        Err(CommandError::Rejected(JobError::InvalidTransition {
+            status: JobStatus::Cancelled,
+            ..
+        })) => Ok(Json(HeartbeatResponse {
+            cancelled: true,
+            lease_expires_at: None,
+        })),
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub attempt: u32,
+    #[serde(default)]
+    pub result: Value,
+}
+
+/// `POST /api/v1/jobs/{id}/complete`: attempt `attempt` succeeded with `result`.
+async fn complete(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<CompleteRequest>,
+) -> Result<Json<CommandResponse>, ApiError> {
+    check_storable_json("result", &request.result)?;
+    let command = JobCommand::Complete {
+        attempt: request.attempt,
+        result: request.result,
+    };
+    execute(&state, &ctx, &id, command).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    pub attempt: u32,
+    pub error: String,
+    #[serde(default = "retryable_by_default")]
+    pub retryable: bool,
+}
+
+fn retryable_by_default() -> bool {
+    true
+}
+
+/// `POST /api/v1/jobs/{id}/fail`: attempt `attempt` failed; a retryable failure is retried
+/// after its backoff while attempts remain, anything else dead-letters the job.
+async fn fail(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<FailRequest>,
+) -> Result<Json<CommandResponse>, ApiError> {
+    if request.error.chars().count() > 10_000 {
+        return Err(ValidationError::new("error", "must be at most 10000 characters").into());
+    }
+    check_storable_text("error", &request.error)?;
+    let command = JobCommand::Fail {
+        attempt: request.attempt,
+        error: request.error,
+        retryable: request.retryable,
+    };
+    execute(&state, &ctx, &id, command).await
+}

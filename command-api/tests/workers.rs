@@ -1,0 +1,237 @@
+//! The worker protocol over real HTTP, on a scratch database and a Redis key prefix of the
+//! test's own. The projector's part (events into the dispatch model) is played by
+//! `TestApp::project`, so each test decides what the model has seen.
+
+mod common;
+
+use common::TestApp;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn submit(app: &TestApp, priority: i64) -> String {
+    let response = app
+        .submit(
+            &json!({"type": "report.build", "queue": "reports", "priority": priority,
+                        "payload": {"n": priority}, "max_attempts": 2}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.project(&id, "default").await;
+    id
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let response = app.post(path).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn claim(app: &TestApp, max_jobs: u32, wait_ms: u64) -> Vec<Value> {
+    let (status, body) = post(
+        app,
+        "/api/v1/workers/claim",
+        json!({"worker_id": "w-1", "queues": ["reports"], "max_jobs": max_jobs, "wait_ms": wait_ms}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["jobs"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_claim_starts_the_best_jobs_and_hands_over_their_payload() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let low = submit(&app, 1).await;
+    let high = submit(&app, 8).await;
+    let mid = submit(&app, 4).await;
+
+    let first = claim(&app, 2, 0).await;
+    let ids: Vec<&str> = first
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [high.as_str(), mid.as_str()]);
+    assert_eq!(first[0]["attempt"], 1);
+    assert_eq!(first[0]["payload"], json!({"n": 8}));
+    assert_eq!(first[0]["type"], "report.build");
+    assert_eq!(first[0]["max_attempts"], 2);
+    assert_eq!(
+        first[0]["sequence"], 2,
+        "JobStarted is the job's second event"
+    );
+
+    let history: Value = app
+        .get(&format!("/api/v1/jobs/{high}/events"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["events"][1]["event_type"], "JobStarted");
+    assert_eq!(history["events"][1]["data"]["worker_id"], "w-1");
+
+    let second = claim(&app, 5, 0).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0]["job_id"], low.as_str());
+    assert!(claim(&app, 5, 0).await.is_empty());
+}
+
+#[tokio::test]
+async fn complete_and_fail_must_name_the_running_attempt() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let done = submit(&app, 0).await;
+    let failing = submit(&app, 0).await;
+    assert_eq!(claim(&app, 2, 0).await.len(), 2);
+
+    let (status, body) = post(
+        &app,
+        &format!("/api/v1/jobs/{done}/complete"),
+        json!({"attempt": 2, "result": {}}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = post(
+        &app,
+        &format!("/api/v1/jobs/{done}/complete"),
+        json!({"attempt": 1, "result": {"rows": 3}}),
+    )
+    .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("COMPLETED")));
+
+    let (status, body) = post(
+        &app,
+        &format!("/api/v1/jobs/{failing}/fail"),
+        json!({"attempt": 1, "error": "timeout talking to smtp"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("RETRYING")),
+        "{body}"
+    );
+    app.project(&failing, "default").await;
+    // The retry is due after its backoff (1 s by default, with jitter); claim it then.
+    let retried = claim(&app, 1, 3_000).await;
+    assert_eq!(retried[0]["attempt"], 2);
+    let (status, body) = post(
+        &app,
+        &format!("/api/v1/jobs/{failing}/fail"),
+        json!({"attempt": 2, "error": "bad address", "retryable": false}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("DEAD_LETTER")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_heartbeat_extends_the_lease_and_reports_a_cancel() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let id = submit(&app, 0).await;
+    assert_eq!(claim(&app, 1, 0).await.len(), 1);
+
+    let before = chrono::Utc::now();
+    let (status, body) = post(
+        &app,
+        &format!("/api/v1/jobs/{id}/heartbeat"),
+        json!({"attempt": 1, "lease_ms": 60_000}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cancelled"], false);
+    let lease: chrono::DateTime<chrono::Utc> =
+        body["lease_expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(lease >= before + chrono::Duration::seconds(59), "{lease}");
+
+    let (status, _) = post(
+        &app,
+        &format!("/api/v1/jobs/{id}/heartbeat"),
+        json!({"attempt": 2}),
+    )
+    .await;
+    assert_eq!(status, 409, "a heartbeat for another attempt is stale");
+
+    let (status, _) = post(&app, &format!("/api/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(status, 200);
+    let (status, body) = post(
+        &app,
+        &format!("/api/v1/jobs/{id}/heartbeat"),
+        json!({"attempt": 1}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["cancelled"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_waits_for_work_and_skips_what_the_write_side_refuses() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let started = Instant::now();
+    assert!(claim(&app, 1, 300).await.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // Cancelled in the event store, but the model has not seen it: the claim skips the job.
+    let cancelled = submit(&app, 9).await;
+    let (status, _) = post(&app, &format!("/api/v1/jobs/{cancelled}/cancel"), json!({})).await;
+    assert_eq!(status, 200);
+    let waiting = submit(&app, 0).await;
+    let jobs = claim(&app, 2, 0).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["job_id"], waiting.as_str());
+
+    // A job that becomes ready during a long-poll is handed over at once.
+    let app = std::sync::Arc::new(app);
+    let poller = {
+        let app = app.clone();
+        tokio::spawn(async move { claim(&app, 1, 5_000).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let late = submit(&app, 0).await;
+    let jobs = poller.await.unwrap();
+    assert_eq!(jobs[0]["job_id"], late.as_str());
+}
+
+#[tokio::test]
+async fn bad_claims_are_refused_and_without_redis_the_protocol_is_unavailable() {
+    let app = TestApp::spawn_with_dispatch().await;
+    for (body, field) in [
+        (json!({"worker_id": "", "queues": ["q"]}), "worker_id"),
+        (json!({"worker_id": "w", "queues": []}), "queues"),
+        (
+            json!({"worker_id": "w", "queues": ["q"], "max_jobs": 0}),
+            "max_jobs",
+        ),
+        (
+            json!({"worker_id": "w", "queues": ["q"], "wait_ms": 60_000}),
+            "wait_ms",
+        ),
+        (
+            json!({"worker_id": "w", "queues": ["q"], "lease_ms": 10}),
+            "lease_ms",
+        ),
+    ] {
+        let (status, problem) = post(&app, "/api/v1/workers/claim", body).await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (422, Some(field)),
+            "{problem}"
+        );
+    }
+    let without = TestApp::spawn().await;
+    let (status, problem) = post(
+        &without,
+        "/api/v1/workers/claim",
+        json!({"worker_id": "w", "queues": ["q"]}),
+    )
+    .await;
+    assert_eq!(status, 503, "{problem}");
+}

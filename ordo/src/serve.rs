@@ -6,6 +6,7 @@ use crate::cli::{GlobalArgs, ProjectorArgs, QueryArgs, RelayArgs};
 use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
+use ordo_command_api::reaper::{self, ReaperConfig};
 use ordo_command_api::{db, http::api_routes, router, AppState};
 use ordo_common::http::{finish, render_metrics};
 use ordo_domain::JobServices;
@@ -51,8 +52,8 @@ pub async fn dev(
 }
 
 /// Every role in this process: the command and query APIs on one router (one set of
-/// fallbacks and HTTP metrics over both), the relay (unless Debezium does its job) and the
-/// projector as tasks, all metrics in one registry. `ordo dev` serves it; the read-back
+/// fallbacks and HTTP metrics over both), the relay (unless Debezium does its job), the
+/// projector and the lease reaper as tasks, all metrics in one registry. `ordo dev` serves it; the read-back
 /// benchmark runs it on a scratch database.
 pub struct Platform {
     pub router: Router,
@@ -75,13 +76,24 @@ impl Platform {
         }
         tasks.push(spawn_projector(args, projector, &registry, shutdown).await?);
         let pool = db::connect(&args.db_config())?;
+        let redis = connect_redis(args).await?;
         let state = AppState::with_registry(
             pool,
             args.api_config()?,
             JobServices::system(),
             registry.clone(),
         )
-        .with_dispatch(connect_redis(args).await?, &args.redis_prefix);
+        .with_dispatch(redis.clone(), &args.redis_prefix);
+        let reaper = reaper::run(
+            state.bus.clone(),
+            redis,
+            ReaperConfig::new(&args.redis_prefix),
+            shutdown.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            reaper.await;
+            Ok(())
+        }));
         let http_metrics = state.metrics.http().clone();
         let query = query_state(args, query).await?;
         let router = finish(

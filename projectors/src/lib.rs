@@ -4,6 +4,7 @@
 //! - [`redis_views`] applies those changes with a sequence-checked Lua script, so duplicates
 //!   and redeliveries change nothing and a gap is refused rather than skipped;
 //! - [`dispatch`] claims jobs for workers from the dispatch sets (one atomic Lua script);
+//! - [`lock`] is a Redis singleton lock with fencing tokens (the lease reaper);
 //! - [`keys`] is the Redis key layout, shared with the query API;
 //! - [`namespace`] resolves and switches the live namespace (blue/green replays);
 //! - [`replay`] rebuilds or repairs it from the PostgreSQL event store (`ordo replay`), and
@@ -14,6 +15,7 @@
 
 pub mod dispatch;
 pub mod keys;
+pub mod lock;
 pub mod metrics;
 pub mod namespace;
 pub mod projector;

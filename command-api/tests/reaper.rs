@@ -1,0 +1,112 @@
+//! The lease reaper against real PostgreSQL and Redis: a claimed attempt whose lease runs out
+//! is expired (retried or dead-lettered); an extended lease is left alone; the singleton lock
+//! admits one reaper at a time.
+
+mod common;
+
+use common::TestApp;
+use ordo_command_api::reaper::{self, ReaperConfig, Sweep};
+use ordo_projectors::lock::SingletonLock;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn claimed_job(app: &TestApp, lease_ms: u64) -> String {
+    let submitted: Value = app
+        .submit(&json!({"type": "t", "max_attempts": 2}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = submitted["job_id"].as_str().unwrap().to_owned();
+    app.project(&id, "default").await;
+    let claimed: Value = app
+        .post("/api/v1/workers/claim")
+        .json(&json!({"worker_id": "w", "queues": ["default"], "lease_ms": lease_ms}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(claimed["jobs"][0]["job_id"], id.as_str());
+    app.project(&id, "default").await;
+    id
+}
+
+async fn sweep(app: &TestApp) -> Sweep {
+    let redis = app.redis.as_ref().unwrap();
+    let config = ReaperConfig::new(&redis.prefix);
+    reaper::sweep(&app.state.bus, &mut redis.redis.clone(), &config, 1)
+        .await
+        .unwrap()
+}
+
+async fn status(app: &TestApp, id: &str) -> String {
+    let history: Value = app
+        .get(&format!("/api/v1/jobs/{id}/events"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_retried_and_an_extended_one_left_alone() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let silent = claimed_job(&app, 1_000).await;
+    let alive = claimed_job(&app, 1_000).await;
+    // A heartbeat the view has not seen yet: its running entry still says 1 s.
+    let beat = app
+        .post(&format!("/api/v1/jobs/{alive}/heartbeat"))
+        .json(&json!({"attempt": 1, "lease_ms": 60_000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beat.status(), 200);
+
+    assert_eq!(
+        sweep(&app).await,
+        Sweep::default(),
+        "no lease has run out yet"
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let done = sweep(&app).await;
+    assert_eq!((done.expired, done.skipped), (1, 1), "{done:?}");
+    assert!(
+        status(&app, &silent)
+            .await
+            .ends_with("JobLeaseExpired,JobRetryScheduled"),
+        "{}",
+        status(&app, &silent).await
+    );
+    assert!(status(&app, &alive).await.ends_with("JobLeaseExtended"));
+
+    // Once the view has caught up, neither is due any more.
+    app.project(&silent, "default").await;
+    app.project(&alive, "default").await;
+    assert_eq!(sweep(&app).await, Sweep::default());
+}
+
+#[tokio::test]
+async fn one_reaper_holds_the_lock_until_it_lets_go() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let redis = app.redis.as_ref().unwrap();
+    let ttl = Duration::from_secs(5);
+    let mut first = SingletonLock::new(redis.redis.clone(), &redis.prefix, "reaper", ttl);
+    let mut second = SingletonLock::new(redis.redis.clone(), &redis.prefix, "reaper", ttl);
+    let token = first.hold().await.unwrap().expect("free lock taken");
+    assert_eq!(second.hold().await.unwrap(), None);
+    assert_eq!(first.hold().await.unwrap(), Some(token), "renewed");
+    first.release().await.unwrap();
+    let next = second.hold().await.unwrap().expect("released lock taken");
+    assert!(next > token, "fencing tokens grow: {next} after {token}");
+}

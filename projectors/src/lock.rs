@@ -1,0 +1,87 @@
+//! A singleton lock in Redis (`SET NX PX` with renewal) for roles that must run once per
+//! deployment (the lease reaper). Each acquisition gets a fencing token from a counter; the
+//! holder renews only while the key still carries its token, so a holder that paused past
+//! its expiry finds out at its next renewal instead of acting beside the new holder.
+
+use redis::aio::ConnectionManager;
+use redis::{RedisResult, Script};
+use std::time::Duration;
+
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0";
+
+pub struct SingletonLock {
+    connection: ConnectionManager,
+    key: String,
+    ttl: Duration,
+    /// The fencing token while held.
+    token: Option<u64>,
+    renew: Script,
+}
+
+impl SingletonLock {
+    /// The lock `{prefix}:lock:{name}`, which expires `ttl` after its last renewal.
+    pub fn new(connection: ConnectionManager, prefix: &str, name: &str, ttl: Duration) -> Self {
+        Self {
+            connection,
+            key: format!("{prefix}:lock:{name}"),
+            ttl,
+            token: None,
+            renew: Script::new(RENEW),
+        }
+    }
+
+    /// Takes the lock if it is free, or renews it if this holder still has it; answers the
+    /// fencing token while held, `None` while another process holds it.
+    pub async fn hold(&mut self) -> RedisResult<Option<u64>> {
+        let ttl = self.ttl.as_millis() as u64;
+        if let Some(token) = self.token {
+            let renewed: i64 = self
+                .renew
+                .key(&self.key)
+                .arg(token)
+                .arg(ttl)
+                .invoke_async(&mut self.connection)
+                .await?;
+            if renewed == 1 {
+                return Ok(Some(token));
+            }
+            tracing::warn!(lock = %self.key, token, "lost the lock");
+            self.token = None;
+        }
+        let token: u64 = redis::cmd("INCR")
+            .arg(format!("{}:fence", self.key))
+            .query_async(&mut self.connection)
+            .await?;
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&self.key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl)
+            .query_async(&mut self.connection)
+            .await?;
+        self.token = taken.map(|_| token);
+        if self.token.is_some() {
+            tracing::info!(lock = %self.key, token, "took the lock");
+        }
+        Ok(self.token)
+    }
+
+    /// Lets the lock go at once (on shutdown), if this holder still has it.
+    pub async fn release(&mut self) -> RedisResult<()> {
+        if let Some(token) = self.token.take() {
+            let _: i64 = Script::new(
+                r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+            )
+            .key(&self.key)
+            .arg(token)
+            .invoke_async(&mut self.connection)
+            .await?;
+        }
+        Ok(())
+    }
+}

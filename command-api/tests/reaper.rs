@@ -19,15 +19,12 @@ async fn claimed_job(app: &TestApp, lease_ms: u64) -> String {
         .unwrap();
     let id = submitted["job_id"].as_str().unwrap().to_owned();
     app.project(&id, "default").await;
-    let claimed: Value = app
-        .post("/api/v1/workers/claim")
-        .json(&json!({"worker_id": "w", "queues": ["default"], "lease_ms": lease_ms}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, claimed) = app
+        .post_json(
+            "/api/v1/workers/claim",
+            &json!({"worker_id": "w", "queues": ["default"], "lease_ms": lease_ms}),
+        )
+        .await;
     assert_eq!(claimed["jobs"][0]["job_id"], id.as_str());
     app.project(&id, "default").await;
     id
@@ -42,21 +39,13 @@ async fn sweep(app: &TestApp) -> Sweep {
 }
 
 async fn status(app: &TestApp, id: &str) -> String {
-    let history: Value = app
-        .get(&format!("/api/v1/jobs/{id}/events"))
-        .send()
+    let types: Vec<String> = app
+        .events(id)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    history["events"]
-        .as_array()
-        .unwrap()
         .iter()
-        .map(|e| e["event_type"].as_str().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .join(",")
+        .map(|e| e["event_type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    types.join(",")
 }
 
 #[tokio::test]
@@ -65,13 +54,13 @@ async fn an_expired_lease_is_retried_and_an_extended_one_left_alone() {
     let silent = claimed_job(&app, 1_000).await;
     let alive = claimed_job(&app, 1_000).await;
     // A heartbeat the view has not seen yet: its running entry still says 1 s.
-    let beat = app
-        .post(&format!("/api/v1/jobs/{alive}/heartbeat"))
-        .json(&json!({"attempt": 1, "lease_ms": 60_000}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(beat.status(), 200);
+    let (beat, _) = app
+        .post_json(
+            &format!("/api/v1/jobs/{alive}/heartbeat"),
+            &json!({"attempt": 1, "lease_ms": 60_000}),
+        )
+        .await;
+    assert_eq!(beat, 200);
 
     assert_eq!(
         sweep(&app).await,

@@ -25,9 +25,7 @@ async fn submit(app: &TestApp, priority: i64) -> String {
 }
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let response = app.post(path).json(&body).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.post_json(path, &body).await
 }
 
 async fn claim(app: &TestApp, max_jobs: u32, wait_ms: u64) -> Vec<Value> {
@@ -63,16 +61,9 @@ async fn a_claim_starts_the_best_jobs_and_hands_over_their_payload() {
         "JobStarted is the job's second event"
     );
 
-    let history: Value = app
-        .get(&format!("/api/v1/jobs/{high}/events"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(history["events"][1]["event_type"], "JobStarted");
-    assert_eq!(history["events"][1]["data"]["worker_id"], "w-1");
+    let events = app.events(&high).await;
+    assert_eq!(events[1]["event_type"], "JobStarted");
+    assert_eq!(events[1]["data"]["worker_id"], "w-1");
 
     let second = claim(&app, 5, 0).await;
     assert_eq!(second.len(), 1);

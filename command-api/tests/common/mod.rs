@@ -110,6 +110,31 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `POST path` with a JSON body: the status and the JSON answer (null if none).
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .post(path)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET /api/v1/jobs/{id}/events`: the job's envelopes, oldest first.
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let history: Value = self
+            .get(&format!("/api/v1/jobs/{id}/events"))
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("history");
+        history["events"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Events and outbox rows written so far: tests check that refused requests add none.
     pub async fn rows_written(&self) -> (i64, i64) {
         (

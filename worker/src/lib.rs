@@ -1,0 +1,22 @@
+//! Ordo's worker runtime: the code that runs claimed jobs.
+//!
+//! - [`handler`] is the contract with the code doing a job's work: [`JobHandler`] gets a
+//!   [`JobContext`] (payload, attempt, timeout, cancellation token) and returns a result or a
+//!   [`JobFailure`] that says whether to retry;
+//! - [`registry`] holds the handlers by job type ([`Handlers`]) and runs an attempt through
+//!   them ([`Handlers::run`]): unknown types, timeouts, cancellation and panics all end in an
+//!   [`Outcome`], so the claim loop only reports it;
+//! - [`builtin`] holds the handlers every worker has: `noop`, `sleep` and `fail` for tests,
+//!   benchmarks and demos, `http` for real calls;
+//! - [`metrics`] holds its Prometheus instruments.
+//!
+//! Users embed their own handlers by implementing [`JobHandler`] and registering it.
+
+pub mod builtin;
+pub mod handler;
+pub mod metrics;
+pub mod registry;
+
+pub use handler::{JobContext, JobFailure, JobHandler};
+pub use metrics::WorkerMetrics;
+pub use registry::{Handlers, Outcome, DEFAULT_CANCEL_GRACE};

@@ -7,7 +7,7 @@ mod noop;
 mod sleep;
 
 pub use fail::Fail;
-pub use http::Http;
+pub use http::{Http, MAX_BODY_BYTES};
 pub use noop::Noop;
 pub use sleep::Sleep;
 

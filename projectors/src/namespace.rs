@@ -28,29 +28,92 @@ pub async fn switch(
     Ok(previous.unwrap_or_else(|| prefix.to_owned()))
 }
 
-/// Deletes every key of `namespace` (SCAN + UNLINK in batches, so Redis is never blocked),
-/// except a pointer key of the same name; returns how many were deleted. The caller makes
-/// sure it is not the live namespace.
-pub async fn delete(connection: &mut ConnectionManager, namespace: &str) -> RedisResult<u64> {
-    let pointer = keys::active_pointer(namespace);
-    let mut cursor = 0u64;
-    let mut deleted = 0;
-    loop {
+/// The keys of a namespace, in SCAN batches of about `count` (so Redis is never blocked),
+/// leaving out a pointer key of the same name.
+pub(crate) struct KeyScan {
+    pattern: String,
+    pointer: String,
+    count: usize,
+    /// `None` once SCAN has gone round.
+    cursor: Option<u64>,
+}
+
+impl KeyScan {
+    pub(crate) fn new(namespace: &str, count: usize) -> Self {
+        Self {
+            pattern: format!("{}:*", escape_glob(namespace)),
+            pointer: keys::active_pointer(namespace),
+            count,
+            cursor: Some(0),
+        }
+    }
+
+    /// The next batch (possibly empty), or `None` when every key was seen.
+    pub(crate) async fn next(
+        &mut self,
+        connection: &mut ConnectionManager,
+    ) -> RedisResult<Option<Vec<String>>> {
+        let Some(cursor) = self.cursor else {
+            return Ok(None);
+        };
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(format!("{namespace}:*"))
+            .arg(&self.pattern)
             .arg("COUNT")
-            .arg(1_000)
+            .arg(self.count)
             .query_async(connection)
             .await?;
-        let batch: Vec<String> = batch.into_iter().filter(|k| *k != pointer).collect();
+        self.cursor = (next != 0).then_some(next);
+        Ok(Some(
+            batch.into_iter().filter(|k| *k != self.pointer).collect(),
+        ))
+    }
+}
+
+/// `namespace` escaped for a SCAN MATCH pattern.
+pub(crate) fn escape_glob(namespace: &str) -> String {
+    let mut escaped = String::with_capacity(namespace.len());
+    for c in namespace.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// Whether `namespace` has any key (its pointer aside).
+pub async fn has_keys(connection: &mut ConnectionManager, namespace: &str) -> RedisResult<bool> {
+    let mut scan = KeyScan::new(namespace, 10_000);
+    while let Some(batch) = scan.next(connection).await? {
+        if !batch.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Deletes every key of `namespace` (UNLINK in SCAN batches), except a pointer key of the
+/// same name; returns how many were deleted. The caller makes sure it is not the live
+/// namespace.
+pub async fn delete(connection: &mut ConnectionManager, namespace: &str) -> RedisResult<u64> {
+    let mut scan = KeyScan::new(namespace, 1_000);
+    let mut deleted = 0;
+    while let Some(batch) = scan.next(connection).await? {
         if !batch.is_empty() {
             deleted += connection.unlink::<_, u64>(&batch).await?;
         }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_are_escaped() {
+        assert_eq!(escape_glob("a*b[1]"), "a\\*b\\[1\\]");
     }
 }

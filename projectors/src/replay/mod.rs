@@ -318,7 +318,7 @@ async fn into(
     if target == live {
         bail!("namespace {target} is the live one; name a new namespace with --into");
     }
-    if has_keys(redis, target).await? {
+    if namespace::has_keys(redis, target).await? {
         bail!(
             "namespace {target} already has keys; name a new namespace with --into (or leave it out for a generated one), \
              or delete them first: redis-cli --scan --pattern '{target}:*' | xargs -r redis-cli unlink"
@@ -372,29 +372,6 @@ async fn open(pool: &PgPool, options: &ReplayOptions) -> anyhow::Result<EventSou
         }
     }
     Ok(source)
-}
-
-/// Whether any key of the read model lives under `namespace` (its pointer key aside).
-async fn has_keys(redis: &mut ConnectionManager, namespace: &str) -> redis::RedisResult<bool> {
-    let pointer = keys::active_pointer(namespace);
-    let mut cursor = 0u64;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{}:*", verify::escape_glob(namespace)))
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(redis)
-            .await?;
-        if batch.iter().any(|key| *key != pointer) {
-            return Ok(true);
-        }
-        if next == 0 {
-            return Ok(false);
-        }
-        cursor = next;
-    }
 }
 
 /// Reads every event of the scope appended so far, applying each page while the next is

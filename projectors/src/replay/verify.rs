@@ -5,6 +5,7 @@
 //! the content of the largest of them). Only the keys the projector writes are compared
 //! (see [`crate::keys`]); anything else under a namespace belongs to someone else.
 
+use crate::namespace::KeyScan;
 use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, RedisResult, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,35 +47,30 @@ pub async fn compare(
 ) -> RedisResult<Vec<Difference>> {
     let mut differences = Vec::new();
     // Keys of the live side, compared with their replayed counterparts...
-    scan(
-        redis,
-        live,
-        async |redis: &mut ConnectionManager, batch: Vec<String>| {
-            differences.extend(compare_keys(redis, live, replayed, &batch).await?);
-            Ok(())
-        },
-    )
-    .await?;
+    let mut scan = KeyScan::new(live, KEY_BATCH);
+    while let Some(batch) = scan.next(redis).await? {
+        let batch = model_keys(live, batch);
+        differences.extend(compare_keys(redis, live, replayed, &batch).await?);
+    }
     // ...then the keys only the replay has.
-    scan(
-        redis,
-        replayed,
-        async |redis: &mut ConnectionManager, batch: Vec<String>| {
-            let mut pipe = redis::pipe();
-            for key in &batch {
-                pipe.exists(format!("{live}:{key}"));
-            }
-            let exists: Vec<bool> = pipe.query_async(redis).await?;
-            let only: Vec<String> = batch
-                .into_iter()
-                .zip(exists)
-                .filter_map(|(key, exists)| (!exists).then_some(key))
-                .collect();
-            differences.extend(compare_keys(redis, live, replayed, &only).await?);
-            Ok(())
-        },
-    )
-    .await?;
+    let mut scan = KeyScan::new(replayed, KEY_BATCH);
+    while let Some(batch) = scan.next(redis).await? {
+        let batch = model_keys(replayed, batch);
+        if batch.is_empty() {
+            continue;
+        }
+        let mut pipe = redis::pipe();
+        for key in &batch {
+            pipe.exists(format!("{live}:{key}"));
+        }
+        let exists: Vec<bool> = pipe.query_async(redis).await?;
+        let only: Vec<String> = batch
+            .into_iter()
+            .zip(exists)
+            .filter_map(|(key, exists)| (!exists).then_some(key))
+            .collect();
+        differences.extend(compare_keys(redis, live, replayed, &only).await?);
+    }
     differences.sort_by(|a, b| (&a.key, &a.item).cmp(&(&b.key, &b.item)));
     Ok(differences)
 }
@@ -94,18 +90,6 @@ pub async fn compare_jobs(
     Ok(differences)
 }
 
-/// `namespace` escaped for a SCAN MATCH pattern.
-pub(crate) fn escape_glob(namespace: &str) -> String {
-    let mut escaped = String::with_capacity(namespace.len());
-    for c in namespace.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
 /// Whether a key (relative to its namespace) is one the projector writes.
 fn is_model_key(key: &str) -> bool {
     key == "queues"
@@ -114,37 +98,12 @@ fn is_model_key(key: &str) -> bool {
             .any(|kind| key.starts_with(kind))
 }
 
-/// Calls `each` with batches of the model keys of `namespace`, relative to it.
-async fn scan(
-    redis: &mut ConnectionManager,
-    namespace: &str,
-    mut each: impl AsyncFnMut(&mut ConnectionManager, Vec<String>) -> RedisResult<()>,
-) -> RedisResult<()> {
-    let pattern = format!("{}:*", escape_glob(namespace));
-    let strip = namespace.len() + 1;
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(KEY_BATCH)
-            .query_async(redis)
-            .await?;
-        let batch: Vec<String> = keys
-            .into_iter()
-            .map(|key| key[strip..].to_owned())
-            .filter(|key| is_model_key(key))
-            .collect();
-        if !batch.is_empty() {
-            each(redis, batch).await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+/// The keys the projector writes among `keys` of `namespace`, relative to it.
+fn model_keys(namespace: &str, keys: Vec<String>) -> Vec<String> {
+    keys.into_iter()
+        .map(|key| key[namespace.len() + 1..].to_owned())
+        .filter(|key| is_model_key(key))
+        .collect()
 }
 
 /// A key's content, as far as comparing it needs.
@@ -314,8 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn globs_are_escaped_and_only_model_keys_compared() {
-        assert_eq!(escape_glob("a*b[1]"), "a\\*b\\[1\\]");
+    fn only_model_keys_are_compared() {
         assert!(is_model_key("idx:acme:all") && is_model_key("queues"));
         assert!(!is_model_key("lock:reaper"));
     }

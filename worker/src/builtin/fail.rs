@@ -13,7 +13,7 @@ use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::parse_payload;
+use super::{invalid_payload, parse_payload};
 use crate::handler::{JobContext, JobFailure, JobHandler};
 
 const SHAPE: &str = r#"{"times": <non-negative integer>} or {"probability": <number from 0 to 1>}, with optional "retryable": <bool> and "message": <string>"#;
@@ -35,10 +35,8 @@ fn yes() -> bool {
     true
 }
 
-fn invalid(problem: &str) -> JobFailure {
-    JobFailure::permanent(format!(
-        "fail: invalid payload ({problem}); expected {SHAPE}"
-    ))
+fn invalid(problem: impl std::fmt::Display) -> JobFailure {
+    invalid_payload("fail", SHAPE, problem)
 }
 
 /// Kept out of the async fn: the thread-local RNG is not `Send`.
@@ -174,17 +172,7 @@ mod tests {
             (json!({"tmes": 1}), "unknown field `tmes`"),
         ] {
             let failure = attempt(payload.clone(), 1).await.unwrap_err();
-            assert!(!failure.retryable, "{payload}");
-            assert!(
-                failure.error.starts_with("fail: invalid payload ("),
-                "{}",
-                failure.error
-            );
-            assert!(
-                failure.error.contains(problem),
-                "{payload}: {}",
-                failure.error
-            );
+            crate::builtin::assert_invalid_payload(&failure, "fail", &payload, problem);
         }
     }
 }

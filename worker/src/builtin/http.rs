@@ -23,7 +23,7 @@ use reqwest::{Client, Method, Response, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::parse_payload;
+use super::{invalid_payload, parse_payload};
 use crate::handler::{JobContext, JobFailure, JobHandler};
 
 /// How much of a 2xx response body goes into the result.
@@ -72,9 +72,7 @@ struct Payload {
 }
 
 fn invalid(problem: impl std::fmt::Display) -> JobFailure {
-    JobFailure::permanent(format!(
-        "http: invalid payload ({problem}); expected {SHAPE}"
-    ))
+    invalid_payload("http", SHAPE, problem)
 }
 
 /// The request a payload describes, and how to name it in messages.
@@ -305,17 +303,7 @@ mod tests {
             ),
         ] {
             let failure = run(payload.clone()).await.unwrap_err();
-            assert!(!failure.retryable, "{payload}");
-            assert!(
-                failure.error.starts_with("http: invalid payload ("),
-                "{}",
-                failure.error
-            );
-            assert!(
-                failure.error.contains(problem),
-                "{payload}: {}",
-                failure.error
-            );
+            crate::builtin::assert_invalid_payload(&failure, "http", &payload, problem);
         }
     }
 

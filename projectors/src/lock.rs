@@ -13,6 +13,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0";
 
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
 pub struct SingletonLock {
     connection: ConnectionManager,
     key: String,
@@ -74,13 +80,11 @@ impl SingletonLock {
     /// Lets the lock go at once (on shutdown), if this holder still has it.
     pub async fn release(&mut self) -> RedisResult<()> {
         if let Some(token) = self.token.take() {
-            let _: i64 = Script::new(
-                r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-            )
-            .key(&self.key)
-            .arg(token)
-            .invoke_async(&mut self.connection)
-            .await?;
+            let _: i64 = Script::new(RELEASE)
+                .key(&self.key)
+                .arg(token)
+                .invoke_async(&mut self.connection)
+                .await?;
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ use crate::bus::{CommandError, JobCommandBus};
 use chrono::{DateTime, Utc};
 use ordo_domain::spec::TenantId;
 use ordo_domain::{CommandMetadata, JobCommand, JobError};
+use ordo_projectors::dispatch::{Claim, Dispatch};
 use ordo_projectors::lock::SingletonLock;
 use ordo_projectors::{keys, namespace};
 use redis::aio::ConnectionManager;
@@ -46,6 +47,8 @@ pub struct Sweep {
     pub skipped: u64,
     /// Entries of jobs that are not running any more (leftovers of refused claims) removed.
     pub cleaned: u64,
+    /// Leftovers of claims that never started (the job is still QUEUED) put back in ready.
+    pub requeued: u64,
 }
 
 /// Sweeps every `interval` while it holds the lock, until `shutdown`.
@@ -113,6 +116,17 @@ pub async fn sweep(
             match verdict {
                 Verdict::Expired => done.expired += 1,
                 Verdict::Wait => done.skipped += 1,
+                Verdict::NotRunning if status.as_deref() == Some("QUEUED") => {
+                    let claim = Claim {
+                        queue: queue.to_owned(),
+                        job_id: id,
+                        attempt: attempt.unwrap_or(0),
+                    };
+                    Dispatch::new(redis.clone())
+                        .release(&ns, tenant, &claim, now.timestamp_millis())
+                        .await?;
+                    done.requeued += 1;
+                }
                 Verdict::NotRunning if status.as_deref() != Some("RUNNING") => {
                     let _: i64 = redis.zrem(&running, &id).await?;
                     done.cleaned += 1;

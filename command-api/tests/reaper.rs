@@ -99,3 +99,35 @@ async fn one_reaper_holds_the_lock_until_it_lets_go() {
     let next = second.hold().await.unwrap().expect("released lock taken");
     assert!(next > token, "fencing tokens grow: {next} after {token}");
 }
+
+#[tokio::test]
+async fn a_claim_that_never_started_goes_back_to_ready() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let (_, submitted) = app.post_json("/api/v1/jobs", &json!({"type": "t"})).await;
+    let id = submitted["job_id"].as_str().unwrap().to_owned();
+    app.project(&id, "default").await;
+    // What a claim leaves when its Start and its release both failed: the job is QUEUED,
+    // gone from ready and in running with a lease that has ended.
+    let redis = app.redis.as_ref().unwrap();
+    let mut conn = redis.redis.clone();
+    let ns = &redis.prefix;
+    let ready = ordo_projectors::keys::dispatch(ns, "ready", "default", "default");
+    let running = ordo_projectors::keys::dispatch(ns, "running", "default", "default");
+    let _: i64 = redis::AsyncCommands::zrem(&mut conn, &ready, &id)
+        .await
+        .unwrap();
+    let _: i64 = redis::AsyncCommands::zadd(&mut conn, &running, &id, 1)
+        .await
+        .unwrap();
+
+    let done = sweep(&app).await;
+    assert_eq!((done.requeued, done.cleaned), (1, 0), "{done:?}");
+    let (status, claimed) = app
+        .post_json(
+            "/api/v1/workers/claim",
+            &json!({"worker_id": "w", "queues": ["default"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(claimed["jobs"][0]["job_id"], id.as_str());
+}

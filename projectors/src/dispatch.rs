@@ -19,13 +19,21 @@ pub struct Claim {
 pub struct Dispatch {
     connection: ConnectionManager,
     claim: Script,
+    release: Script,
 }
+
+/// Running → ready, scored like `apply.lua` does: (9 − priority)·10¹³ + enqueue ms.
+const RELEASE: &str = r"
+local priority = tonumber(redis.call('HGET', KEYS[1], 'priority') or '0')
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], (9 - priority) * 1e13 + tonumber(ARGV[2]), ARGV[1])";
 
 impl Dispatch {
     pub fn new(connection: ConnectionManager) -> Self {
         Self {
             connection,
             claim: Script::new(include_str!("lua/claim.lua")),
+            release: Script::new(RELEASE),
         }
     }
 
@@ -64,28 +72,21 @@ impl Dispatch {
     }
 
     /// Puts a claim the write side could not start (for a reason that may pass) back in the
-    /// ready set at `enqueued_ms`, ahead of its priority peers enqueued later.
+    /// ready set at `enqueued_ms`, at the job's own priority.
     pub async fn release(
         &mut self,
         namespace: &str,
         tenant: &str,
         claim: &Claim,
-        priority: u8,
         enqueued_ms: i64,
     ) -> RedisResult<()> {
-        let score = (9 - i64::from(priority.min(9))) as f64 * 1e13 + enqueued_ms as f64;
-        redis::pipe()
-            .atomic()
-            .zrem(
-                keys::dispatch(namespace, "running", tenant, &claim.queue),
-                &claim.job_id,
-            )
-            .zadd(
-                keys::dispatch(namespace, "ready", tenant, &claim.queue),
-                &claim.job_id,
-                score,
-            )
-            .query_async(&mut self.connection)
+        self.release
+            .key(keys::job(namespace, &claim.job_id))
+            .key(keys::dispatch(namespace, "running", tenant, &claim.queue))
+            .key(keys::dispatch(namespace, "ready", tenant, &claim.queue))
+            .arg(&claim.job_id)
+            .arg(enqueued_ms)
+            .invoke_async(&mut self.connection)
             .await
     }
 }

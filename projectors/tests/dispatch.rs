@@ -155,7 +155,7 @@ async fn a_released_claim_is_claimable_again() {
     let claims = claim(&prefix, 1, 10).await;
     assert_eq!(ids(&claims), ["job"]);
     Dispatch::new(prefix.redis.clone())
-        .release(&prefix.prefix, "acme", &claims[0], 4, 0)
+        .release(&prefix.prefix, "acme", &claims[0], 0)
         .await
         .unwrap();
     assert_eq!(claim(&prefix, 1, 10).await, claims);

@@ -192,19 +192,18 @@ async fn release(
     claim: &Claim,
     now: DateTime<Utc>,
 ) {
-    // Priority 0 and now: at worst it runs a little later than its peers.
+    // Enqueued now, at its priority: behind its peers that were already waiting.
     if let Err(error) = dispatch
         .dispatch
         .release(
             namespace,
             ctx.tenant.as_str(),
             claim,
-            0,
             now.timestamp_millis(),
         )
         .await
     {
-        tracing::warn!(%error, job_id = %claim.job_id, "claim not released; the reaper will requeue it");
+        tracing::warn!(%error, job_id = %claim.job_id, "claim not released; the reaper will requeue it once its lease ends");
     }
 }
 

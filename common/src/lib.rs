@@ -6,12 +6,14 @@
 //!   metrics, and [`http::finish`], which adds them once to the merged routes of a process;
 //! - [`kafka`]: client settings, librdkafka logs forwarded to `tracing`, the idempotent
 //!   producer and topic creation;
-//! - [`problem`]: RFC 9457 `application/problem+json` answers, the error shape of every API.
+//! - [`problem`]: RFC 9457 `application/problem+json` answers, the error shape of every API;
+//! - [`worker_protocol`]: the JSON of the worker protocol, for the server and for workers.
 
 pub mod backoff;
 pub mod http;
 pub mod kafka;
 pub mod problem;
+pub mod worker_protocol;
 
 pub use backoff::Backoff;
 pub use problem::Problem;

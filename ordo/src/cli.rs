@@ -156,7 +156,8 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Everything in one process against the local stack: migrate, then serve the command
-    /// and query APIs on one port, relay the outbox to Kafka and project it into Redis.
+    /// and query APIs on one port, relay the outbox to Kafka, project it into Redis, reap
+    /// expired leases and run a worker.
     Dev {
         #[command(flatten)]
         relay: RelayArgs,
@@ -164,6 +165,11 @@ pub enum Command {
         projector: ProjectorArgs,
         #[command(flatten)]
         query: QueryArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+        /// Run no worker in this process (run `ordo serve worker` beside it instead).
+        #[arg(long, env = "ORDO_DEV_NO_WORKER")]
+        no_worker: bool,
         /// Leave the outbox to Debezium (`make setup-debezium`) instead of the built-in relay.
         #[arg(long, env = "ORDO_DEV_NO_RELAY")]
         no_relay: bool,
@@ -208,6 +214,103 @@ pub enum ServeRole {
         #[arg(long, env = "ORDO_METRICS_ADDR", default_value = "127.0.0.1:9465")]
         metrics_addr: SocketAddr,
     },
+    /// Claim jobs from the command API and run them with the built-in handlers (`noop`,
+    /// `sleep`, `fail`, `http`); run one per node, or several.
+    Worker {
+        #[command(flatten)]
+        worker: WorkerArgs,
+        /// Where `/metrics` and `/healthz` of this process are served.
+        #[arg(long, env = "ORDO_METRICS_ADDR", default_value = "127.0.0.1:9466")]
+        metrics_addr: SocketAddr,
+    },
+    /// The lease reaper alone: expired leases become `ExpireLease` commands (retry or dead
+    /// letter). Any number may run; a Redis lock lets one sweep at a time.
+    Reaper {
+        /// Where `/metrics` and `/healthz` of this process are served.
+        #[arg(long, env = "ORDO_METRICS_ADDR", default_value = "127.0.0.1:9467")]
+        metrics_addr: SocketAddr,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The command API the worker claims from (`ordo dev` serves it on ORDO_HTTP_ADDR).
+    #[arg(long, env = "ORDO_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api_url: String,
+    /// The tenant whose jobs this worker runs.
+    #[arg(long, env = "ORDO_TENANT", default_value = ordo_common::http::DEFAULT_TENANT)]
+    pub tenant: String,
+    /// Names the worker in start events and job views; `{hostname}-{pid}` by default.
+    #[arg(long, env = "ORDO_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Queues to claim from, in order of preference (comma-separated).
+    #[arg(
+        long,
+        env = "ORDO_WORKER_QUEUES",
+        value_delimiter = ',',
+        default_value = "default"
+    )]
+    pub queues: Vec<String>,
+    /// Jobs run at once.
+    #[arg(long, env = "ORDO_WORKER_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+    /// Lease of each attempt; heartbeats renew it every third of it.
+    #[arg(long, env = "ORDO_WORKER_LEASE_MS", default_value_t = 30_000)]
+    pub lease_ms: u64,
+    /// How long a claim waits in the server when no job is ready (long-poll).
+    #[arg(long, env = "ORDO_WORKER_CLAIM_WAIT_MS", default_value_t = 5_000)]
+    pub claim_wait_ms: u64,
+    /// On SIGTERM: how long running jobs may take to finish before they are released.
+    #[arg(long, env = "ORDO_WORKER_SHUTDOWN_GRACE_MS", default_value_t = 30_000)]
+    pub shutdown_grace_ms: u64,
+    /// Bound of every call to the API (a claim adds its wait).
+    #[arg(long, env = "ORDO_WORKER_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+}
+
+impl WorkerArgs {
+    pub fn config(&self) -> anyhow::Result<ordo_worker::WorkerConfig> {
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.concurrency),
+            "--concurrency must be 1 to 10000"
+        );
+        anyhow::ensure!(
+            (1_000..=600_000).contains(&self.lease_ms),
+            "--lease-ms must be 1000 to 600000 (the protocol's bounds)"
+        );
+        anyhow::ensure!(
+            self.claim_wait_ms <= 30_000,
+            "--claim-wait-ms must be at most 30000 (the protocol's bound)"
+        );
+        anyhow::ensure!(!self.queues.is_empty(), "--queues must name a queue");
+        let worker_id = self.worker_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "worker".into());
+            format!("{host}-{}", std::process::id())
+        });
+        Ok(ordo_worker::WorkerConfig {
+            worker_id,
+            queues: self.queues.clone(),
+            concurrency: self.concurrency,
+            lease: Duration::from_millis(self.lease_ms),
+            claim_wait: Duration::from_millis(self.claim_wait_ms),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+        })
+    }
+
+    /// A client of `api_url` (`--api-url`, or the process's own API in `ordo dev`).
+    pub fn client(&self, api_url: &str) -> anyhow::Result<ordo_worker::ApiClient> {
+        anyhow::ensure!(
+            api_url.starts_with("http://") || api_url.starts_with("https://"),
+            "--api-url must be an http(s) URL, got {api_url:?}"
+        );
+        Ok(ordo_worker::ApiClient::new(
+            api_url,
+            &self.tenant,
+            Duration::from_millis(self.request_timeout_ms.max(1)),
+        )?)
+    }
 }
 
 #[derive(Debug, Args)]

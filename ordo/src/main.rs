@@ -22,10 +22,13 @@ async fn main() -> std::process::ExitCode {
             relay,
             projector,
             query,
+            worker,
+            no_worker,
             no_relay,
         } => {
             let relay = (!no_relay).then_some(&relay);
-            serve::dev(&cli.global, relay, &projector, &query).await
+            let worker = (!no_worker).then_some(&worker);
+            serve::dev(&cli.global, relay, &projector, &query, worker).await
         }
         Command::Serve(ServeRole::Api) => serve::api(&cli.global).await,
         Command::Serve(ServeRole::Query { query }) => serve::query(&cli.global, &query).await,
@@ -37,6 +40,13 @@ async fn main() -> std::process::ExitCode {
             projector,
             metrics_addr,
         }) => serve::projector(&cli.global, &projector, metrics_addr).await,
+        Command::Serve(ServeRole::Worker {
+            worker,
+            metrics_addr,
+        }) => serve::worker(&worker, metrics_addr).await,
+        Command::Serve(ServeRole::Reaper { metrics_addr }) => {
+            serve::reaper(&cli.global, metrics_addr).await
+        }
         Command::Migrate => serve::migrate(&cli.global).await,
         Command::Bench(bench) => bench::run(&cli.global, bench).await,
         Command::Replay(args) => replay::run(&cli.global, &args).await,

@@ -1,13 +1,14 @@
-//! Long-running roles: the command API, the query API, the outbox relay, the projector, and
-//! `dev`, which runs them all in one process with both APIs on one port. Every process
+//! Long-running roles: the command API, the query API, the outbox relay, the projector, the
+//! worker, the lease reaper, and `dev`, which runs them all in one process with both APIs on
+//! one port. Every process
 //! serves `/metrics`: the APIs on their own port, other roles on `--metrics-addr`.
 
-use crate::cli::{GlobalArgs, ProjectorArgs, QueryArgs, RelayArgs};
+use crate::cli::{GlobalArgs, ProjectorArgs, QueryArgs, RelayArgs, WorkerArgs};
 use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
 use ordo_command_api::reaper::{self, ReaperConfig};
-use ordo_command_api::{db, http::api_routes, router, AppState};
+use ordo_command_api::{db, http::api_routes, router, AppState, JobCommandBus};
 use ordo_common::http::{finish, render_metrics};
 use ordo_domain::JobServices;
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};
@@ -34,10 +35,11 @@ pub async fn dev(
     relay_args: Option<&RelayArgs>,
     projector_args: &ProjectorArgs,
     query_args: &QueryArgs,
+    worker_args: Option<&WorkerArgs>,
 ) -> anyhow::Result<()> {
     migrate(args).await?;
     let shutdown = shutdown_token();
-    let platform = Platform::start(
+    let mut platform = Platform::start(
         args,
         relay_args.map(|r| r.config(args)).transpose()?,
         projector_args.config(args)?,
@@ -45,6 +47,13 @@ pub async fn dev(
         &shutdown,
     )
     .await?;
+    if let Some(worker_args) = worker_args {
+        // It claims from this process's own API, over HTTP like any other worker; its
+        // first claims are retried until the listener below is up.
+        let client = worker_args.client(&format!("http://{}", args.http_addr))?;
+        let worker = spawn_worker(worker_args, client, &platform.registry, &shutdown)?;
+        platform.tasks.push(worker);
+    }
     let served = serve_http(args.http_addr, platform.router.clone(), shutdown.clone()).await;
     shutdown.cancel();
     platform.stopped().await?;
@@ -84,16 +93,7 @@ impl Platform {
             registry.clone(),
         )
         .with_dispatch(redis.clone(), &args.redis_prefix);
-        let reaper = reaper::run(
-            state.bus.clone(),
-            redis,
-            ReaperConfig::new(&args.redis_prefix),
-            shutdown.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            reaper.await;
-            Ok(())
-        }));
+        tasks.push(spawn_reaper(args, state.bus.clone(), redis, shutdown));
         let http_metrics = state.metrics.http().clone();
         let query = query_state(args, query).await?;
         let router = finish(
@@ -114,6 +114,37 @@ impl Platform {
         }
         Ok(())
     }
+}
+
+pub async fn worker(args: &WorkerArgs, metrics_addr: SocketAddr) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let shutdown = shutdown_token();
+    let worker = spawn_worker(args, args.client(&args.api_url)?, &registry, &shutdown)?;
+    let (served, worked) = tokio::join!(
+        serve_metrics(metrics_addr, registry, shutdown.clone()),
+        worker
+    );
+    worked??;
+    served
+}
+
+pub async fn reaper(args: &GlobalArgs, metrics_addr: SocketAddr) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let shutdown = shutdown_token();
+    let pool = db::connect(&args.db_config())?;
+    let state = AppState::with_registry(
+        pool,
+        args.api_config()?,
+        JobServices::system(),
+        registry.clone(),
+    );
+    let reaper = spawn_reaper(args, state.bus, connect_redis(args).await?, &shutdown);
+    let (served, reaped) = tokio::join!(
+        serve_metrics(metrics_addr, registry, shutdown.clone()),
+        reaper
+    );
+    reaped??;
+    served
 }
 
 pub async fn api(args: &GlobalArgs) -> anyhow::Result<()> {
@@ -216,6 +247,44 @@ fn spawn_relay(
     let relay = ordo_outbox_relay::run(config, pool, metrics, shutdown.clone());
     Ok(tokio::spawn(async move {
         relay.await;
+        Ok(())
+    }))
+}
+
+fn spawn_reaper(
+    args: &GlobalArgs,
+    bus: std::sync::Arc<JobCommandBus>,
+    redis: redis::aio::ConnectionManager,
+    shutdown: &CancellationToken,
+) -> JoinHandle<anyhow::Result<()>> {
+    let reaper = reaper::run(
+        bus,
+        redis,
+        ReaperConfig::new(&args.redis_prefix),
+        shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        reaper.await;
+        Ok(())
+    })
+}
+
+fn spawn_worker(
+    args: &WorkerArgs,
+    client: ordo_worker::ApiClient,
+    registry: &Registry,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    let metrics = ordo_worker::WorkerMetrics::register(registry)?;
+    let worker = ordo_worker::runtime::run(
+        args.config()?,
+        client,
+        std::sync::Arc::new(ordo_worker::Handlers::builtin()),
+        Some(metrics),
+        shutdown.clone(),
+    );
+    Ok(tokio::spawn(async move {
+        worker.await;
         Ok(())
     }))
 }

@@ -8,15 +8,21 @@
 //!   [`Outcome`], so the claim loop only reports it;
 //! - [`builtin`] holds the handlers every worker has: `noop`, `sleep` and `fail` for tests,
 //!   benchmarks and demos, `http` for real calls;
+//! - [`client`] speaks the worker protocol to the command API;
+//! - [`runtime`] is the claim loop: claims, heartbeats, reports, graceful shutdown;
 //! - [`metrics`] holds its Prometheus instruments.
 //!
 //! Users embed their own handlers by implementing [`JobHandler`] and registering it.
 
 pub mod builtin;
+pub mod client;
 pub mod handler;
 pub mod metrics;
 pub mod registry;
+pub mod runtime;
 
+pub use client::ApiClient;
 pub use handler::{JobContext, JobFailure, JobHandler};
 pub use metrics::WorkerMetrics;
 pub use registry::{Handlers, Outcome, DEFAULT_CANCEL_GRACE};
+pub use runtime::WorkerConfig;

@@ -10,12 +10,15 @@ use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration as Span, Utc};
+use futures::stream::{self, StreamExt};
 use ordo_domain::spec::{check_storable_json, check_storable_text, QueueName, WorkerId};
 use ordo_domain::{JobCommand, JobError, JobStatus, ValidationError};
 use ordo_projectors::dispatch::Claim;
 use ordo_projectors::namespace;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use ordo_common::worker_protocol::{
+    ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
+    HeartbeatResponse,
+};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -25,6 +28,8 @@ const MAX_WAIT_MS: u64 = 30_000;
 const LEASE_MS: std::ops::RangeInclusive<u64> = 1_000..=600_000;
 /// How often an empty long-poll looks again: soon at first, then every 50 ms.
 const POLL: [u64; 4] = [2, 5, 20, 50];
+/// Start commands of one claim run side by side, on that many pool connections at most.
+const STARTS_IN_PARALLEL: usize = 16;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -32,48 +37,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/jobs/{id}/heartbeat", post(heartbeat))
         .route("/api/v1/jobs/{id}/complete", post(complete))
         .route("/api/v1/jobs/{id}/fail", post(fail))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimRequest {
-    pub worker_id: String,
-    pub queues: Vec<String>,
-    #[serde(default = "one")]
-    pub max_jobs: u32,
-    #[serde(default)]
-    pub wait_ms: u64,
-    #[serde(default = "default_lease_ms")]
-    pub lease_ms: u64,
-}
-
-fn one() -> u32 {
-    1
-}
-
-fn default_lease_ms() -> u64 {
-    30_000
-}
-
-/// A claimed job: everything a worker needs to run attempt `attempt`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ClaimedJob {
-    pub job_id: Uuid,
-    pub attempt: u32,
-    #[serde(rename = "type")]
-    pub job_type: String,
-    pub queue: String,
-    pub payload: Value,
-    pub priority: u8,
-    pub max_attempts: u32,
-    pub timeout_secs: u64,
-    pub lease_expires_at: DateTime<Utc>,
-    pub sequence: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ClaimResponse {
-    pub jobs: Vec<ClaimedJob>,
 }
 
 /// `POST /api/v1/workers/claim`: up to `max_jobs` jobs of the caller's tenant from `queues`
@@ -146,22 +109,35 @@ async fn claim_once(
         .await
         .map_err(unavailable)?;
     let lease_expires_at = now + Span::milliseconds(request.lease_ms as i64);
-    let mut jobs = Vec::with_capacity(claims.len());
-    for claim in claims {
-        let Ok(job_id) = claim.job_id.parse::<Uuid>() else {
-            continue;
-        };
-        let start = JobCommand::Start {
-            worker_id: worker_id.clone(),
-            attempt: claim.attempt,
-            lease_expires_at,
-        };
-        match state
-            .bus
-            .start(job_id, &ctx.tenant, start, ctx.metadata(state))
-            .await
-        {
-            Ok((outcome, spec)) => jobs.push(ClaimedJob {
+    // The starts are independent commands on different jobs: run them side by side, in claim
+    // order so the answer keeps the queue's priority order.
+    let started: Vec<_> = stream::iter(claims)
+        .map(|claim| async move {
+            let result = match claim.job_id.parse::<Uuid>() {
+                Ok(job_id) => {
+                    let start = JobCommand::Start {
+                        worker_id: worker_id.clone(),
+                        attempt: claim.attempt,
+                        lease_expires_at,
+                    };
+                    let started = state
+                        .bus
+                        .start(job_id, &ctx.tenant, start, ctx.metadata(state))
+                        .await;
+                    Some(started.map(|(outcome, spec)| (job_id, outcome, spec)))
+                }
+                Err(_) => None,
+            };
+            (claim, result)
+        })
+        .buffered(STARTS_IN_PARALLEL)
+        .collect()
+        .await;
+    let mut jobs = Vec::with_capacity(started.len());
+    let mut undecided = None;
+    for (claim, result) in started {
+        match result {
+            Some(Ok((job_id, outcome, spec))) => jobs.push(ClaimedJob {
                 job_id,
                 attempt: claim.attempt,
                 job_type: spec.job_type.to_string(),
@@ -173,16 +149,20 @@ async fn claim_once(
                 lease_expires_at,
                 sequence: outcome.sequence,
             }),
-            Err(CommandError::Rejected(_) | CommandError::Conflict) => {
+            Some(Err(CommandError::Rejected(_) | CommandError::Conflict)) | None => {
                 tracing::debug!(job_id = %claim.job_id, "stale claim skipped");
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 release(dispatch, &namespace, ctx, &claim, now).await;
-                return Err(error.into());
+                undecided = Some(error);
             }
         }
     }
-    Ok(jobs)
+    match undecided {
+        // Only when nothing started: the jobs that did must reach their worker.
+        Some(error) if jobs.is_empty() => Err(error.into()),
+        _ => Ok(jobs),
+    }
 }
 
 async fn release(
@@ -218,20 +198,7 @@ fn unavailable(error: redis::RedisError) -> ApiError {
     ApiError::Unavailable("the dispatch model (Redis) is unavailable; retry".into())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeartbeatRequest {
-    pub attempt: u32,
-    #[serde(default = "default_lease_ms")]
-    pub lease_ms: u64,
-}
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct HeartbeatResponse {
-    /// True when the job was cancelled: the worker should stop it and report nothing more.
-    pub cancelled: bool,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-}
 
 /// `POST /api/v1/jobs/{id}/heartbeat`: the attempt is alive; its lease now ends `lease_ms`
 /// from now. A cancelled job answers `cancelled: true` instead of an error.
@@ -271,13 +238,6 @@ async fn heartbeat(
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CompleteRequest {
-    pub attempt: u32,
-    #[serde(default)]
-    pub result: Value,
-}
 
 /// `POST /api/v1/jobs/{id}/complete`: attempt `attempt` succeeded with `result`.
 async fn complete(
@@ -294,18 +254,7 @@ async fn complete(
     execute(&state, &ctx, &id, command).await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FailRequest {
-    pub attempt: u32,
-    pub error: String,
-    #[serde(default = "retryable_by_default")]
-    pub retryable: bool,
-}
 
-fn retryable_by_default() -> bool {
-    true
-}
 
 /// `POST /api/v1/jobs/{id}/fail`: attempt `attempt` failed; a retryable failure is retried
 /// after its backoff while attempts remain, anything else dead-letters the job.

@@ -1,0 +1,93 @@
+//! The wire shapes of the worker protocol (`/api/v1/workers/claim`, `/api/v1/jobs/{id}/…`),
+//! shared by the command API, which serves them, and Ordo's own worker runtime, which calls
+//! them; a worker in another language sends the same JSON. Requests refuse unknown fields, so
+//! a misspelt option is an error rather than a silent default.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Lease a claim or heartbeat asks for when it does not say.
+pub const DEFAULT_LEASE_MS: u64 = 30_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    pub worker_id: String,
+    /// In order of preference.
+    pub queues: Vec<String>,
+    #[serde(default = "one")]
+    pub max_jobs: u32,
+    /// Long-poll: how long to wait for a job when none is ready.
+    #[serde(default)]
+    pub wait_ms: u64,
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_lease_ms() -> u64 {
+    DEFAULT_LEASE_MS
+}
+
+/// A claimed job: everything a worker needs to run attempt `attempt`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimedJob {
+    pub job_id: Uuid,
+    pub attempt: u32,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub queue: String,
+    pub payload: Value,
+    pub priority: u8,
+    pub max_attempts: u32,
+    pub timeout_secs: u64,
+    pub lease_expires_at: DateTime<Utc>,
+    pub sequence: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimResponse {
+    pub jobs: Vec<ClaimedJob>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    pub attempt: u32,
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// True when the job was cancelled: the worker should stop it and report nothing more.
+    pub cancelled: bool,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub attempt: u32,
+    #[serde(default)]
+    pub result: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    pub attempt: u32,
+    pub error: String,
+    /// A permanent failure dead-letters the job at once.
+    #[serde(default = "retryable_by_default")]
+    pub retryable: bool,
+}
+
+fn retryable_by_default() -> bool {
+    true
+}

@@ -1,0 +1,124 @@
+//! The worker protocol over HTTP: what a worker says to the command API. Errors are sorted
+//! into the two a worker acts on differently: [`ApiError::Refused`] (a 4xx: the server
+//! decided, e.g. the attempt is no longer this worker's) and [`ApiError::Unavailable`]
+//! (network, timeout, 5xx: worth another try).
+
+use std::time::Duration;
+
+use ordo_common::http::TENANT_HEADER;
+use ordo_common::worker_protocol::{
+    ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
+    HeartbeatResponse,
+};
+use reqwest::{Client, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The server answered 4xx; `detail` is its problem+json reason.
+    #[error("refused ({status}): {detail}")]
+    Refused { status: StatusCode, detail: String },
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A client of one command API for one tenant.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    http: Client,
+    base: String,
+    tenant: String,
+    timeout: Duration,
+}
+
+impl ApiClient {
+    /// `base` is the API's root URL (`http://127.0.0.1:8080`); every call but a long-poll
+    /// claim gives up after `timeout`.
+    pub fn new(base: &str, tenant: &str, timeout: Duration) -> Result<Self, ApiError> {
+        let http = Client::builder()
+            .user_agent(concat!("ordo-worker/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| ApiError::Unavailable(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            tenant: tenant.to_owned(),
+            timeout,
+        })
+    }
+
+    /// Up to `request.max_jobs` jobs, waiting up to `request.wait_ms` for the first.
+    pub async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, ApiError> {
+        let timeout = self.timeout + Duration::from_millis(request.wait_ms);
+        let answer: ClaimResponse = self.post("/api/v1/workers/claim", request, timeout).await?;
+        Ok(answer.jobs)
+    }
+
+    pub async fn heartbeat(
+        &self,
+        job_id: Uuid,
+        request: &HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, ApiError> {
+        self.post(&job_path(job_id, "heartbeat"), request, self.timeout)
+            .await
+    }
+
+    pub async fn complete(&self, job_id: Uuid, request: &CompleteRequest) -> Result<(), ApiError> {
+        self.post::<_, serde_json::Value>(&job_path(job_id, "complete"), request, self.timeout)
+            .await
+            .map(drop)
+    }
+
+    pub async fn fail(&self, job_id: Uuid, request: &FailRequest) -> Result<(), ApiError> {
+        self.post::<_, serde_json::Value>(&job_path(job_id, "fail"), request, self.timeout)
+            .await
+            .map(drop)
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<T, ApiError> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(TENANT_HEADER, &self.tenant)
+            .json(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("POST {path}: {e}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return response
+                .json()
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("POST {path}: answer: {e}")));
+        }
+        let detail = problem_detail(&response.text().await.unwrap_or_default());
+        if status.is_client_error() {
+            Err(ApiError::Refused { status, detail })
+        } else {
+            Err(ApiError::Unavailable(format!(
+                "POST {path}: {status}: {detail}"
+            )))
+        }
+    }
+}
+
+fn job_path(job_id: Uuid, call: &str) -> String {
+    format!("/api/v1/jobs/{job_id}/{call}")
+}
+
+/// The `detail` of a problem+json body, or the body itself.
+fn problem_detail(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("detail")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.chars().take(300).collect())
+}

@@ -1,0 +1,278 @@
+//! The claim loop of `ordo serve worker`: claims jobs over the worker protocol, runs up to
+//! `concurrency` of them at once through [`Handlers::run`], keeps their leases alive and
+//! reports how they ended.
+//!
+//! - **Claims** ask for as many jobs as there are free slots (one call, long-polling up to
+//!   `claim_wait`), so a busy worker claims in batches and an idle one waits in the server.
+//! - **Heartbeats** every lease/3 extend the lease. Their answer can stop the attempt: the job
+//!   was cancelled (the handler's token fires, nothing is reported) or the server refuses the
+//!   heartbeat because the attempt is no longer this worker's (its lease ran out and the
+//!   reaper moved on; nothing is reported either, the other attempt owns the job now).
+//! - **Reports** (complete, fail) are retried with backoff while the API is unavailable, a
+//!   bounded number of times; after that the lease runs out and the reaper retries the job.
+//! - **Shutdown** (the `shutdown` token): no more claims; running attempts get
+//!   `shutdown_grace` to finish, then their tokens fire and what is still running is released
+//!   as a retryable failure, so another worker takes it after the backoff instead of waiting
+//!   for the lease to run out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ordo_common::worker_protocol::{
+    ClaimRequest, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
+};
+use ordo_common::Backoff;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{ApiClient, ApiError};
+use crate::handler::{JobContext, JobFailure};
+use crate::metrics::WorkerMetrics;
+use crate::registry::{Handlers, Outcome};
+
+/// Most jobs one claim call may ask for (the protocol's bound).
+const MAX_CLAIM: usize = 100;
+/// Tries of a complete or fail report before leaving the job to its lease.
+const REPORT_TRIES: u32 = 6;
+const RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Names this worker in the start events and the job views.
+    pub worker_id: String,
+    /// In order of preference.
+    pub queues: Vec<String>,
+    /// Attempts run at once.
+    pub concurrency: usize,
+    pub lease: Duration,
+    /// How long a claim waits in the server for a job when none is ready.
+    pub claim_wait: Duration,
+    /// How long running attempts may take to finish once shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+/// Runs the claim loop until `shutdown`, then drains (see the module docs).
+pub async fn run(
+    config: WorkerConfig,
+    client: ApiClient,
+    handlers: Arc<Handlers>,
+    metrics: Option<WorkerMetrics>,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    // Fires for every running attempt once the grace after shutdown is over.
+    let stop_jobs = CancellationToken::new();
+    let mut running = JoinSet::new();
+    let mut failures = 0;
+    tracing::info!(worker_id = %config.worker_id, queues = ?config.queues, concurrency = config.concurrency, "worker started");
+    loop {
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = shutdown.cancelled() => break,
+        };
+        let wanted = (slots.available_permits() + 1).min(MAX_CLAIM);
+        let request = ClaimRequest {
+            worker_id: config.worker_id.clone(),
+            queues: config.queues.clone(),
+            max_jobs: wanted as u32,
+            wait_ms: config.claim_wait.as_millis() as u64,
+            lease_ms: config.lease.as_millis() as u64,
+        };
+        // A claim is not interrupted by shutdown: the jobs it returns are already started
+        // and are run like any other in-flight attempt.
+        let jobs = match client.claim(&request).await {
+            Ok(jobs) => {
+                failures = 0;
+                jobs
+            }
+            Err(error) => {
+                failures += 1;
+                let pause = RETRY.delay(failures);
+                tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "claim failed");
+                drop(first);
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => continue,
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        };
+        let mut permit = Some(first);
+        for job in jobs {
+            let permit = match permit.take() {
+                Some(permit) => permit,
+                None => slots
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("a claim asks for free slots only"),
+            };
+            let attempt = Attempt {
+                client: client.clone(),
+                handlers: handlers.clone(),
+                metrics: metrics.clone(),
+                lease: config.lease,
+                cancel: stop_jobs.child_token(),
+            };
+            running.spawn(async move {
+                attempt.run(job).await;
+                drop(permit);
+            });
+        }
+        while running.try_join_next().is_some() {}
+    }
+    drain(running, config.shutdown_grace, stop_jobs).await;
+    tracing::info!(worker_id = %config.worker_id, "worker stopped");
+}
+
+async fn drain(mut running: JoinSet<()>, grace: Duration, stop_jobs: CancellationToken) {
+    tracing::info!(
+        in_flight = running.len(),
+        grace_ms = grace.as_millis() as u64,
+        "stopped claiming; waiting for running jobs"
+    );
+    let finished = tokio::time::timeout(grace, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            in_flight = running.len(),
+            "grace period over; stopping and releasing the rest"
+        );
+        stop_jobs.cancel();
+        while running.join_next().await.is_some() {}
+    }
+}
+
+/// Why an attempt stopped before its handler finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interrupted {
+    /// The job was cancelled; the server already knows.
+    Cancelled,
+    /// The server refused a heartbeat: the attempt is no longer this worker's.
+    LeaseLost,
+}
+
+/// One claimed attempt and what it needs.
+struct Attempt {
+    client: ApiClient,
+    handlers: Arc<Handlers>,
+    metrics: Option<WorkerMetrics>,
+    lease: Duration,
+    cancel: CancellationToken,
+}
+
+impl Attempt {
+    async fn run(self, job: ClaimedJob) {
+        let context = JobContext::new(
+            job.job_id,
+            job.job_type.clone(),
+            job.payload,
+            Duration::from_secs(job.timeout_secs),
+        )
+        .with_attempt(job.attempt, Some(job.max_attempts))
+        .with_cancel(self.cancel.clone());
+        let finished = CancellationToken::new();
+        let heartbeats = tokio::spawn(keep_alive(
+            self.client.clone(),
+            job.job_id,
+            job.attempt,
+            self.lease,
+            self.cancel.clone(),
+            finished.clone(),
+        ));
+        let outcome = self.handlers.run(context, self.metrics.as_ref()).await;
+        finished.cancel();
+        let interrupted = heartbeats.await.ok().flatten();
+        let report = match (outcome, interrupted) {
+            (_, Some(Interrupted::LeaseLost)) => return,
+            (Outcome::Completed(result), _) => Report::Complete(CompleteRequest {
+                attempt: job.attempt,
+                result,
+            }),
+            (Outcome::Cancelled, Some(Interrupted::Cancelled)) => return,
+            (Outcome::Failed(JobFailure { error, retryable }), _) => Report::Fail(FailRequest {
+                attempt: job.attempt,
+                error,
+                retryable,
+            }),
+            // Stopped by the worker's shutdown: hand the job back for another attempt.
+            (Outcome::Cancelled, None) => Report::Fail(FailRequest {
+                attempt: job.attempt,
+                error: "the worker shut down before the attempt finished".into(),
+                retryable: true,
+            }),
+        };
+        report.send(&self.client, job.job_id).await;
+    }
+}
+
+enum Report {
+    Complete(CompleteRequest),
+    Fail(FailRequest),
+}
+
+impl Report {
+    /// Retried while the API is unavailable, at most [`REPORT_TRIES`] times.
+    async fn send(self, client: &ApiClient, job_id: uuid::Uuid) {
+        for tries in 1..=REPORT_TRIES {
+            let sent = match &self {
+                Self::Complete(request) => client.complete(job_id, request).await,
+                Self::Fail(request) => client.fail(job_id, request).await,
+            };
+            match sent {
+                Ok(()) => return,
+                Err(error @ ApiError::Refused { .. }) => {
+                    // E.g. the lease ran out and the attempt was expired meanwhile.
+                    tracing::warn!(%job_id, %error, "report refused; the job has moved on");
+                    return;
+                }
+                Err(error) if tries < REPORT_TRIES => {
+                    let pause = RETRY.delay(tries);
+                    tracing::warn!(%job_id, %error, retry_in_ms = pause.as_millis() as u64, "report failed");
+                    tokio::time::sleep(pause).await;
+                }
+                Err(error) => {
+                    tracing::error!(%job_id, %error, "report not delivered; the lease will run out and the reaper retries the job");
+                }
+            }
+        }
+    }
+}
+
+/// Heartbeats every lease/3 until `finished`; returns why the attempt had to stop, if the
+/// server said so. A heartbeat that fails for lack of an answer is logged and tried again on
+/// the next beat: two in a row may fail before the lease is at risk.
+async fn keep_alive(
+    client: ApiClient,
+    job_id: uuid::Uuid,
+    attempt: u32,
+    lease: Duration,
+    cancel: CancellationToken,
+    finished: CancellationToken,
+) -> Option<Interrupted> {
+    let request = HeartbeatRequest {
+        attempt,
+        lease_ms: lease.as_millis() as u64,
+    };
+    loop {
+        tokio::select! {
+            () = finished.cancelled() => return None,
+            () = tokio::time::sleep(lease / 3) => {}
+        }
+        match client.heartbeat(job_id, &request).await {
+            Ok(answer) if answer.cancelled => {
+                tracing::info!(%job_id, attempt, "job cancelled; stopping it");
+                cancel.cancel();
+                return Some(Interrupted::Cancelled);
+            }
+            Ok(_) => {}
+            Err(error @ ApiError::Refused { .. }) => {
+                tracing::warn!(%job_id, attempt, %error, "heartbeat refused; stopping the attempt");
+                cancel.cancel();
+                return Some(Interrupted::LeaseLost);
+            }
+            Err(error) => tracing::warn!(%job_id, attempt, %error, "heartbeat failed"),
+        }
+    }
+}

@@ -1,10 +1,12 @@
 //! Shared helpers of the system tests: scratch databases, outbox rows, a Kafka reader, the
-//! relay run in-process or as a real `ordo` process, and the read side ([`read_model`]).
+//! relay run in-process or as a real `ordo` process, the read side ([`read_model`]), and
+//! the platform and its workers as processes ([`platform`]).
 //! Every test uses its own database, slot, topic and key prefix, so runs never see each
 //! other's records.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod broker;
+pub mod platform;
 pub mod postgres;
 pub mod read_model;
 

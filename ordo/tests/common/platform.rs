@@ -1,0 +1,262 @@
+//! The platform as real processes: `ordo dev` on a scratch database, topic and key prefix,
+//! and `ordo serve worker` processes claiming from it, plus the HTTP and event-store reads
+//! the tests check them with.
+
+use super::broker::{free_port, send_signal};
+use super::read_model::TestPrefix;
+use super::{kafka_brokers, topic_template, unique, TestDb};
+use serde_json::Value;
+use sqlx::PgPool;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `ordo dev`: both APIs on one port, relay, projector and reaper; with its own worker
+/// unless the test runs worker processes (`--no-worker`).
+pub struct DevProcess {
+    child: Child,
+    pub url: String,
+}
+
+impl DevProcess {
+    pub async fn start(db: &TestDb, prefix: &TestPrefix, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let run = unique("ordo-test-dev-");
+        let template = topic_template(&run);
+        let child = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args(["--log-format", "text", "dev"])
+            .env("ORDO_DATABASE_URL", &db.url)
+            .env("ORDO_KAFKA_BROKERS", kafka_brokers())
+            .env("ORDO_REDIS_PREFIX", &prefix.prefix)
+            .env("ORDO_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("ORDO_RELAY_SLOT", unique("ordo_test_"))
+            .env("ORDO_RELAY_TOPIC_TEMPLATE", &template)
+            .env(
+                "ORDO_PROJECTOR_TOPIC",
+                template.replace("${routedByValue}", "job"),
+            )
+            .env("ORDO_PROJECTOR_GROUP", unique("ordo-test-dev-"))
+            .env("ORDO_PROJECTOR_SESSION_TIMEOUT_MS", "2000")
+            .env("ORDO_METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn ordo dev");
+        let dev = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        wait_until_ok(&format!("{}/readyz", dev.url), "ordo dev").await;
+        dev
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            client: reqwest::Client::new(),
+            url: self.url.clone(),
+        }
+    }
+}
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One `ordo serve worker` process with the built-in handlers.
+pub struct WorkerProcess {
+    child: Child,
+    pub id: String,
+    pub metrics_url: String,
+}
+
+impl WorkerProcess {
+    /// Claims from `queues` (comma-separated) of `dev`; `env` adds or overrides settings.
+    pub async fn start(dev: &DevProcess, queues: &str, env: &[(&str, &str)]) -> Self {
+        let id = unique("worker-");
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args(["--log-format", "text", "serve", "worker"])
+            .env("ORDO_API_URL", &dev.url)
+            .env("ORDO_WORKER_ID", &id)
+            .env("ORDO_WORKER_QUEUES", queues)
+            .env("ORDO_WORKER_CLAIM_WAIT_MS", "1000")
+            .env("ORDO_METRICS_ADDR", &metrics)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn ordo serve worker");
+        let worker = Self {
+            child,
+            id,
+            metrics_url: format!("http://{metrics}/metrics"),
+        };
+        wait_until_ok(&worker.metrics_url, "ordo serve worker").await;
+        worker
+    }
+
+    /// SIGKILL: no drain, no report; its leases simply run out.
+    pub fn kill_hard(&mut self) {
+        send_signal(self.child.id(), "KILL");
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the process to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        send_signal(self.child.id(), "TERM");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the worker") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "the worker did not exit within {timeout:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The value of one sample of the worker's `/metrics` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = reqwest::get(&self.metrics_url)
+            .await
+            .expect("worker metrics")
+            .text()
+            .await
+            .expect("worker metrics text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_until_ok(url: &str, what: &str) {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while !client
+        .get(url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what} did not become ready at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The HTTP API of a [`DevProcess`], for the default tenant.
+#[derive(Clone)]
+pub struct Api {
+    client: reqwest::Client,
+    pub url: String,
+}
+
+impl Api {
+    pub async fn get(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET");
+        response.json().await.expect("a JSON answer")
+    }
+
+    /// POSTs `body` and returns the answer, which must be a success.
+    pub async fn post(&self, path: &str, body: &Value) -> Value {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status();
+        let answer: Value = response.json().await.expect("a JSON answer");
+        assert!(status.is_success(), "POST {path}: {status} {answer}");
+        answer
+    }
+
+    /// Submits `job` and returns its id.
+    pub async fn submit(&self, job: &Value) -> String {
+        let answer = self.post("/api/v1/jobs", job).await;
+        answer["job_id"].as_str().expect("job_id").to_owned()
+    }
+
+    /// The job's view once it has `status`; panics after `timeout` with the last view.
+    pub async fn wait_for_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let view = self.get(&format!("/api/v1/jobs/{id}")).await;
+            if view["status"] == status {
+                return view;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "job {id} not {status} within {timeout:?}: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// One event of the store: its type and its data (the payload inside the type's name).
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub job_id: String,
+    pub event_type: String,
+    pub data: Value,
+}
+
+/// Every event of the store in append order, optionally of one job.
+pub async fn events(pool: &PgPool, job_id: Option<&str>) -> Vec<StoredEvent> {
+    let rows: Vec<(String, String, Value)> = sqlx::query_as(
+        "SELECT aggregate_id, event_type, payload FROM events \
+         WHERE $1::text IS NULL OR aggregate_id = $1 ORDER BY position",
+    )
+    .bind(job_id)
+    .fetch_all(pool)
+    .await
+    .expect("read the event store");
+    rows.into_iter()
+        .map(|(job_id, event_type, payload)| StoredEvent {
+            data: payload[&event_type].clone(),
+            job_id,
+            event_type,
+        })
+        .collect()
+}
+
+/// Waits until the store holds `count` events of `event_type`.
+pub async fn wait_for_events(pool: &PgPool, event_type: &str, count: i64, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let (seen,): (i64,) = sqlx::query_as("SELECT count(*) FROM events WHERE event_type = $1")
+            .bind(event_type)
+            .fetch_one(pool)
+            .await
+            .expect("count events");
+        if seen >= count {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{seen} of {count} {event_type} events within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

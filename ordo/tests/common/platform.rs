@@ -65,37 +65,59 @@ impl Drop for DevProcess {
     }
 }
 
-/// One `ordo serve worker` process with the built-in handlers.
-pub struct WorkerProcess {
+/// A role of the platform as its own process: `ordo serve worker` (the built-in handlers) or
+/// `ordo serve reaper`.
+pub struct RoleProcess {
     child: Child,
     pub id: String,
     pub metrics_url: String,
 }
 
-impl WorkerProcess {
+impl RoleProcess {
     /// Claims from `queues` (comma-separated) of `dev`; `env` adds or overrides settings.
     pub async fn start(dev: &DevProcess, queues: &str, env: &[(&str, &str)]) -> Self {
         let id = unique("worker-");
+        let settings = [
+            ("ORDO_API_URL", dev.url.as_str()),
+            ("ORDO_WORKER_ID", id.as_str()),
+            ("ORDO_WORKER_QUEUES", queues),
+            ("ORDO_WORKER_CLAIM_WAIT_MS", "1000"),
+        ];
+        Self::spawn(id.clone(), "worker", &settings, env).await
+    }
+
+    /// A lease reaper beside the one `ordo dev` runs, on the same database and key prefix.
+    pub async fn start_reaper(db: &TestDb, prefix: &TestPrefix) -> Self {
+        let settings = [
+            ("ORDO_DATABASE_URL", db.url.as_str()),
+            ("ORDO_REDIS_PREFIX", prefix.prefix.as_str()),
+        ];
+        Self::spawn(unique("reaper-"), "reaper", &settings, &[]).await
+    }
+
+    async fn spawn(
+        id: String,
+        role: &str,
+        settings: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> Self {
         let metrics = format!("127.0.0.1:{}", free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_ordo"))
-            .args(["--log-format", "text", "serve", "worker"])
-            .env("ORDO_API_URL", &dev.url)
-            .env("ORDO_WORKER_ID", &id)
-            .env("ORDO_WORKER_QUEUES", queues)
-            .env("ORDO_WORKER_CLAIM_WAIT_MS", "1000")
+            .args(["--log-format", "text", "serve", role])
             .env("ORDO_METRICS_ADDR", &metrics)
             .env("RUST_LOG", "warn")
+            .envs(settings.iter().copied())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()
-            .expect("spawn ordo serve worker");
-        let worker = Self {
+            .unwrap_or_else(|e| panic!("spawn ordo serve {role}: {e}"));
+        let process = Self {
             child,
             id,
             metrics_url: format!("http://{metrics}/metrics"),
         };
-        wait_until_ok(&worker.metrics_url, "ordo serve worker").await;
-        worker
+        wait_until_ok(&process.metrics_url, role).await;
+        process
     }
 
     /// SIGKILL: no drain, no report; its leases simply run out.
@@ -134,7 +156,7 @@ impl WorkerProcess {
     }
 }
 
-impl Drop for WorkerProcess {
+impl Drop for RoleProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -91,3 +91,27 @@ pub struct FailRequest {
 fn retryable_by_default() -> bool {
     true
 }
+
+/// `POST /api/v1/jobs/{id}/logs`: lines a job's attempt wrote, for the log pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogRequest {
+    pub attempt: u32,
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    pub lines: Vec<LogLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogLine {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    pub message: String,
+    /// When the line was written; the server's clock when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<DateTime<Utc>>,
+    /// Structured context of the line, a JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Value>,
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ordo_common::http::TENANT_HEADER;
 use ordo_common::worker_protocol::{
     ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
-    HeartbeatResponse,
+    HeartbeatResponse, LogRequest,
 };
 use reqwest::{Client, StatusCode};
 use serde::de::DeserializeOwned;
@@ -74,6 +74,12 @@ impl ApiClient {
 
     pub async fn fail(&self, job_id: Uuid, request: &FailRequest) -> Result<(), ApiError> {
         self.post::<_, serde_json::Value>(&job_path(job_id, "fail"), request, self.timeout)
+            .await
+            .map(drop)
+    }
+
+    pub async fn logs(&self, job_id: Uuid, request: &LogRequest) -> Result<(), ApiError> {
+        self.post::<_, serde_json::Value>(&job_path(job_id, "logs"), request, self.timeout)
             .await
             .map(drop)
     }

@@ -14,6 +14,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::log::JobLog;
+
 /// Does the work of jobs of one type.
 ///
 /// Handlers should stop cooperatively when `job.cancel` is cancelled (the job was cancelled,
@@ -55,6 +57,8 @@ pub struct JobContext {
     pub timeout: Duration,
     /// Cancelled when the job is cancelled, times out, or the worker shuts down.
     pub cancel: CancellationToken,
+    /// The job's own log lines (searchable with the job), as opposed to the worker's `tracing`.
+    pub log: JobLog,
 }
 
 impl JobContext {
@@ -73,12 +77,18 @@ impl JobContext {
             payload,
             timeout,
             cancel: CancellationToken::new(),
+            log: JobLog::discard(),
         }
     }
 
     pub fn with_attempt(mut self, attempt: u32, max_attempts: Option<u32>) -> Self {
         self.attempt = attempt;
         self.max_attempts = max_attempts;
+        self
+    }
+
+    pub fn with_log(mut self, log: JobLog) -> Self {
+        self.log = log;
         self
     }
 

@@ -8,6 +8,7 @@
 //!   [`Outcome`], so the claim loop only reports it;
 //! - [`builtin`] holds the handlers every worker has: `noop`, `sleep` and `fail` for tests,
 //!   benchmarks and demos, `http` for real calls;
+//! - [`log`] is where a handler writes its job's log lines;
 //! - [`client`] speaks the worker protocol to the command API;
 //! - [`runtime`] is the claim loop: claims, heartbeats, reports, graceful shutdown;
 //! - [`metrics`] holds its Prometheus instruments.
@@ -17,12 +18,14 @@
 pub mod builtin;
 pub mod client;
 pub mod handler;
+pub mod log;
 pub mod metrics;
 pub mod registry;
 pub mod runtime;
 
 pub use client::ApiClient;
 pub use handler::{JobContext, JobFailure, JobHandler};
+pub use log::JobLog;
 pub use metrics::WorkerMetrics;
 pub use registry::{Handlers, Outcome, DEFAULT_CANCEL_GRACE};
 pub use runtime::WorkerConfig;

@@ -8,6 +8,8 @@
 //!   was cancelled (the handler's token fires, nothing is reported) or the server refuses the
 //!   heartbeat because the attempt is no longer this worker's (its lease ran out and the
 //!   reaper moved on; nothing is reported either, the other attempt owns the job now).
+//! - **Log lines** a handler writes to its [`JobLog`] go to the API in batches while the
+//!   attempt runs; the rest is flushed before the report.
 //! - **Reports** (complete, fail) are retried with backoff while the API is unavailable, a
 //!   bounded number of times; after that the lease runs out and the reaper retries the job.
 //! - **Shutdown** (the `shutdown` token): no more claims; running attempts get
@@ -19,15 +21,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_common::worker_protocol::{
-    ClaimRequest, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
+    ClaimRequest, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest, LogLine, LogRequest,
 };
 use ordo_common::Backoff;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{ApiClient, ApiError};
 use crate::handler::{JobContext, JobFailure};
+use crate::log::JobLog;
 use crate::metrics::WorkerMetrics;
 use crate::registry::{Handlers, Outcome};
 
@@ -35,6 +38,10 @@ use crate::registry::{Handlers, Outcome};
 const MAX_CLAIM: usize = 100;
 /// Tries of a complete or fail report before leaving the job to its lease.
 const REPORT_TRIES: u32 = 6;
+/// Log lines per call, and how long the first waiting line waits for company.
+const LOG_BATCH: usize = 1_000;
+const LOG_LINGER: Duration = Duration::from_millis(200);
+const LOG_TRIES: u32 = 3;
 const RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 #[derive(Debug, Clone)]
@@ -112,6 +119,7 @@ pub async fn run(
                 metrics: metrics.clone(),
                 lease: config.lease,
                 cancel: stop_jobs.child_token(),
+                worker_id: config.worker_id.clone(),
             };
             running.spawn(async move {
                 attempt.run(job).await;
@@ -160,6 +168,7 @@ struct Attempt {
     metrics: Option<WorkerMetrics>,
     lease: Duration,
     cancel: CancellationToken,
+    worker_id: String,
 }
 
 impl Attempt {
@@ -172,6 +181,8 @@ impl Attempt {
         )
         .with_attempt(job.attempt, Some(job.max_attempts))
         .with_cancel(self.cancel.clone());
+        let (log, lines) = JobLog::channel();
+        let context = context.with_log(log);
         let finished = CancellationToken::new();
         let heartbeats = tokio::spawn(keep_alive(
             self.client.clone(),
@@ -181,8 +192,19 @@ impl Attempt {
             self.cancel.clone(),
             finished.clone(),
         ));
-        let outcome = self.handlers.run(context, self.metrics.as_ref()).await;
-        finished.cancel();
+        let run = async {
+            let outcome = self.handlers.run(context, self.metrics.as_ref()).await;
+            finished.cancel();
+            outcome
+        };
+        let shipper = LogShipper {
+            client: &self.client,
+            job_id: job.job_id,
+            attempt: job.attempt,
+            worker_id: &self.worker_id,
+        };
+        // The last lines go out before the report, while the attempt is still the running one.
+        let (outcome, ()) = tokio::join!(run, shipper.run(lines, &finished));
         let interrupted = heartbeats.await.ok().flatten();
         let report = match (outcome, interrupted) {
             (_, Some(Interrupted::LeaseLost)) => return,
@@ -204,6 +226,79 @@ impl Attempt {
             }),
         };
         report.send(&self.client, job.job_id).await;
+    }
+}
+
+/// Sends an attempt's log lines in batches: what arrived within [`LOG_LINGER`] of the first
+/// waiting line, at most [`LOG_BATCH`] per call.
+struct LogShipper<'a> {
+    client: &'a ApiClient,
+    job_id: uuid::Uuid,
+    attempt: u32,
+    worker_id: &'a str,
+}
+
+impl LogShipper<'_> {
+    /// Until `finished`, then flushes what is left.
+    async fn run(&self, mut lines: mpsc::Receiver<LogLine>, finished: &CancellationToken) {
+        let mut batch = Vec::new();
+        loop {
+            let open = tokio::select! {
+                line = lines.recv() => line.map(|line| batch.push(line)).is_some(),
+                () = finished.cancelled() => false,
+            };
+            if open {
+                let linger = tokio::time::sleep(LOG_LINGER);
+                tokio::pin!(linger);
+                while batch.len() < LOG_BATCH {
+                    tokio::select! {
+                        line = lines.recv() => match line {
+                            Some(line) => batch.push(line),
+                            None => break,
+                        },
+                        () = &mut linger => break,
+                        () = finished.cancelled() => break,
+                    }
+                }
+            } else {
+                while let Ok(line) = lines.try_recv() {
+                    batch.push(line);
+                }
+            }
+            for chunk in batch.chunks(LOG_BATCH) {
+                self.send(chunk.to_vec()).await;
+            }
+            batch.clear();
+            if !open || (finished.is_cancelled() && lines.is_empty()) {
+                return;
+            }
+        }
+    }
+
+    /// One batch, retried a few times while the API is unavailable; then it is dropped, since
+    /// lines must not hold up the job's report.
+    async fn send(&self, lines: Vec<LogLine>) {
+        let request = LogRequest {
+            attempt: self.attempt,
+            worker_id: Some(self.worker_id.to_owned()),
+            lines,
+        };
+        for tries in 1..=LOG_TRIES {
+            match self.client.logs(self.job_id, &request).await {
+                Ok(()) => return,
+                Err(error @ ApiError::Refused { .. }) => {
+                    tracing::debug!(job_id = %self.job_id, %error, "log lines refused");
+                    return;
+                }
+                Err(error) if tries < LOG_TRIES => {
+                    tracing::debug!(job_id = %self.job_id, %error, "log lines not sent; retrying");
+                    tokio::time::sleep(RETRY.delay(tries)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(job_id = %self.job_id, %error, lines = request.lines.len(), "log lines dropped");
+                }
+            }
+        }
     }
 }
 

@@ -27,9 +27,16 @@ struct Payload {
 impl JobHandler for Sleep {
     async fn run(&self, job: &JobContext) -> Result<Value, JobFailure> {
         let Payload { ms } = parse_payload("sleep", SHAPE, &job.payload)?;
+        job.log.info(format!("sleeping {ms} ms"));
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(json!({ "slept_ms": ms })),
-            () = job.cancel.cancelled() => Err(JobFailure::cancelled()),
+            () = tokio::time::sleep(Duration::from_millis(ms)) => {
+                job.log.info("woke up");
+                Ok(json!({ "slept_ms": ms }))
+            }
+            () = job.cancel.cancelled() => {
+                job.log.warn("cancelled while sleeping");
+                Err(JobFailure::cancelled())
+            }
         }
     }
 }

@@ -200,6 +200,14 @@ impl JobCommandBus {
         result
     }
 
+    /// The job of `tenant` as its events make it, for checks that write nothing (log lines
+    /// must name the running attempt).
+    pub async fn job(&self, job_id: Uuid, tenant: &TenantId) -> Result<Job, CommandError> {
+        self.load(job_id, tenant)
+            .await
+            .map(|context| context.aggregate)
+    }
+
     /// The job's history from the event store, as the envelopes consumers receive.
     pub async fn history(
         &self,

@@ -7,12 +7,14 @@
 //! - [`bus`]: loads a job, runs a command, commits the events; returns the job's new sequence.
 //! - [`http`]: the axum application: [`http::router`], request extractors, problem+json errors,
 //!   one module per route group under [`http::routes`].
+//! - [`logs`]: job log lines to Kafka (`ordo.logs`), the record that goes on the wire.
 //! - [`reaper`]: the lease reaper, which expires the leases of silent workers.
 //! - [`metrics`]: Prometheus instruments of this service.
 
 pub mod bus;
 pub mod db;
 pub mod http;
+pub mod logs;
 pub mod metrics;
 pub mod reaper;
 pub mod store;

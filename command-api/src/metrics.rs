@@ -11,6 +11,7 @@ pub struct Metrics {
     registry: Registry,
     http: HttpMetrics,
     commands: IntCounterVec,
+    logs_ingested: IntCounterVec,
 }
 
 impl Metrics {
@@ -30,13 +31,24 @@ impl Metrics {
             &["command", "outcome"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(commands.clone()))
-            .expect("metric names are unique");
+        let logs_ingested = IntCounterVec::new(
+            Opts::new(
+                "ordo_logs_ingested_total",
+                "Log lines acknowledged by Kafka, by source (job)",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
+        for metric in [&commands, &logs_ingested] {
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+        }
         Self {
             registry,
             http,
             commands,
+            logs_ingested,
         }
     }
 
@@ -52,6 +64,12 @@ impl Metrics {
             Err(e) => e.outcome(),
         };
         self.commands.with_label_values(&[command, outcome]).inc();
+    }
+
+    pub fn record_logs_ingested(&self, source: &str, lines: usize) {
+        self.logs_ingested
+            .with_label_values(&[source])
+            .inc_by(lines as u64);
     }
 
     /// The text exposition format served on `/metrics`.

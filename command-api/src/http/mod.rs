@@ -7,6 +7,7 @@ pub mod routes;
 pub use error::ApiError;
 
 use crate::bus::JobCommandBus;
+use crate::logs::LogSink;
 use crate::metrics::Metrics;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// The dispatch model workers claim from; without it the worker protocol answers 503.
     pub dispatch: Option<WorkerDispatch>,
+    /// Where job log lines go; without it `POST /api/v1/jobs/{id}/logs` answers 503.
+    pub logs: Option<LogSink>,
 }
 
 /// The Redis side of the worker protocol: the claim script and the live namespace's prefix.
@@ -68,6 +71,7 @@ impl AppState {
             metrics,
             config: Arc::new(config),
             dispatch: None,
+            logs: None,
         }
     }
 
@@ -79,6 +83,14 @@ impl AppState {
                 redis,
                 prefix: prefix.to_owned(),
             }),
+            ..self
+        }
+    }
+
+    /// Accepts job log lines and produces them with `sink`.
+    pub fn with_logs(self, sink: LogSink) -> Self {
+        Self {
+            logs: Some(sink),
             ..self
         }
     }
@@ -98,6 +110,7 @@ pub fn api_routes(state: AppState) -> Router {
     Router::new()
         .merge(routes::jobs::routes())
         .merge(routes::workers::routes())
+        .merge(routes::logs::routes())
         .merge(routes::health::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

@@ -3,6 +3,7 @@
 //! own API server on an ephemeral port.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use ordo_command_api::logs::LogSink;
 pub use ordo_command_api::testing::TestDb;
 use ordo_command_api::{router, ApiConfig, AppState};
 use ordo_domain::spec::TenantId;
@@ -10,6 +11,10 @@ use ordo_domain::{CommandMetadata, JobServices};
 use ordo_projectors::testing::TestPrefix;
 use ordo_projectors::{RedisViews, ViewUpdate};
 use serde_json::Value;
+
+pub fn kafka_brokers() -> String {
+    std::env::var("ORDO_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
 
 pub fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).expect("valid tenant")
@@ -40,19 +45,35 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: ApiConfig) -> Self {
-        Self::start(config, None).await
+        Self::start(config, None, None).await
     }
 
     /// With the worker protocol on a dispatch model of its own.
     pub async fn spawn_with_dispatch() -> Self {
-        Self::start(ApiConfig::default(), Some(TestPrefix::new().await)).await
+        Self::start(ApiConfig::default(), Some(TestPrefix::new().await), None).await
     }
 
-    async fn start(config: ApiConfig, redis: Option<TestPrefix>) -> Self {
+    /// With the worker protocol, and job log lines produced to `topic` on the local broker.
+    pub async fn spawn_with_logs(topic: &str) -> Self {
+        let logs = LogSink::connect(&kafka_brokers(), topic, 1)
+            .await
+            .expect("the broker of the local stack is reachable (run `make services`)");
+        Self::start(
+            ApiConfig::default(),
+            Some(TestPrefix::new().await),
+            Some(logs),
+        )
+        .await
+    }
+
+    async fn start(config: ApiConfig, redis: Option<TestPrefix>, logs: Option<LogSink>) -> Self {
         let db = TestDb::new().await;
         let mut state = AppState::new(db.pool.clone(), config, JobServices::system());
         if let Some(redis) = &redis {
             state = state.with_dispatch(redis.redis.clone(), &redis.prefix);
+        }
+        if let Some(logs) = logs {
+            state = state.with_logs(logs);
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -3,9 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use ordo_common::kafka::{self, Producer};
+use ordo_common::worker_protocol::LogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::time::Duration;
 use uuid::Uuid;
@@ -20,16 +21,6 @@ pub const JOB_SERVICE: &str = "job";
 /// a line the client was told failed should not reach Kafka much later through librdkafka's
 /// own retries, beside the copy the client sends again.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
 
 /// One log line as a Kafka record: the wire contract of topic `ordo.logs`.
 ///

@@ -18,14 +18,7 @@ fn topic() -> String {
 }
 
 async fn submit(app: &TestApp) -> String {
-    let response = app.submit(&json!({"type": "report.build"})).await;
-    assert_eq!(response.status(), 201);
-    let id = response.json::<Value>().await.unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.project(&id, "default").await;
-    id
+    app.submit_projected(&json!({"type": "report.build"})).await
 }
 
 /// Claims (and so starts) every submitted job as worker `w-1`.

@@ -9,19 +9,11 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 async fn submit(app: &TestApp, priority: i64) -> String {
-    let response = app
-        .submit(
-            &json!({"type": "report.build", "queue": "reports", "priority": priority,
-                        "payload": {"n": priority}, "max_attempts": 2}),
-        )
-        .await;
-    assert_eq!(response.status(), 201);
-    let id = response.json::<Value>().await.unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.project(&id, "default").await;
-    id
+    app.submit_projected(
+        &json!({"type": "report.build", "queue": "reports", "priority": priority,
+                "payload": {"n": priority}, "max_attempts": 2}),
+    )
+    .await
 }
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 /// Lease a claim or heartbeat asks for when it does not say.
@@ -105,13 +105,22 @@ pub struct LogRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogLine {
-    /// `trace`, `debug`, `info`, `warn` or `error`.
-    pub level: String,
+    pub level: LogLevel,
     pub message: String,
     /// When the line was written; the server's clock when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ts: Option<DateTime<Utc>>,
-    /// Structured context of the line, a JSON object.
+    /// Structured context of the line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fields: Option<Value>,
+    pub fields: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
 }

@@ -6,35 +6,14 @@
 //! that far behind the excess is dropped and counted rather than stalling the handler.
 
 use chrono::Utc;
-use ordo_common::worker_protocol::LogLine;
-use serde_json::Value;
+use ordo_common::worker_protocol::{LogLevel, LogLine};
+use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Lines buffered per attempt before new ones are dropped.
 pub const LOG_BUFFER: usize = 10_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Trace => "trace",
-            Self::Debug => "debug",
-            Self::Info => "info",
-            Self::Warn => "warn",
-            Self::Error => "error",
-        }
-    }
-}
 
 /// Where a handler writes its job's log lines; cheap to clone into spawned work.
 #[derive(Debug, Clone)]
@@ -69,22 +48,22 @@ impl JobLog {
     }
 
     pub fn info(&self, message: impl Into<String>) {
-        self.line(Level::Info, message, None);
+        self.line(LogLevel::Info, message, None);
     }
 
     pub fn warn(&self, message: impl Into<String>) {
-        self.line(Level::Warn, message, None);
+        self.line(LogLevel::Warn, message, None);
     }
 
     pub fn error(&self, message: impl Into<String>) {
-        self.line(Level::Error, message, None);
+        self.line(LogLevel::Error, message, None);
     }
 
     /// A line with structured `fields` (a JSON object).
-    pub fn line(&self, level: Level, message: impl Into<String>, fields: Option<Value>) {
+    pub fn line(&self, level: LogLevel, message: impl Into<String>, fields: Option<Map<String, Value>>) {
         let Some(sender) = &self.sender else { return };
         let line = LogLine {
-            level: level.as_str().to_owned(),
+            level,
             message: message.into(),
             ts: Some(Utc::now()),
             fields,

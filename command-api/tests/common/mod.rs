@@ -131,6 +131,17 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// Submits `body` for the default tenant, projects the job into the dispatch model (so a
+    /// claim finds it) and returns its id.
+    pub async fn submit_projected(&self, body: &Value) -> String {
+        let response = self.submit(body).await;
+        assert_eq!(response.status(), 201);
+        let answer: Value = response.json().await.expect("a JSON answer");
+        let id = answer["job_id"].as_str().expect("job_id").to_owned();
+        self.project(&id, "default").await;
+        id
+    }
+
     /// `POST path` with a JSON body: the status and the JSON answer (null if none).
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self

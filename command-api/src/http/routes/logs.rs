@@ -7,16 +7,15 @@ use super::jobs::parse_job_id;
 use crate::bus::CommandError;
 use crate::http::extract::{JsonBody, RequestContext};
 use crate::http::{ApiError, AppState};
-use crate::logs::{LogLevel, LogRecord, LogSink, JOB_SERVICE};
+use crate::logs::{LogRecord, LogSink, JOB_SERVICE};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
+use ordo_common::worker_protocol::{LogLine, LogRequest};
 use ordo_domain::spec::{check_storable_json, check_storable_text, WorkerId};
 use ordo_domain::{Job, JobError, JobStatus, ValidationError};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::Serialize;
 
 const MAX_LINES: usize = 1000;
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -24,27 +23,6 @@ const MAX_FIELDS_BYTES: usize = 16 * 1024;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/jobs/{id}/logs", post(append))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogLinesRequest {
-    pub attempt: u32,
-    #[serde(default)]
-    pub worker_id: Option<String>,
-    pub lines: Vec<LogLine>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogLine {
-    pub level: LogLevel,
-    pub message: String,
-    /// When the line was written; the time it arrives when left out.
-    #[serde(default)]
-    pub ts: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub fields: Option<Map<String, Value>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,7 +36,7 @@ async fn append(
     State(state): State<AppState>,
     ctx: RequestContext,
     Path(id): Path<String>,
-    JsonBody(request): JsonBody<LogLinesRequest>,
+    JsonBody(request): JsonBody<LogRequest>,
 ) -> Result<(StatusCode, Json<LogLinesResponse>), ApiError> {
     let job_id = parse_job_id(&id)?;
     if !(1..=MAX_LINES).contains(&request.lines.len()) {

@@ -11,14 +11,14 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration as Span, Utc};
 use futures::stream::{self, StreamExt};
-use ordo_domain::spec::{check_storable_json, check_storable_text, QueueName, WorkerId};
-use ordo_domain::{JobCommand, JobError, JobStatus, ValidationError};
-use ordo_projectors::dispatch::Claim;
-use ordo_projectors::namespace;
 use ordo_common::worker_protocol::{
     ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
     HeartbeatResponse,
 };
+use ordo_domain::spec::{check_storable_json, check_storable_text, QueueName, WorkerId};
+use ordo_domain::{JobCommand, JobError, JobStatus, ValidationError};
+use ordo_projectors::dispatch::Claim;
+use ordo_projectors::namespace;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -198,8 +198,6 @@ fn unavailable(error: redis::RedisError) -> ApiError {
     ApiError::Unavailable("the dispatch model (Redis) is unavailable; retry".into())
 }
 
-
-
 /// `POST /api/v1/jobs/{id}/heartbeat`: the attempt is alive; its lease now ends `lease_ms`
 /// from now. A cancelled job answers `cancelled: true` instead of an error.
 async fn heartbeat(
@@ -238,7 +236,6 @@ async fn heartbeat(
     }
 }
 
-
 /// `POST /api/v1/jobs/{id}/complete`: attempt `attempt` succeeded with `result`.
 async fn complete(
     State(state): State<AppState>,
@@ -253,8 +250,6 @@ async fn complete(
     };
     execute(&state, &ctx, &id, command).await
 }
-
-
 
 /// `POST /api/v1/jobs/{id}/fail`: attempt `attempt` failed; a retryable failure is retried
 /// after its backoff while attempts remain, anything else dead-letters the job.

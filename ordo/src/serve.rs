@@ -7,6 +7,7 @@ use crate::cli::{GlobalArgs, ProjectorArgs, QueryArgs, RelayArgs, WorkerArgs};
 use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
+use ordo_command_api::logs::LogSink;
 use ordo_command_api::reaper::{self, ReaperConfig};
 use ordo_command_api::{db, http::api_routes, router, AppState, JobCommandBus};
 use ordo_common::http::{finish, render_metrics};
@@ -92,7 +93,8 @@ impl Platform {
             JobServices::system(),
             registry.clone(),
         )
-        .with_dispatch(redis.clone(), &args.redis_prefix);
+        .with_dispatch(redis.clone(), &args.redis_prefix)
+        .with_logs(log_sink(args).await?);
         tasks.push(spawn_reaper(args, state.bus.clone(), redis, shutdown));
         let http_metrics = state.metrics.http().clone();
         let query = query_state(args, query).await?;
@@ -150,7 +152,8 @@ pub async fn reaper(args: &GlobalArgs, metrics_addr: SocketAddr) -> anyhow::Resu
 pub async fn api(args: &GlobalArgs) -> anyhow::Result<()> {
     let pool = db::connect(&args.db_config())?;
     let state = AppState::new(pool, args.api_config()?, JobServices::system())
-        .with_dispatch(connect_redis(args).await?, &args.redis_prefix);
+        .with_dispatch(connect_redis(args).await?, &args.redis_prefix)
+        .with_logs(log_sink(args).await?);
     serve_http(args.http_addr, router(state), shutdown_token()).await
 }
 
@@ -225,6 +228,21 @@ async fn serve_metrics(
 async fn query_state(args: &GlobalArgs, config: QueryConfig) -> anyhow::Result<QueryState> {
     // Its own connection: reads must not queue behind the projector's large pipelines.
     Ok(QueryState::new(connect_redis(args).await?, config))
+}
+
+async fn log_sink(args: &GlobalArgs) -> anyhow::Result<LogSink> {
+    LogSink::connect(
+        &args.kafka_brokers,
+        &args.logs_topic,
+        args.topic_partitions()?,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot reach Kafka at {} for the job logs",
+            args.kafka_brokers
+        )
+    })
 }
 
 async fn connect_redis(args: &GlobalArgs) -> anyhow::Result<redis::aio::ConnectionManager> {

@@ -7,8 +7,8 @@ mod common;
 
 use common::platform::DevProcess;
 use common::read_model::TestPrefix;
-use common::TestDb;
-use serde_json::json;
+use common::{read_topic, TestDb};
+use serde_json::{json, Value};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,6 +71,21 @@ async fn the_dev_worker_runs_jobs_retries_them_and_dead_letters() {
         .await;
     let view = api.wait_for_status(&done, "COMPLETED", wait).await;
     assert_eq!(view["attempt"], 1, "{view}");
+    // Its log lines reached the logs topic, sent while the attempt ran.
+    let records = read_topic(&dev.logs_topic, wait, |r| r.len() >= 2);
+    let lines: Vec<Value> = records
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(done.as_bytes()))
+        .map(|r| serde_json::from_slice(r.value.as_deref().unwrap()).unwrap())
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages, ["sleeping 10 ms", "woke up"], "{lines:?}");
+    assert_eq!(lines[0]["attempt"], 1);
+    assert_eq!(lines[0]["level"], "info");
+    assert_eq!(lines[0]["worker_id"], view["worker_id"]);
     let view = api.wait_for_status(&retried, "COMPLETED", wait).await;
     assert_eq!(view["attempt"], 2, "{view}");
     let view = api.wait_for_status(&dead, "DEAD_LETTER", wait).await;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 pub struct DevProcess {
     child: Child,
     pub url: String,
+    /// Where the job log lines of this run go.
+    pub logs_topic: String,
 }
 
 impl DevProcess {
@@ -22,8 +24,10 @@ impl DevProcess {
         let port = free_port();
         let run = unique("ordo-test-dev-");
         let template = topic_template(&run);
+        let logs_topic = format!("{run}.logs");
         let child = Command::new(env!("CARGO_BIN_EXE_ordo"))
             .args(["--log-format", "text", "dev"])
+            .env("ORDO_LOGS_TOPIC", &logs_topic)
             .env("ORDO_DATABASE_URL", &db.url)
             .env("ORDO_KAFKA_BROKERS", kafka_brokers())
             .env("ORDO_REDIS_PREFIX", &prefix.prefix)
@@ -45,6 +49,7 @@ impl DevProcess {
         let dev = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            logs_topic,
         };
         wait_until_ok(&format!("{}/readyz", dev.url), "ordo dev").await;
         dev

@@ -60,7 +60,12 @@ impl JobLog {
     }
 
     /// A line with structured `fields` (a JSON object).
-    pub fn line(&self, level: LogLevel, message: impl Into<String>, fields: Option<Map<String, Value>>) {
+    pub fn line(
+        &self,
+        level: LogLevel,
+        message: impl Into<String>,
+        fields: Option<Map<String, Value>>,
+    ) {
         let Some(sender) = &self.sender else { return };
         let line = LogLine {
             level,

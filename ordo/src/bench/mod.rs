@@ -1,9 +1,11 @@
 //! `ordo bench …`: benchmarks that print numbers. Each one runs against real services and
 //! measures Ordo beside the raw limit of the storage underneath, in the same run.
 
+mod e2e;
 mod project;
 mod read_back;
 mod relay;
+mod scratch;
 mod submit;
 
 use crate::cli::{BenchCommand, GlobalArgs};
@@ -18,7 +20,40 @@ pub async fn run(args: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()>
         BenchCommand::Submit(bench) => submit::run(args, bench).await,
         BenchCommand::Relay(bench) => relay::run(args, bench).await,
         BenchCommand::Project(bench) => project::run(args, bench).await,
+        BenchCommand::E2e(bench) => e2e::run(args, bench).await,
     }
+}
+
+/// The queue every benchmark job goes to.
+pub const QUEUE: &str = "bench";
+
+/// Submits job `i` of `job_type` to [`QUEUE`] over the API at `base_url`, its payload carrying
+/// `padding`; answers the 201's body (`job_id`, `status`, `sequence`), any other answer is
+/// an error.
+pub async fn submit_job(
+    client: &reqwest::Client,
+    base_url: &str,
+    job_type: &str,
+    padding: &str,
+    i: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let response = client
+        .post(format!("{base_url}/api/v1/jobs"))
+        .json(&serde_json::json!({
+            "type": job_type,
+            "queue": QUEUE,
+            "payload": {"n": i, "data": padding},
+        }))
+        .send()
+        .await?;
+    if response.status() != reqwest::StatusCode::CREATED {
+        anyhow::bail!(
+            "submit answered {}: {}",
+            response.status(),
+            response.text().await?
+        );
+    }
+    Ok(response.json().await?)
 }
 
 /// Throughput and latency distribution of one measured phase.
@@ -101,14 +136,13 @@ where
     PhaseResult::collect(ops, started, tasks).await
 }
 
-/// Starts `op(i)` at a steady `rate` per second for `seconds` (each in its own task, so a
+/// Starts `op(i)` for i in 0..ops at a steady `rate` per second (each in its own task, so a
 /// slow call does not delay the next start) and times every call from its scheduled start.
-pub async fn measure_paced<F, Fut>(rate: u32, seconds: u64, op: F) -> anyhow::Result<PhaseResult>
+pub async fn measure_paced<F, Fut>(rate: u32, ops: usize, op: F) -> anyhow::Result<PhaseResult>
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let ops = rate as usize * seconds as usize;
     let period = Duration::from_secs(1) / rate.max(1);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -138,15 +172,90 @@ fn cumulative(histogram: &prometheus::proto::Histogram) -> Vec<(f64, u64)> {
         .collect()
 }
 
-/// The q-quantile of the histogram named `name` in `registry` (its first series).
+/// The q-quantile of the histogram named `name` in `registry` (all its series together).
 pub fn registry_quantile(registry: &prometheus::Registry, name: &str, q: f64) -> Option<f64> {
-    let family = registry.gather().into_iter().find(|f| f.name() == name)?;
-    let histogram = family.get_metric().first()?.get_histogram();
-    Some(quantile(
-        &cumulative(histogram),
-        histogram.get_sample_count(),
-        q,
-    ))
+    Buckets::gather(registry, name, &[]).quantile(q)
+}
+
+/// A histogram of a registry as it stands, summed over the series whose labels include all
+/// of the given ones; subtracting an earlier snapshot leaves what one phase observed.
+#[derive(Debug, Clone, Default)]
+pub struct Buckets {
+    cumulative: Vec<(f64, u64)>,
+    count: u64,
+}
+
+impl Buckets {
+    pub fn gather(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) -> Self {
+        let mut sum = Self::default();
+        for metric in series(registry, name, labels) {
+            let histogram = metric.get_histogram();
+            let buckets = cumulative(histogram);
+            if sum.cumulative.is_empty() {
+                sum.cumulative = buckets;
+            } else {
+                for (total, (_, count)) in sum.cumulative.iter_mut().zip(buckets) {
+                    total.1 += count;
+                }
+            }
+            sum.count += histogram.get_sample_count();
+        }
+        sum
+    }
+
+    /// What was observed after `earlier` was gathered.
+    pub fn since(&self, earlier: &Self) -> Self {
+        let before = |i: usize| earlier.cumulative.get(i).map_or(0, |&(_, count)| count);
+        Self {
+            cumulative: (self.cumulative.iter().enumerate())
+                .map(|(i, &(bound, count))| (bound, count - before(i)))
+                .collect(),
+            count: self.count - earlier.count,
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// `None` when nothing was observed.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        (self.count > 0).then(|| quantile(&self.cumulative, self.count, q))
+    }
+}
+
+/// The sum of the counters named `name` in `registry` whose labels include all of `labels`.
+pub fn registry_counter(
+    registry: &prometheus::Registry,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    series(registry, name, labels)
+        .iter()
+        .map(|metric| metric.get_counter().get_value())
+        .sum()
+}
+
+fn series(
+    registry: &prometheus::Registry,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Vec<prometheus::proto::Metric> {
+    let Some(mut family) = registry.gather().into_iter().find(|f| f.name() == name) else {
+        return Vec::new();
+    };
+    family
+        .take_metric()
+        .into_iter()
+        .filter(|metric| {
+            labels.iter().all(|&(name, value)| {
+                metric
+                    .get_label()
+                    .iter()
+                    .any(|pair| pair.name() == name && pair.value() == value)
+            })
+        })
+        .collect()
 }
 
 /// The q-quantile of a cumulative histogram, interpolated linearly inside its bucket as

@@ -5,19 +5,12 @@
 //! APIs, the relay, the projector) runs in this process against the local stack, on a
 //! scratch database, a fresh topic and a fresh Redis prefix.
 
-use super::{measure_paced, PhaseResult};
+use super::scratch::ScratchPlatform;
+use super::{measure_paced, submit_job, PhaseResult};
 use crate::cli::{GlobalArgs, SubmitBenchArgs};
-use crate::serve::Platform;
 use anyhow::{bail, Context};
-use ordo_command_api::db;
-use ordo_outbox_relay::RelayConfig;
-use ordo_projectors::{namespace, redis_views, ProjectorConfig};
-use ordo_query_api::QueryConfig;
-use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 const SCRATCH_DB: &str = "ordo_bench_read_back";
 
@@ -42,42 +35,12 @@ async fn in_process(
     bench: &SubmitBenchArgs,
     client: reqwest::Client,
 ) -> anyhow::Result<()> {
-    let scratch_url = db::scratch_database(&args.database_url, SCRATCH_DB)
-        .await
-        .with_context(|| format!("cannot create a scratch database on {}", args.database_url))?;
-    let run_id = Uuid::new_v4().simple().to_string();
-    let args = GlobalArgs {
-        database_url: scratch_url.clone(),
-        redis_prefix: format!("ordo-bench-{run_id}"),
-        ..args.clone()
-    };
-    let relay = RelayConfig {
-        slot: format!("ordo_bench_{}", &run_id[..12]),
-        topic_template: format!("bench-{run_id}.outbox.event.${{routedByValue}}"),
-        ..RelayConfig::new(&scratch_url, &args.kafka_brokers)
-    };
-    let projector = ProjectorConfig {
-        topic: format!("bench-{run_id}.outbox.event.job"),
-        group: format!("ordo-bench-{run_id}"),
-        topic_partitions: args.topic_partitions()?,
-        ..ProjectorConfig::new("redis-views", &args.kafka_brokers, &args.redis_prefix)
-    };
-    let query = QueryConfig {
-        prefix: args.redis_prefix.clone(),
-        ..QueryConfig::default()
-    };
-    let shutdown = CancellationToken::new();
-    let platform = Platform::start(&args, Some(relay), projector, query, &shutdown).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base_url = format!("http://{}", listener.local_addr()?);
-    let server = axum::serve(listener, platform.router.clone())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let server = tokio::spawn(async move { server.await });
-
-    let measured = measure(&client, &base_url, bench).await;
+    let platform = ScratchPlatform::start(args, SCRATCH_DB).await?;
+    let measured = measure(&client, &platform.base_url, bench).await;
     // Where the time goes, from the roles' own histograms (warm-up included).
     let stage = |name: &str| {
-        let q = |q| super::registry_quantile(&platform.registry, name, q).unwrap_or(f64::NAN) * 1e3;
+        let q =
+            |q| super::registry_quantile(platform.registry(), name, q).unwrap_or(f64::NAN) * 1e3;
         format!("p50 {:.1} ms, p99 {:.1} ms", q(0.5), q(0.99))
     };
     let stages = format!(
@@ -85,11 +48,7 @@ async fn in_process(
         stage("ordo_outbox_relay_lag_seconds"),
         stage("ordo_projection_lag_seconds"),
     );
-    shutdown.cancel();
-    server.await??;
-    platform.stopped().await?;
-    let mut redis = redis_views::connect(&args.redis_url).await?;
-    namespace::delete(&mut redis, &args.redis_prefix).await?;
+    platform.stop().await?;
     let result = measured?;
     report(
         &result,
@@ -116,8 +75,14 @@ async fn measure(
     submit_and_read(0)
         .await
         .context("warm-up submit and read")?;
-    measure_paced(bench.rate, 1, &submit_and_read).await?;
-    measure_paced(bench.rate, bench.seconds, &submit_and_read).await
+    let per_second = bench.rate as usize;
+    measure_paced(bench.rate, per_second, &submit_and_read).await?;
+    measure_paced(
+        bench.rate,
+        per_second * bench.seconds as usize,
+        &submit_and_read,
+    )
+    .await
 }
 
 async fn submit_and_read(
@@ -126,23 +91,7 @@ async fn submit_and_read(
     padding: &str,
     i: usize,
 ) -> anyhow::Result<()> {
-    let response = client
-        .post(format!("{base_url}/api/v1/jobs"))
-        .json(&json!({
-            "type": "bench.noop",
-            "queue": "bench",
-            "payload": {"n": i, "data": padding},
-        }))
-        .send()
-        .await?;
-    if response.status() != reqwest::StatusCode::CREATED {
-        bail!(
-            "submit answered {}: {}",
-            response.status(),
-            response.text().await?
-        );
-    }
-    let submitted: Value = response.json().await?;
+    let submitted = submit_job(client, base_url, "bench.noop", padding, i).await?;
     let (id, sequence) = (&submitted["job_id"], &submitted["sequence"]);
     let read = client
         .get(format!(

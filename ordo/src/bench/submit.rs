@@ -3,13 +3,13 @@
 //! single-row INSERTs of rows the size of the outbox rows the submits wrote, at the same
 //! concurrency. Both phases run on a fresh scratch database.
 
-use super::{measure, PhaseResult};
+use super::{measure, submit_job, PhaseResult};
 use crate::cli::{GlobalArgs, SubmitBenchArgs};
 use anyhow::{bail, Context};
 use ordo_command_api::db::{self, DbConfig};
 use ordo_command_api::{router, AppState};
 use ordo_domain::JobServices;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -49,26 +49,12 @@ pub async fn run(args: &GlobalArgs, bench: SubmitBenchArgs) -> anyhow::Result<()
         "ordo bench submit: {} jobs, concurrency {}, payload {} B, api {}",
         bench.jobs, bench.concurrency, bench.payload_bytes, base_url
     );
-    let submit = {
-        let (client, url, padding) = (client.clone(), format!("{base_url}/api/v1/jobs"), padding);
-        move |i: usize| {
-            let request = client.post(url.clone()).json(&json!({
-                "type": "bench.noop",
-                "queue": "bench",
-                "payload": {"n": i, "data": &*padding},
-                "labels": {"bench": "submit"},
-            }));
-            async move {
-                let response = request.send().await?;
-                if response.status() != reqwest::StatusCode::CREATED {
-                    bail!(
-                        "submit answered {}: {}",
-                        response.status(),
-                        response.text().await?
-                    );
-                }
-                Ok(())
-            }
+    let base_url: Arc<str> = base_url.into();
+    let submit = move |i: usize| {
+        let (client, base_url, padding) = (client.clone(), base_url.clone(), padding.clone());
+        async move {
+            submit_job(&client, &base_url, "bench.noop", &padding, i).await?;
+            Ok(())
         }
     };
     let submit = Arc::new(submit);
@@ -76,7 +62,11 @@ pub async fn run(args: &GlobalArgs, bench: SubmitBenchArgs) -> anyhow::Result<()
     measure(WARMUP_JOBS, bench.concurrency, move |i| warm(i)).await?;
     let ordo = measure(bench.jobs, bench.concurrency, move |i| submit(i)).await?;
 
-    let raw = raw_inserts(&pool, &bench).await?;
+    let sample: Value = sqlx::query_scalar("SELECT payload FROM outbox LIMIT 1")
+        .fetch_one(&pool)
+        .await
+        .context("the submit phase left no outbox row to size the raw rows by")?;
+    let raw = raw_inserts(&pool, sample, bench.jobs, bench.concurrency).await?;
     println!(
         "{}",
         ordo.line("ordo submit (HTTP → aggregate → events+outbox)", "submits")
@@ -93,22 +83,24 @@ pub async fn run(args: &GlobalArgs, bench: SubmitBenchArgs) -> anyhow::Result<()
     Ok(())
 }
 
-/// The raw limit: one INSERT per operation of a row shaped and sized like the outbox rows
-/// the submits wrote (their envelope payloads are reused with fresh ids).
-async fn raw_inserts(pool: &sqlx::PgPool, bench: &SubmitBenchArgs) -> anyhow::Result<PhaseResult> {
+/// The raw limit: `ops` single-row INSERTs, `concurrency` at once, of rows shaped and sized
+/// like outbox rows (`sample` is the payload of one, reused with fresh ids), into a new table
+/// `bench_raw`.
+pub async fn raw_inserts(
+    pool: &sqlx::PgPool,
+    sample: Value,
+    ops: usize,
+    concurrency: usize,
+) -> anyhow::Result<PhaseResult> {
     sqlx::query(
         "CREATE TABLE bench_raw (id uuid PRIMARY KEY, aggregateid text NOT NULL, \
          type text NOT NULL, payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
     )
     .execute(pool)
     .await?;
-    let sample: Value = sqlx::query_scalar("SELECT payload FROM outbox LIMIT 1")
-        .fetch_one(pool)
-        .await
-        .context("the submit phase left no outbox row to size the raw rows by")?;
     let sample = Arc::new(sample);
     let pool = pool.clone();
-    measure(bench.jobs, bench.concurrency, move |_| {
+    measure(ops, concurrency, move |_| {
         let (pool, payload) = (pool.clone(), sample.clone());
         async move {
             let id = Uuid::now_v7();

@@ -149,6 +149,13 @@ async fn claim_once(
                 lease_expires_at,
                 sequence: outcome.sequence,
             }),
+            // Relays stream a commit from the WAL a moment before it is visible to other
+            // sessions, so under load a claim can find a job whose submit this session cannot
+            // read yet: not stale, early. Back to ready, for the next claim.
+            Some(Err(CommandError::Rejected(JobError::NotFound))) => {
+                tracing::debug!(job_id = %claim.job_id, "claimed before its submit was visible; released");
+                release(dispatch, &namespace, ctx, &claim, now).await;
+            }
             Some(Err(CommandError::Rejected(_) | CommandError::Conflict)) | None => {
                 tracing::debug!(job_id = %claim.job_id, "stale claim skipped");
             }

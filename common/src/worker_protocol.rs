@@ -6,10 +6,17 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::ops::RangeInclusive;
 use uuid::Uuid;
 
 /// Lease a claim or heartbeat asks for when it does not say.
 pub const DEFAULT_LEASE_MS: u64 = 30_000;
+/// The leases a claim or heartbeat may ask for.
+pub const LEASE_MS: RangeInclusive<u64> = 1_000..=600_000;
+/// Most jobs one claim may ask for.
+pub const MAX_CLAIM_JOBS: u32 = 100;
+/// Longest long-poll wait of a claim.
+pub const MAX_CLAIM_WAIT_MS: u64 = 30_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ordo_command_api::db::DbConfig;
 use ordo_command_api::ApiConfig;
+use ordo_common::worker_protocol::{LEASE_MS, MAX_CLAIM_WAIT_MS};
 use ordo_domain::RetryPolicy;
 use ordo_outbox_relay::RelayConfig;
 use ordo_projectors::ProjectorConfig;
@@ -278,12 +279,14 @@ impl WorkerArgs {
             "--concurrency must be 1 to 10000"
         );
         anyhow::ensure!(
-            (1_000..=600_000).contains(&self.lease_ms),
-            "--lease-ms must be 1000 to 600000 (the protocol's bounds)"
+            LEASE_MS.contains(&self.lease_ms),
+            "--lease-ms must be {} to {} (the protocol's bounds)",
+            LEASE_MS.start(),
+            LEASE_MS.end()
         );
         anyhow::ensure!(
-            self.claim_wait_ms <= 30_000,
-            "--claim-wait-ms must be at most 30000 (the protocol's bound)"
+            self.claim_wait_ms <= MAX_CLAIM_WAIT_MS,
+            "--claim-wait-ms must be at most {MAX_CLAIM_WAIT_MS} (the protocol's bound)"
         );
         anyhow::ensure!(!self.queues.is_empty(), "--queues must name a queue");
         let worker_id = self.worker_id.clone().unwrap_or_else(|| {

@@ -263,10 +263,7 @@ fn spawn_relay(
     })?;
     let metrics = RelayMetrics::register(registry)?;
     let relay = ordo_outbox_relay::run(config, pool, metrics, shutdown.clone());
-    Ok(tokio::spawn(async move {
-        relay.await;
-        Ok(())
-    }))
+    Ok(spawn_role(relay))
 }
 
 fn spawn_reaper(
@@ -281,10 +278,7 @@ fn spawn_reaper(
         ReaperConfig::new(&args.redis_prefix),
         shutdown.clone(),
     );
-    tokio::spawn(async move {
-        reaper.await;
-        Ok(())
-    })
+    spawn_role(reaper)
 }
 
 fn spawn_worker(
@@ -301,10 +295,18 @@ fn spawn_worker(
         Some(metrics),
         shutdown.clone(),
     );
-    Ok(tokio::spawn(async move {
-        worker.await;
+    Ok(spawn_role(worker))
+}
+
+/// A role that runs until shutdown and handles its own errors, as a task joined like the
+/// ones that can fail.
+fn spawn_role(
+    role: impl std::future::Future<Output = ()> + Send + 'static,
+) -> JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        role.await;
         Ok(())
-    }))
+    })
 }
 
 async fn spawn_projector(

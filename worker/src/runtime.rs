@@ -17,11 +17,13 @@
 //!   as a retryable failure, so another worker takes it after the backoff instead of waiting
 //!   for the lease to run out.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_common::worker_protocol::{
     ClaimRequest, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest, LogLine, LogRequest,
+    MAX_CLAIM_JOBS,
 };
 use ordo_common::Backoff;
 use tokio::sync::{mpsc, Semaphore};
@@ -34,8 +36,6 @@ use crate::log::JobLog;
 use crate::metrics::WorkerMetrics;
 use crate::registry::{Handlers, Outcome};
 
-/// Most jobs one claim call may ask for (the protocol's bound).
-const MAX_CLAIM: usize = 100;
 /// Tries of a complete or fail report before leaving the job to its lease.
 const REPORT_TRIES: u32 = 6;
 /// Log lines per call, and how long the first waiting line waits for company.
@@ -78,7 +78,7 @@ pub async fn run(
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             () = shutdown.cancelled() => break,
         };
-        let wanted = (slots.available_permits() + 1).min(MAX_CLAIM);
+        let wanted = (slots.available_permits() + 1).min(MAX_CLAIM_JOBS as usize);
         let request = ClaimRequest {
             worker_id: config.worker_id.clone(),
             queues: config.queues.clone(),
@@ -283,20 +283,17 @@ impl LogShipper<'_> {
             worker_id: Some(self.worker_id.to_owned()),
             lines,
         };
-        for tries in 1..=LOG_TRIES {
-            match self.client.logs(self.job_id, &request).await {
-                Ok(()) => return,
-                Err(error @ ApiError::Refused { .. }) => {
-                    tracing::debug!(job_id = %self.job_id, %error, "log lines refused");
-                    return;
-                }
-                Err(error) if tries < LOG_TRIES => {
-                    tracing::debug!(job_id = %self.job_id, %error, "log lines not sent; retrying");
-                    tokio::time::sleep(RETRY.delay(tries)).await;
-                }
-                Err(error) => {
-                    tracing::warn!(job_id = %self.job_id, %error, lines = request.lines.len(), "log lines dropped");
-                }
+        let sent = deliver(LOG_TRIES, self.job_id, "log lines", || {
+            self.client.logs(self.job_id, &request)
+        })
+        .await;
+        match sent {
+            Ok(()) => {}
+            Err(error @ ApiError::Refused { .. }) => {
+                tracing::debug!(job_id = %self.job_id, %error, "log lines refused");
+            }
+            Err(error) => {
+                tracing::warn!(job_id = %self.job_id, %error, lines = request.lines.len(), "log lines dropped");
             }
         }
     }
@@ -310,27 +307,48 @@ enum Report {
 impl Report {
     /// Retried while the API is unavailable, at most [`REPORT_TRIES`] times.
     async fn send(self, client: &ApiClient, job_id: uuid::Uuid) {
-        for tries in 1..=REPORT_TRIES {
-            let sent = match &self {
+        let sent = deliver(REPORT_TRIES, job_id, "report", || async {
+            match &self {
                 Self::Complete(request) => client.complete(job_id, request).await,
                 Self::Fail(request) => client.fail(job_id, request).await,
-            };
-            match sent {
-                Ok(()) => return,
-                Err(error @ ApiError::Refused { .. }) => {
-                    // E.g. the lease ran out and the attempt was expired meanwhile.
-                    tracing::warn!(%job_id, %error, "report refused; the job has moved on");
-                    return;
-                }
-                Err(error) if tries < REPORT_TRIES => {
-                    let pause = RETRY.delay(tries);
-                    tracing::warn!(%job_id, %error, retry_in_ms = pause.as_millis() as u64, "report failed");
-                    tokio::time::sleep(pause).await;
-                }
-                Err(error) => {
-                    tracing::error!(%job_id, %error, "report not delivered; the lease will run out and the reaper retries the job");
-                }
             }
+        })
+        .await;
+        match sent {
+            Ok(()) => {}
+            // E.g. the lease ran out and the attempt was expired meanwhile.
+            Err(error @ ApiError::Refused { .. }) => {
+                tracing::warn!(%job_id, %error, "report refused; the job has moved on");
+            }
+            Err(error) => {
+                tracing::error!(%job_id, %error, "report not delivered; the lease will run out and the reaper retries the job");
+            }
+        }
+    }
+}
+
+/// Makes `call` until it succeeds, is refused, or has found the API unavailable `tries`
+/// times, backing off in between; the last answer otherwise.
+async fn deliver<F, Fut>(
+    tries: u32,
+    job_id: uuid::Uuid,
+    what: &str,
+    mut call: F,
+) -> Result<(), ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), ApiError>>,
+{
+    let mut failures = 0;
+    loop {
+        match call().await {
+            Err(error @ ApiError::Unavailable(_)) if failures + 1 < tries => {
+                failures += 1;
+                let pause = RETRY.delay(failures);
+                tracing::warn!(%job_id, %error, retry_in_ms = pause.as_millis() as u64, "{what} not sent; retrying");
+                tokio::time::sleep(pause).await;
+            }
+            answer => return answer,
         }
     }
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration as Span, Utc};
 use futures::stream::{self, StreamExt};
 use ordo_common::worker_protocol::{
     ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
-    HeartbeatResponse,
+    HeartbeatResponse, LEASE_MS, MAX_CLAIM_JOBS, MAX_CLAIM_WAIT_MS,
 };
 use ordo_domain::spec::{check_storable_json, check_storable_text, QueueName, WorkerId};
 use ordo_domain::{JobCommand, JobError, JobStatus, ValidationError};
@@ -22,10 +22,6 @@ use ordo_projectors::namespace;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Bounds of a claim: jobs per call, long-poll wait and lease length.
-const MAX_JOBS: u32 = 100;
-const MAX_WAIT_MS: u64 = 30_000;
-const LEASE_MS: std::ops::RangeInclusive<u64> = 1_000..=600_000;
 /// How often an empty long-poll looks again: soon at first, then every 50 ms.
 const POLL: [u64; 4] = [2, 5, 20, 50];
 /// Start commands of one claim run side by side, on that many pool connections at most.
@@ -55,17 +51,19 @@ async fn claim(
         .iter()
         .map(|q| QueueName::parse(q).map(|q| q.as_str().to_owned()))
         .collect::<Result<Vec<_>, _>>()?;
-    if !(1..=MAX_JOBS).contains(&request.max_jobs) {
-        return Err(ValidationError::new("max_jobs", format!("must be 1 to {MAX_JOBS}")).into());
-    }
-    if request.wait_ms > MAX_WAIT_MS {
+    if !(1..=MAX_CLAIM_JOBS).contains(&request.max_jobs) {
         return Err(
-            ValidationError::new("wait_ms", format!("must be at most {MAX_WAIT_MS}")).into(),
+            ValidationError::new("max_jobs", format!("must be 1 to {MAX_CLAIM_JOBS}")).into(),
         );
     }
-    if !LEASE_MS.contains(&request.lease_ms) {
-        return Err(ValidationError::new("lease_ms", "must be 1000 to 600000").into());
+    if request.wait_ms > MAX_CLAIM_WAIT_MS {
+        return Err(ValidationError::new(
+            "wait_ms",
+            format!("must be at most {MAX_CLAIM_WAIT_MS}"),
+        )
+        .into());
     }
+    check_lease(request.lease_ms)?;
     let mut dispatch = dispatch(&state)?.clone();
     let deadline = Instant::now() + Duration::from_millis(request.wait_ms);
     let mut polls = 0;
@@ -194,6 +192,18 @@ async fn release(
     }
 }
 
+fn check_lease(lease_ms: u64) -> Result<(), ValidationError> {
+    if LEASE_MS.contains(&lease_ms) {
+        Ok(())
+    } else {
+        let (min, max) = (LEASE_MS.start(), LEASE_MS.end());
+        Err(ValidationError::new(
+            "lease_ms",
+            format!("must be {min} to {max}"),
+        ))
+    }
+}
+
 fn dispatch(state: &AppState) -> Result<&WorkerDispatch, ApiError> {
     state.dispatch.as_ref().ok_or_else(|| {
         ApiError::Unavailable("the worker protocol needs Redis (ORDO_REDIS_URL)".into())
@@ -213,9 +223,7 @@ async fn heartbeat(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
-    if !LEASE_MS.contains(&request.lease_ms) {
-        return Err(ValidationError::new("lease_ms", "must be 1000 to 600000").into());
-    }
+    check_lease(request.lease_ms)?;
     let job_id = parse_job_id(&id)?;
     let lease_expires_at =
         state.bus.services().clock.now() + Span::milliseconds(request.lease_ms as i64);

@@ -4,7 +4,11 @@
 //! caller needs the job's new status and `sequence` back (read-your-writes on the query side),
 //! and because a submit of a fresh job id can skip loading: the aggregate is known to be new and
 //! a duplicate id shows up as a conflict on the events primary key anyway.
+//!
+//! The other commands start from the state the previous command left in [`crate::cache`], and
+//! fall back to loading the job's events when that state turns out stale.
 
+use crate::cache::{self, CachedJob, JobCache};
 use crate::metrics::Metrics;
 use crate::store::{JobEventStore, OutboxEventRepository};
 use cqrs_es::event_sink::EventSink;
@@ -86,6 +90,8 @@ pub struct JobCommandBus {
     /// Plain postgres-es reads for the history endpoint, which needs the stored metadata.
     reads: PostgresEventRepository,
     services: JobServices,
+    /// The state each command left behind, so the next one need not load it.
+    cache: JobCache,
     metrics: Arc<Metrics>,
 }
 
@@ -95,6 +101,7 @@ impl JobCommandBus {
             store: OutboxEventRepository::new(pool.clone()).into_event_store(),
             reads: PostgresEventRepository::new(pool),
             services,
+            cache: JobCache::new(cache::DEFAULT_CAPACITY_BYTES),
             metrics,
         }
     }
@@ -129,7 +136,8 @@ impl JobCommandBus {
         };
         let result = self
             .run(context, JobCommand::Submit(Box::new(spec)), metadata)
-            .await;
+            .await
+            .map(|(outcome, _)| outcome);
         let result = match result {
             Err(CommandError::Conflict) => match &expected {
                 Some(expected) => self.existing(job_id, expected).await,
@@ -146,7 +154,7 @@ impl JobCommandBus {
         job_id: Uuid,
         expected: &JobSpec,
     ) -> Result<CommandOutcome, CommandError> {
-        let context = self.load(job_id, &expected.tenant).await?;
+        let context = self.load_stored(job_id, &expected.tenant).await?;
         if !context
             .aggregate
             .spec()
@@ -171,10 +179,10 @@ impl JobCommandBus {
         metadata: CommandMetadata,
     ) -> Result<CommandOutcome, CommandError> {
         let name = command.name();
-        let result = match self.load(job_id, tenant).await {
-            Ok(context) => self.run(context, command, metadata).await,
-            Err(e) => Err(e),
-        };
+        let result = self
+            .load_and_run(job_id, tenant, command, metadata)
+            .await
+            .map(|(outcome, _)| outcome);
         self.metrics.record_command(name, &result);
         result
     }
@@ -188,12 +196,11 @@ impl JobCommandBus {
         command: JobCommand,
         metadata: CommandMetadata,
     ) -> Result<(CommandOutcome, JobSpec), CommandError> {
-        let result = match self.load(job_id, tenant).await {
-            Ok(context) => {
-                let spec = context.aggregate.spec().cloned();
-                let outcome = self.run(context, command, metadata).await;
-                outcome.and_then(|o| Ok((o, spec.ok_or(JobError::NotFound)?)))
-            }
+        let result = match self.load_and_run(job_id, tenant, command, metadata).await {
+            Ok((outcome, job)) => match job.job.spec() {
+                Some(spec) => Ok((outcome, spec.clone())),
+                None => Err(JobError::NotFound.into()),
+            },
             Err(e) => Err(e),
         };
         self.metrics.record_command("start", &result);
@@ -201,9 +208,10 @@ impl JobCommandBus {
     }
 
     /// The job of `tenant` as its events make it, for checks that write nothing (log lines
-    /// must name the running attempt).
+    /// must name the running attempt). Read from the event store: a stale cached state would
+    /// refuse the lines of an attempt another process started.
     pub async fn job(&self, job_id: Uuid, tenant: &TenantId) -> Result<Job, CommandError> {
-        self.load(job_id, tenant)
+        self.load_stored(job_id, tenant)
             .await
             .map(|context| context.aggregate)
     }
@@ -239,47 +247,111 @@ impl JobCommandBus {
         }
     }
 
-    /// Loads a job; a job of another tenant is indistinguishable from a missing one.
-    async fn load(
+    /// Runs `command` against the cached state of the job if there is one. A cached state may
+    /// be stale (see [`crate::cache`]), so a command it makes the aggregate refuse, or whose
+    /// append conflicts, runs once more against the event store's state.
+    async fn load_and_run(
+        &self,
+        job_id: Uuid,
+        tenant: &TenantId,
+        command: JobCommand,
+        metadata: CommandMetadata,
+    ) -> Result<(CommandOutcome, Arc<CachedJob>), CommandError> {
+        if let Some(cached) = self.cache.get(&job_id) {
+            let context = EventStoreAggregateContext {
+                aggregate_id: job_id.to_string(),
+                aggregate: cached.job.clone(),
+                current_sequence: cached.sequence,
+                current_snapshot: None,
+            };
+            let result = match Self::owned_by(context, tenant) {
+                Ok(context) => self.run(context, command.clone(), metadata.clone()).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(_) => {
+                    self.metrics.record_job_cache("hit");
+                    return result;
+                }
+                Err(CommandError::Rejected(_) | CommandError::Conflict) => {
+                    self.metrics.record_job_cache("stale");
+                    self.cache.forget(&job_id);
+                }
+                // The store failed: whether the append landed is unknown, so the state is
+                // reloaded next time, and the caller hears of the failure as without a cache.
+                Err(_) => {
+                    self.cache.forget(&job_id);
+                    return result;
+                }
+            }
+        } else {
+            self.metrics.record_job_cache("miss");
+        }
+        let context = self.load_stored(job_id, tenant).await?;
+        self.run(context, command, metadata).await
+    }
+
+    /// Loads a job from the event store; a job of another tenant is indistinguishable from a
+    /// missing one.
+    async fn load_stored(
         &self,
         job_id: Uuid,
         tenant: &TenantId,
     ) -> Result<EventStoreAggregateContext<Job>, CommandError> {
         let context = self.store.load_aggregate(&job_id.to_string()).await?;
+        Self::owned_by(context, tenant)
+    }
+
+    fn owned_by(
+        context: EventStoreAggregateContext<Job>,
+        tenant: &TenantId,
+    ) -> Result<EventStoreAggregateContext<Job>, CommandError> {
         match context.aggregate.spec() {
             Some(spec) if spec.tenant == *tenant => Ok(context),
             _ => Err(JobError::NotFound.into()),
         }
     }
 
+    /// Handles `command`, appends its events and caches the job's new state.
     async fn run(
         &self,
         mut context: EventStoreAggregateContext<Job>,
         command: JobCommand,
         metadata: CommandMetadata,
-    ) -> Result<CommandOutcome, CommandError> {
+    ) -> Result<(CommandOutcome, Arc<CachedJob>), CommandError> {
         let sink = EventSink::default();
         context
             .aggregate
             .handle(command, &self.services, &sink)
             .await?;
         let events = sink.collect().await;
-        let job_id = context
+        let job_id: Uuid = context
             .aggregate_id
             .parse()
             .map_err(|e| CommandError::Internal(format!("job id: {e}")))?;
-        let status = context.aggregate.status().ok_or(JobError::NotFound)?;
+        // The event store is the source of truth: `commit` does not read the state, so the
+        // state moves out here and the committed events bring it up to date below.
+        let mut job = std::mem::take(&mut context.aggregate);
         let committed = self
             .store
             .commit(events, context, metadata.into_map())
             .await?;
-        let sequence = committed.last().map_or(0, |e| e.sequence as u64);
-        Ok(CommandOutcome {
-            job_id,
-            status,
-            sequence,
-            created: true,
-        })
+        let mut sequence = 0;
+        for envelope in committed {
+            sequence = envelope.sequence;
+            job.apply(envelope.payload);
+        }
+        let status = job.status().ok_or(JobError::NotFound)?;
+        let cached = self.cache.put(job_id, job, sequence);
+        Ok((
+            CommandOutcome {
+                job_id,
+                status,
+                sequence: sequence as u64,
+                created: true,
+            },
+            cached,
+        ))
     }
 
     pub fn services(&self) -> &JobServices {

@@ -5,6 +5,7 @@
 //! - [`db`]: connection pool (with timeouts) and the embedded `migrations/postgres`.
 //! - [`store`]: the cqrs-es repository that appends events and outbox rows in one statement.
 //! - [`bus`]: loads a job, runs a command, commits the events; returns the job's new sequence.
+//! - [`cache`]: the state each command left behind, so the next one on the job need not load it.
 //! - [`http`]: the axum application: [`http::router`], request extractors, problem+json errors,
 //!   one module per route group under [`http::routes`].
 //! - [`logs`]: job log lines to Kafka (`ordo.logs`), the record that goes on the wire.
@@ -12,6 +13,7 @@
 //! - [`metrics`]: Prometheus instruments of this service.
 
 pub mod bus;
+pub mod cache;
 pub mod db;
 pub mod http;
 pub mod logs;

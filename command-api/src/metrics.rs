@@ -12,6 +12,7 @@ pub struct Metrics {
     http: HttpMetrics,
     commands: IntCounterVec,
     logs_ingested: IntCounterVec,
+    job_cache: IntCounterVec,
 }
 
 impl Metrics {
@@ -39,7 +40,16 @@ impl Metrics {
             &["source"],
         )
         .expect("valid metric");
-        for metric in [&commands, &logs_ingested] {
+        let job_cache = IntCounterVec::new(
+            Opts::new(
+                "ordo_job_cache_lookups_total",
+                "Job states looked up in the command side's cache before a command, by outcome \
+                 (hit; miss: loaded from the event store; stale: refused or conflicting, reloaded)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for metric in [&commands, &logs_ingested, &job_cache] {
             registry
                 .register(Box::new(metric.clone()))
                 .expect("metric names are unique");
@@ -49,6 +59,7 @@ impl Metrics {
             http,
             commands,
             logs_ingested,
+            job_cache,
         }
     }
 
@@ -70,6 +81,10 @@ impl Metrics {
         self.logs_ingested
             .with_label_values(&[source])
             .inc_by(lines as u64);
+    }
+
+    pub fn record_job_cache(&self, outcome: &str) {
+        self.job_cache.with_label_values(&[outcome]).inc();
     }
 
     /// The text exposition format served on `/metrics`.

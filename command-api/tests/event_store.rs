@@ -6,9 +6,9 @@ mod common;
 use chrono::{Duration, Utc};
 use common::{metadata, tenant, TestDb};
 use futures::StreamExt;
-use ordo_command_api::{CommandError, JobCommandBus};
+use ordo_command_api::{CommandError, JobCommandBus, Metrics};
 use ordo_domain::spec::{JobName, JobType, Labels, Priority, QueueName, TimeoutSecs, WorkerId};
-use ordo_domain::{JobCommand, JobError, JobSpec, JobStatus, RetryPolicy};
+use ordo_domain::{JobCommand, JobError, JobServices, JobSpec, JobStatus, RetryPolicy};
 use rand::Rng;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -273,4 +273,76 @@ async fn idempotent_submits_share_one_job_per_tenant_and_key() {
         .submit(spec(5), Some("order-42"), metadata("default"))
         .await;
     assert!(matches!(different, Err(CommandError::IdempotencyMismatch)));
+}
+
+/// Two command sides on one event store (two API processes, or an API and a reaper) each start
+/// from the states they wrote themselves; neither may act on a state the other moved on from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cached_state_another_command_side_moved_on_from_is_reloaded() {
+    let db = TestDb::new().await;
+    let metrics = Arc::new(Metrics::new());
+    let a = JobCommandBus::new(db.pool.clone(), JobServices::system(), metrics.clone());
+    let b = db.bus();
+    async fn run(
+        bus: &JobCommandBus,
+        job: Uuid,
+        command: JobCommand,
+    ) -> Result<ordo_command_api::CommandOutcome, CommandError> {
+        bus.execute(job, &tenant("default"), command, metadata("default"))
+            .await
+    }
+
+    // Started on b, completed on a, whose cached state still says QUEUED.
+    let started_elsewhere = submit(&a).await;
+    run(&b, started_elsewhere, start(1, 1))
+        .await
+        .expect("start on b");
+    let complete = JobCommand::Complete {
+        attempt: 1,
+        result: serde_json::json!({"ok": true}),
+    };
+    let completed = run(&a, started_elsewhere, complete)
+        .await
+        .expect("a reloads the started job and completes it");
+    assert_eq!(
+        (completed.status, completed.sequence),
+        (JobStatus::Completed, 3)
+    );
+
+    // Cancelled on b: a must not start it from its cached QUEUED state.
+    let cancelled_elsewhere = submit(&a).await;
+    let cancel = JobCommand::Cancel { reason: "x".into() };
+    run(&b, cancelled_elsewhere, cancel)
+        .await
+        .expect("cancel on b");
+    let refused = run(&a, cancelled_elsewhere, start(1, 1)).await;
+    assert!(
+        matches!(refused, Err(CommandError::Rejected(_))),
+        "{refused:?}"
+    );
+
+    // Nobody else touched this one: a's cached state is used as is.
+    let untouched = submit(&a).await;
+    let started = run(&a, untouched, start(1, 1)).await.expect("start on a");
+    assert_eq!(started.sequence, 2);
+
+    let lookups = |outcome: &str| {
+        let line = format!("ordo_job_cache_lookups_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(&line).map(str::to_owned))
+            .unwrap_or_else(|| "0".to_owned())
+    };
+    assert_eq!(
+        (lookups("hit"), lookups("stale"), lookups("miss")),
+        ("1".to_owned(), "2".to_owned(), "0".to_owned())
+    );
+    let started_after_cancel = db
+        .count(&format!(
+            "SELECT count(*) FROM events WHERE aggregate_id = '{cancelled_elsewhere}' \
+             AND event_type = 'JobStarted'"
+        ))
+        .await;
+    assert_eq!(started_after_cancel, 0);
 }

@@ -93,7 +93,7 @@ impl Platform {
             JobServices::system(),
             registry.clone(),
         )
-        .with_dispatch(redis.clone(), &args.redis_prefix)
+        .with_dispatch(redis.clone(), redis_client(args)?, &args.redis_prefix)
         .with_logs(log_sink(args).await?);
         tasks.push(spawn_reaper(args, state.bus.clone(), redis, shutdown));
         let http_metrics = state.metrics.http().clone();
@@ -152,7 +152,11 @@ pub async fn reaper(args: &GlobalArgs, metrics_addr: SocketAddr) -> anyhow::Resu
 pub async fn api(args: &GlobalArgs) -> anyhow::Result<()> {
     let pool = db::connect(&args.db_config())?;
     let state = AppState::new(pool, args.api_config()?, JobServices::system())
-        .with_dispatch(connect_redis(args).await?, &args.redis_prefix)
+        .with_dispatch(
+            connect_redis(args).await?,
+            redis_client(args)?,
+            &args.redis_prefix,
+        )
         .with_logs(log_sink(args).await?);
     serve_http(args.http_addr, router(state), shutdown_token()).await
 }
@@ -243,6 +247,11 @@ async fn log_sink(args: &GlobalArgs) -> anyhow::Result<LogSink> {
             args.kafka_brokers
         )
     })
+}
+
+fn redis_client(args: &GlobalArgs) -> anyhow::Result<redis::Client> {
+    redis::Client::open(args.redis_url.as_str())
+        .with_context(|| format!("invalid Redis URL {}", args.redis_url))
 }
 
 async fn connect_redis(args: &GlobalArgs) -> anyhow::Result<redis::aio::ConnectionManager> {

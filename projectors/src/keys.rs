@@ -21,12 +21,20 @@
 //! | `{ns}:scheduled:{tenant}:{queue}` | zset | delayed starts and retry backoffs, by due ms |
 //! | `{ns}:running:{tenant}:{queue}` | zset | claimed jobs, by lease expiry ms |
 //! | `{ns}:queues` | set | `{tenant}:{queue}` of every queue seen |
+//!
+//! Beside the keys, the channel `{prefix}:wake` carries `{tenant}:{queue}` each time the live
+//! projector puts a job in a ready set (see [`crate::dispatch::ReadyWakeups`]).
 
 pub const DEFAULT_PREFIX: &str = "ordo";
 
 /// The key naming the live namespace of a prefix.
 pub fn active_pointer(prefix: &str) -> String {
     format!("{prefix}:active")
+}
+
+/// The Pub/Sub channel announcing ready jobs of a deployment (whatever namespace is live).
+pub fn wake_channel(prefix: &str) -> String {
+    format!("{prefix}:wake")
 }
 
 pub fn job(namespace: &str, job_id: &str) -> String {

@@ -1,6 +1,11 @@
 //! The projector process: a Kafka consumer group on the job topic whose batches are written
 //! to the Redis read model, with offsets committed only after the write succeeded.
 //!
+//! Offsets are stored after each batch and committed by librdkafka in the background (every
+//! `AUTO_COMMIT_INTERVAL_MS`, and on rebalance and close), not with a request per batch:
+//! under load batches come hundreds per second, and a crash only means redelivery, which the
+//! sequence check absorbs.
+//!
 //! Decisions:
 //! - Batches are whatever the consumer has ready, up to `max_batch`: one record when the
 //!   stream is quiet (low latency), thousands in one Redis pipeline under load (throughput).
@@ -24,9 +29,7 @@ use ordo_common::Backoff;
 use ordo_domain::{EventEnvelope, JobEvent};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
@@ -106,7 +109,7 @@ pub async fn run(
         "projector consuming"
     );
     let mut projector = Projector {
-        views: RedisViews::new(redis.clone(), &config.prefix),
+        views: RedisViews::new(redis.clone(), &config.prefix).waking_claims(&config.prefix),
         redis,
         parking: Parking {
             producer: kafka::producer(&config.brokers, Duration::from_secs(30))?,
@@ -263,9 +266,8 @@ impl Projector<'_> {
                 Offset::Offset(*offset),
             );
         }
-        // Asynchronous: a lost commit only means redelivery, which the sequence check absorbs.
-        if let Err(error) = self.consumer.commit(&offsets, CommitMode::Async) {
-            tracing::warn!(%error, "offset commit failed; records will be delivered again");
+        if let Err(error) = self.consumer.store_offsets(&offsets) {
+            tracing::warn!(%error, "offset store failed; records will be delivered again");
             self.metrics.error("kafka");
         }
     }
@@ -425,6 +427,8 @@ impl Retry {
     }
 }
 
+const AUTO_COMMIT_INTERVAL_MS: &str = "1000";
+
 fn consumer(
     config: &ProjectorConfig,
     metrics: ProjectorMetrics,
@@ -432,7 +436,9 @@ fn consumer(
     let session_ms = config.session_timeout.as_millis().max(1);
     kafka::client_config(&config.brokers)
         .set("group.id", &config.group)
-        .set("enable.auto.commit", "false")
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", AUTO_COMMIT_INTERVAL_MS)
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", session_ms.to_string())
         .set("heartbeat.interval.ms", (session_ms / 3).max(1).to_string())

@@ -2,6 +2,7 @@
 //! which checks the job's sequence, so duplicates and redeliveries change nothing; a batch of
 //! updates goes to Redis as one pipeline.
 
+use crate::keys;
 use crate::view::ViewUpdate;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
@@ -35,6 +36,8 @@ pub struct RedisViews {
     connection: ConnectionManager,
     namespace: String,
     script: Script,
+    /// Where jobs put in a ready set are announced ('' = nowhere).
+    wake_channel: String,
 }
 
 impl RedisViews {
@@ -43,6 +46,17 @@ impl RedisViews {
             connection,
             namespace: namespace.to_owned(),
             script: Script::new(include_str!("lua/apply.lua")),
+            wake_channel: String::new(),
+        }
+    }
+
+    /// Announces every job put in a ready set to the claims of the deployment under `prefix`
+    /// waiting for one (see [`crate::dispatch::ReadyWakeups`]). The live projector does; a
+    /// replay, which fills a namespace nobody claims from yet, does not.
+    pub fn waking_claims(self, prefix: &str) -> Self {
+        Self {
+            wake_channel: keys::wake_channel(prefix),
+            ..self
         }
     }
 
@@ -89,6 +103,7 @@ impl RedisViews {
                 .arg(update.status.map(|s| s.as_str()).unwrap_or(""))
                 .arg(kind)
                 .arg(ms)
+                .arg(&self.wake_channel)
                 .arg(update.set.len());
             for (field, value) in &update.set {
                 cmd.arg(*field).arg(value);

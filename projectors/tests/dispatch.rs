@@ -3,14 +3,16 @@
 //! as an argument, so due times are tested without sleeping.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use futures::FutureExt;
 use ordo_domain::sample;
 use ordo_domain::spec::{Priority, QueueName, TenantId, WorkerId};
 use ordo_domain::{CommandMetadata, EventEnvelope, JobEvent};
-use ordo_projectors::dispatch::{Claim, Dispatch};
-use ordo_projectors::testing::TestPrefix;
+use ordo_projectors::dispatch::{Claim, Dispatch, ReadyWakeups};
+use ordo_projectors::testing::{redis_url, TestPrefix};
 use ordo_projectors::{keys, RedisViews, ViewUpdate};
 use redis::AsyncCommands;
 use std::collections::HashSet;
+use std::pin::pin;
 
 const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -24,6 +26,15 @@ fn queues() -> Vec<String> {
 
 /// Writes the events of job `id` (numbered from 1) into the prefix's namespace.
 async fn project(prefix: &TestPrefix, id: &str, events: &[JobEvent]) {
+    project_with(
+        RedisViews::new(prefix.redis.clone(), &prefix.prefix),
+        id,
+        events,
+    )
+    .await
+}
+
+async fn project_with(mut views: RedisViews, id: &str, events: &[JobEvent]) {
     let updates: Vec<ViewUpdate> = events
         .iter()
         .enumerate()
@@ -40,10 +51,7 @@ async fn project(prefix: &TestPrefix, id: &str, events: &[JobEvent]) {
             )
         })
         .collect();
-    RedisViews::new(prefix.redis.clone(), &prefix.prefix)
-        .apply(&updates)
-        .await
-        .unwrap();
+    views.apply(&updates).await.unwrap();
 }
 
 fn submitted(priority: i64, at: i64, run_at: Option<i64>) -> JobEvent {
@@ -199,4 +207,29 @@ async fn concurrent_claimers_never_get_the_same_job() {
         }
     }
     assert_eq!((total, seen.len()), (200, 200));
+}
+
+/// The live projector announces each job it makes ready: a claim waiting on that queue wakes,
+/// one waiting on another queue does not.
+#[tokio::test]
+async fn a_job_made_ready_wakes_the_claims_waiting_on_its_queue() {
+    let prefix = TestPrefix::new().await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let wakeups = ReadyWakeups::subscribe(client, &prefix.prefix);
+    tokio::time::timeout(std::time::Duration::from_secs(10), wakeups.subscribed())
+        .await
+        .expect("subscribed to the wake channel");
+    let (ready, other) = (wakeups.signal("acme", "q"), wakeups.signal("acme", "other"));
+    let mut woken = pin!(ready.notified());
+    woken.as_mut().enable();
+    let mut not_woken = pin!(other.notified());
+    not_woken.as_mut().enable();
+
+    let views = RedisViews::new(prefix.redis.clone(), &prefix.prefix).waking_claims(&prefix.prefix);
+    project_with(views, "j1", &[submitted(0, 0, None)]).await;
+
+    tokio::time::timeout(std::time::Duration::from_secs(10), woken)
+        .await
+        .expect("the claim waiting on queue q is woken");
+    assert!(not_woken.now_or_never().is_none());
 }

@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use ordo_domain::{JobServices, RetryPolicy};
+use ordo_projectors::dispatch::ReadyWakeups;
 use sqlx::PgPool;
 use std::sync::Arc;
 
@@ -45,12 +46,14 @@ pub struct AppState {
     pub logs: Option<LogSink>,
 }
 
-/// The Redis side of the worker protocol: the claim script and the live namespace's prefix.
+/// The Redis side of the worker protocol: the claim script, the live namespace's prefix and
+/// the wake-ups of waiting claims.
 #[derive(Clone)]
 pub struct WorkerDispatch {
     pub dispatch: ordo_projectors::dispatch::Dispatch,
     pub redis: redis::aio::ConnectionManager,
     pub prefix: String,
+    pub wakeups: Arc<ReadyWakeups>,
 }
 
 impl AppState {
@@ -75,13 +78,20 @@ impl AppState {
         }
     }
 
-    /// Serves the worker protocol from the dispatch model in `redis` under `prefix`.
-    pub fn with_dispatch(self, redis: redis::aio::ConnectionManager, prefix: &str) -> Self {
+    /// Serves the worker protocol from the dispatch model in `redis` under `prefix`; `client`
+    /// (the same Redis) carries the subscription to wake-ups. Call within a tokio runtime.
+    pub fn with_dispatch(
+        self,
+        redis: redis::aio::ConnectionManager,
+        client: redis::Client,
+        prefix: &str,
+    ) -> Self {
         Self {
             dispatch: Some(WorkerDispatch {
                 dispatch: ordo_projectors::dispatch::Dispatch::new(redis.clone()),
                 redis,
                 prefix: prefix.to_owned(),
+                wakeups: ReadyWakeups::subscribe(client, prefix),
             }),
             ..self
         }

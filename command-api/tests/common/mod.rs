@@ -70,7 +70,8 @@ impl TestApp {
         let db = TestDb::new().await;
         let mut state = AppState::new(db.pool.clone(), config, JobServices::system());
         if let Some(redis) = &redis {
-            state = state.with_dispatch(redis.redis.clone(), &redis.prefix);
+            let client = redis::Client::open(ordo_projectors::testing::redis_url()).expect("url");
+            state = state.with_dispatch(redis.redis.clone(), client, &redis.prefix);
         }
         if let Some(logs) = logs {
             state = state.with_logs(logs);

@@ -4,11 +4,13 @@
 -- Key names follow keys.rs; they are built here because the job's queue and type, needed for
 -- the index and dispatch keys, live in its hash (a single Redis, not a cluster).
 -- The hash is read once (HMGET) and written once (HSET): calls into Redis dominate the cost.
+-- A job put in a ready set is announced as '{tenant}:{queue}' on the wake channel, so claims
+-- waiting on that queue look at once (see dispatch.rs).
 -- ARGV: ns, tenant, id, seq, at_ms, status ('' = unchanged), dispatch kind, dispatch ms,
---       n_set, (field, value)*, n_clear, field*, n_labels, label*
+--       wake channel ('' = none), n_set, (field, value)*, n_clear, field*, n_labels, label*
 local ns, tenant, id = ARGV[1], ARGV[2], ARGV[3]
 local seq, at = tonumber(ARGV[4]), tonumber(ARGV[5])
-local status, dkind, dms = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local status, dkind, dms, wake = ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
 local job = ns .. ':job:' .. id
 
 local current = redis.call('HMGET', job, 'sequence', 'type', 'queue', 'status', 'priority')
@@ -17,7 +19,7 @@ if seq <= last then return {0, last} end
 if seq ~= last + 1 then return {2, last} end
 local jtype, queue, old, priority = current[2] or '', current[3] or '', current[4], current[5]
 
-local i = 9
+local i = 10
 local fields = {}
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
@@ -75,6 +77,7 @@ if dkind ~= 'keep' then
   redis.call('ZREM', ns .. ':running' .. suffix, id)
   if dkind == 'ready' then
     redis.call('ZADD', ns .. ':ready' .. suffix, (9 - tonumber(priority or '0')) * 1e13 + dms, id)
+    if wake ~= '' then redis.call('PUBLISH', wake, tenant .. ':' .. queue) end
   elseif dkind == 'scheduled' or dkind == 'running' then
     redis.call('ZADD', ns .. ':' .. dkind .. suffix, dms, id)
   end

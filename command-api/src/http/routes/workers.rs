@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration as Span, Utc};
+use futures::future;
 use futures::stream::{self, StreamExt};
 use ordo_common::worker_protocol::{
     ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
@@ -22,8 +23,10 @@ use ordo_projectors::namespace;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// How often an empty long-poll looks again: soon at first, then every 50 ms.
-const POLL: [u64; 4] = [2, 5, 20, 50];
+/// How often an empty long-poll looks again without a wake-up (see
+/// [`ordo_projectors::dispatch::ReadyWakeups`]): for delayed jobs and retries falling due, which
+/// nothing announces, and for wake-ups lost to a reconnect.
+const FALLBACK_POLL: Duration = Duration::from_millis(50);
 /// Start commands of one claim run side by side, on that many pool connections at most.
 const STARTS_IN_PARALLEL: usize = 16;
 
@@ -66,15 +69,26 @@ async fn claim(
     check_lease(request.lease_ms)?;
     let mut dispatch = dispatch(&state)?.clone();
     let deadline = Instant::now() + Duration::from_millis(request.wait_ms);
-    let mut polls = 0;
+    let signals: Vec<_> = queues
+        .iter()
+        .map(|queue| dispatch.wakeups.signal(ctx.tenant.as_str(), queue))
+        .collect();
     loop {
+        // Listening before looking: a job announced during the look still wakes the wait.
+        let woken = future::select_all(signals.iter().map(|signal| {
+            let mut notified = Box::pin(signal.notified());
+            notified.as_mut().enable();
+            notified
+        }));
         let jobs = claim_once(&state, &ctx, &mut dispatch, &worker_id, &queues, &request).await?;
-        if !jobs.is_empty() || Instant::now() >= deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !jobs.is_empty() || left.is_zero() {
             return Ok(Json(ClaimResponse { jobs }));
         }
-        let pause = Duration::from_millis(POLL[polls.min(POLL.len() - 1)]);
-        polls += 1;
-        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        tokio::select! {
+            _ = woken => {}
+            _ = tokio::time::sleep(FALLBACK_POLL.min(left)) => {}
+        }
     }
 }
 

@@ -50,7 +50,7 @@ rest_up() { [[ $(rest_code) == 200 ]]; }
 our_pid() {
   local pid
   [[ -f $PID_FILE ]] && pid=$(cat "$PID_FILE") && [[ -n $pid ]] &&
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'org.apache.kafka.connect.cli.Connect' &&
+    tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q 'org.apache.kafka.connect.cli.Connect' &&
     echo "$pid"
 }
 

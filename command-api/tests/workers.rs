@@ -218,3 +218,56 @@ async fn bad_claims_are_refused_and_without_redis_the_protocol_is_unavailable() 
     .await;
     assert_eq!(status, 503, "{problem}");
 }
+
+/// A worker shutting down gives its attempt back: the job is claimable again at once, under
+/// the same attempt number, and the release does not count against `max_attempts`.
+#[tokio::test]
+async fn a_released_attempt_is_claimed_again_under_its_number() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let id = submit(&app, 0).await;
+    assert_eq!(claim(&app, 1, 0).await[0]["attempt"], 1);
+
+    let path = format!("/api/v1/jobs/{id}/release");
+    let release = |attempt: u32, reason: Value| {
+        post(&app, &path, json!({"attempt": attempt, "reason": reason}))
+    };
+    let (status, body) = release(2, json!("shutting down")).await;
+    assert_eq!(status, 409, "another attempt: {body}");
+    let (status, body) = release(1, json!("x".repeat(10_001))).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("reason")));
+    let (status, body) = release(1, json!("shutting down")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("QUEUED")),
+        "{body}"
+    );
+
+    app.project(&id, "default").await;
+    let again = claim(&app, 1, 0).await;
+    assert_eq!((again.len(), &again[0]["attempt"]), (1, &json!(1)));
+    // Both attempts of max_attempts 2 are still there: a failure is retried.
+    let (status, body) = post(
+        &app,
+        &format!("/api/v1/jobs/{id}/fail"),
+        json!({"attempt": 1, "error": "flaky"}),
+    )
+    .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("RETRYING")));
+    let types: Vec<String> = app
+        .events(&id)
+        .await
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "JobSubmitted",
+            "JobStarted",
+            "JobReleased",
+            "JobStarted",
+            "JobFailed",
+            "JobRetryScheduled"
+        ]
+    );
+}

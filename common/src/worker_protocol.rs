@@ -99,6 +99,15 @@ fn retryable_by_default() -> bool {
     true
 }
 
+/// `POST /api/v1/jobs/{id}/release`: the worker gives attempt `attempt` back unfinished (it is
+/// shutting down); the job is queued again and the attempt does not count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    pub attempt: u32,
+    pub reason: String,
+}
+
 /// `POST /api/v1/jobs/{id}/logs`: lines a job's attempt wrote, for the log pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

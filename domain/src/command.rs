@@ -34,6 +34,13 @@ pub enum JobCommand {
     ExpireLease {
         attempt: u32,
     },
+    /// A worker gives back the running attempt unfinished (it is shutting down): the job is
+    /// QUEUED again and the attempt does not count, so another worker runs it under the same
+    /// number.
+    Release {
+        attempt: u32,
+        reason: String,
+    },
     Cancel {
         reason: String,
     },
@@ -52,6 +59,7 @@ impl JobCommand {
             JobCommand::Fail { .. } => "fail",
             JobCommand::ExtendLease { .. } => "extend_lease",
             JobCommand::ExpireLease { .. } => "expire_lease",
+            JobCommand::Release { .. } => "release",
             JobCommand::Cancel { .. } => "cancel",
             JobCommand::Requeue => "requeue",
         }

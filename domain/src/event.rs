@@ -61,6 +61,13 @@ pub enum JobEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// RUNNING → QUEUED: the worker gave the attempt back unfinished; it does not count, and
+    /// the next start runs attempt `attempt` again.
+    JobReleased {
+        attempt: u32,
+        reason: String,
+        at: DateTime<Utc>,
+    },
     JobCancelled {
         reason: String,
         previous_status: JobStatus,
@@ -85,6 +92,7 @@ impl JobEvent {
             JobEvent::JobLeaseExpired { .. } => "JobLeaseExpired",
             JobEvent::JobRetryScheduled { .. } => "JobRetryScheduled",
             JobEvent::JobDeadLettered { .. } => "JobDeadLettered",
+            JobEvent::JobReleased { .. } => "JobReleased",
             JobEvent::JobCancelled { .. } => "JobCancelled",
             JobEvent::JobRequeued { .. } => "JobRequeued",
         }

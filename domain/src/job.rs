@@ -244,6 +244,16 @@ impl Aggregate for Job {
                 self.after_failure(true, "lease expired", now, services, sink)
                     .await;
             }
+            JobCommand::Release { attempt, reason } => {
+                Self::require(status, &[Running], "release")?;
+                self.require_attempt(status, self.attempt, attempt)?;
+                let event = JobEvent::JobReleased {
+                    attempt,
+                    reason,
+                    at: now,
+                };
+                sink.write(event, self).await;
+            }
             JobCommand::Cancel { reason } => {
                 if status.is_final() {
                     return Err(JobError::InvalidTransition {
@@ -328,6 +338,12 @@ impl Aggregate for Job {
             }
             JobEvent::JobDeadLettered { .. } => {
                 self.status = Some(JobStatus::DeadLetter);
+            }
+            JobEvent::JobReleased { attempt, .. } => {
+                self.status = Some(JobStatus::Queued);
+                self.attempt = attempt.saturating_sub(1);
+                self.lease = None;
+                self.due_at = None;
             }
             JobEvent::JobCancelled { .. } => {
                 self.status = Some(JobStatus::Cancelled);

@@ -6,6 +6,7 @@
 //! (d) a PENDING or RETRYING job never starts before it is due (run_at / backoff);
 //! (e) replaying every emitted event on a fresh job rebuilds the live aggregate;
 //! (f) no command leaves the job FAILED;
+//! (g) a release gives back exactly the running attempt, which then runs again under its number;
 //! and that a refused command leaves neither events nor a changed aggregate behind.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -49,6 +50,9 @@ enum Step {
         lease_ms: i64,
     },
     ExpireLease {
+        attempt_offset: i64,
+    },
+    Release {
         attempt_offset: i64,
     },
     Cancel,
@@ -97,6 +101,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (attempt_offset(), 0i64..20_000)
             .prop_map(|(attempt_offset, lease_ms)| Step::ExtendLease { attempt_offset, lease_ms }),
         3 => attempt_offset().prop_map(|attempt_offset| Step::ExpireLease { attempt_offset }),
+        1 => attempt_offset().prop_map(|attempt_offset| Step::Release { attempt_offset }),
         1 => Just(Step::Cancel),
         2 => Just(Step::Requeue),
     ]
@@ -175,6 +180,10 @@ fn to_command(step: &Step, job: &Job, spec: &JobSpec, now: DateTime<Utc>) -> Job
         },
         Step::ExpireLease { attempt_offset } => JobCommand::ExpireLease {
             attempt: offset(attempt, attempt_offset),
+        },
+        Step::Release { attempt_offset } => JobCommand::Release {
+            attempt: offset(attempt, attempt_offset),
+            reason: "prop".to_owned(),
         },
         Step::Cancel => JobCommand::Cancel {
             reason: "prop".to_owned(),
@@ -310,6 +319,15 @@ fn check(case: Case) -> Result<(), TestCaseError> {
                                 now + Duration::milliseconds(*delay_ms as i64)
                             );
                             due_at = Some(*next_attempt_at);
+                        }
+                        // (g) Only the running attempt is released, and it does not count:
+                        // the next start runs it again.
+                        JobEvent::JobReleased { attempt, .. } => {
+                            prop_assert_eq!(before.status(), Some(Running), "{}", described);
+                            prop_assert_eq!(*attempt, before.attempt(), "{}", described);
+                            prop_assert_eq!(job.attempt() + 1, *attempt, "{}", described);
+                            prop_assert_eq!(job.status(), Some(Queued), "{}", described);
+                            due_at = None;
                         }
                         JobEvent::JobCancelled {
                             previous_status, ..

@@ -599,6 +599,74 @@ fn complete_is_refused_unless_running() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Release
+// ---------------------------------------------------------------------------------------------
+
+fn release(attempt: u32) -> JobCommand {
+    JobCommand::Release {
+        attempt,
+        reason: "shutting down".to_owned(),
+    }
+}
+
+fn released(attempt: u32, at: i64) -> JobEvent {
+    JobEvent::JobReleased {
+        attempt,
+        reason: "shutting down".to_owned(),
+        at: t(at),
+    }
+}
+
+#[test]
+fn a_released_attempt_does_not_count_and_runs_again_under_its_number() {
+    // The last of three attempts is released: the job is QUEUED, not dead-lettered.
+    let given = running_attempt(3);
+    let now = start_of(3) + 10;
+    at(now)
+        .given(given.clone())
+        .when(release(3))
+        .then_expect_events(vec![released(3, now)]);
+    let job = replay(given.iter().cloned().chain([released(3, now)]));
+    assert_eq!(
+        (job.status(), job.attempt(), job.lease(), job.due_at()),
+        (Some(Queued), 2, None, None)
+    );
+    // Its next start is attempt 3 again, and it can still fail into the dead letter as the
+    // third attempt, not a fourth.
+    let restarted = given.into_iter().chain([released(3, now)]);
+    at(now + 1)
+        .given(restarted.clone().collect())
+        .when(start(3, now + 1))
+        .then_expect_events(vec![started(3, now + 1)]);
+    at(now + 2)
+        .given(restarted.chain([started(3, now + 1)]).collect())
+        .when(fail(3, true))
+        .then_expect_events(vec![
+            failed(3, true, now + 2),
+            dead_lettered("attempts exhausted (3/3): boom", now + 2),
+        ]);
+}
+
+#[test]
+fn only_the_running_attempt_can_be_released() {
+    at(11)
+        .given(running_attempt(2))
+        .when(release(1))
+        .then_expect_error(JobError::StaleAttempt {
+            expected: 2,
+            got: 1,
+            status: Running,
+        });
+    at(11)
+        .given(queued_job())
+        .when(release(1))
+        .then_expect_error(JobError::InvalidTransition {
+            command: "release",
+            status: Queued,
+        });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Fail
 // ---------------------------------------------------------------------------------------------
 

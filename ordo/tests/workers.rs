@@ -13,7 +13,7 @@ use common::platform::{events, wait_for_events, DevProcess, RoleProcess, StoredE
 use common::read_model::TestPrefix;
 use common::TestDb;
 use futures::stream::{self, StreamExt};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
@@ -391,8 +391,9 @@ async fn on_sigterm_a_worker_finishes_short_jobs_and_releases_the_rest() {
     let short = api
         .submit(&json!({"type": "sleep", "payload": {"ms": 700}}))
         .await;
+    // One attempt only: a release must not spend it.
     let long = api
-        .submit(&json!({"type": "sleep", "payload": {"ms": 600_000}}))
+        .submit(&json!({"type": "sleep", "payload": {"ms": 600_000}, "max_attempts": 1}))
         .await;
     api.wait_for_status(&short, "RUNNING", WAIT).await;
     api.wait_for_status(&long, "RUNNING", WAIT).await;
@@ -406,16 +407,21 @@ async fn on_sigterm_a_worker_finishes_short_jobs_and_releases_the_rest() {
         "finished within the grace"
     );
     let history = events(&db.pool, Some(&long)).await;
-    let failed = of_type(&history, "JobFailed");
-    assert_eq!(failed.len(), 1, "released: {history:?}");
-    assert_eq!(failed[0].data["retryable"], true);
-    assert!(failed[0].data["error"]
+    let released = of_type(&history, "JobReleased");
+    assert_eq!(released.len(), 1, "released: {history:?}");
+    assert!(released[0].data["reason"]
         .as_str()
         .unwrap()
         .contains("shut down"));
-    assert_eq!(
-        of_type(&history, "JobRetryScheduled").len(),
-        1,
-        "another worker gets it"
-    );
+    assert!(of_type(&history, "JobFailed").is_empty(), "{history:?}");
+
+    // Another worker gets it, as attempt 1 again.
+    let _next = RoleProcess::start(&dev, "default", &[]).await;
+    wait_for_events(&db.pool, "JobStarted", 3, WAIT).await;
+    let history = events(&db.pool, Some(&long)).await;
+    let attempts: Vec<&Value> = of_type(&history, "JobStarted")
+        .iter()
+        .map(|e| &e.data["attempt"])
+        .collect();
+    assert_eq!(attempts, [&json!(1), &json!(1)]);
 }

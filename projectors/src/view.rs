@@ -170,6 +170,15 @@ impl ViewUpdate {
                 update.set = vec![("cancel_reason", reason.clone()), ("finished_at", time(at))];
                 update.clear = vec!["lease_expires_at", "next_attempt_at"];
             }
+            JobEvent::JobReleased { attempt, at, .. } => {
+                update.status = Some(JobStatus::Queued);
+                update.dispatch = Dispatch::Ready(at.timestamp_millis());
+                update.set = vec![
+                    ("attempt", attempt.saturating_sub(1).to_string()),
+                    ("queued_at", time(at)),
+                ];
+                update.clear = vec!["worker_id", "lease_expires_at", "started_at"];
+            }
             JobEvent::JobRequeued { cycle, .. } => {
                 update.set = vec![("cycle", cycle.to_string()), ("attempt", "0".into())];
                 update.clear = vec!["finished_at", "dead_letter_reason"];

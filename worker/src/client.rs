@@ -8,7 +8,7 @@ use std::time::Duration;
 use ordo_common::http::TENANT_HEADER;
 use ordo_common::worker_protocol::{
     ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
-    HeartbeatResponse, LogRequest,
+    HeartbeatResponse, LogRequest, ReleaseRequest,
 };
 use reqwest::{Client, StatusCode};
 use serde::de::DeserializeOwned;
@@ -67,19 +67,29 @@ impl ApiClient {
     }
 
     pub async fn complete(&self, job_id: Uuid, request: &CompleteRequest) -> Result<(), ApiError> {
-        self.post::<_, serde_json::Value>(&job_path(job_id, "complete"), request, self.timeout)
-            .await
-            .map(drop)
+        self.job_call(job_id, "complete", request).await
     }
 
     pub async fn fail(&self, job_id: Uuid, request: &FailRequest) -> Result<(), ApiError> {
-        self.post::<_, serde_json::Value>(&job_path(job_id, "fail"), request, self.timeout)
-            .await
-            .map(drop)
+        self.job_call(job_id, "fail", request).await
+    }
+
+    pub async fn release(&self, job_id: Uuid, request: &ReleaseRequest) -> Result<(), ApiError> {
+        self.job_call(job_id, "release", request).await
     }
 
     pub async fn logs(&self, job_id: Uuid, request: &LogRequest) -> Result<(), ApiError> {
-        self.post::<_, serde_json::Value>(&job_path(job_id, "logs"), request, self.timeout)
+        self.job_call(job_id, "logs", request).await
+    }
+
+    /// `POST /api/v1/jobs/{id}/{action}`, whose answer the worker does not need.
+    async fn job_call<B: Serialize>(
+        &self,
+        job_id: Uuid,
+        action: &str,
+        request: &B,
+    ) -> Result<(), ApiError> {
+        self.post::<_, serde_json::Value>(&job_path(job_id, action), request, self.timeout)
             .await
             .map(drop)
     }

@@ -10,12 +10,13 @@
 //!   reaper moved on; nothing is reported either, the other attempt owns the job now).
 //! - **Log lines** a handler writes to its [`JobLog`] go to the API in batches while the
 //!   attempt runs; the rest is flushed before the report.
-//! - **Reports** (complete, fail) are retried with backoff while the API is unavailable, a
-//!   bounded number of times; after that the lease runs out and the reaper retries the job.
+//! - **Reports** (complete, fail, release) are retried with backoff while the API is
+//!   unavailable, a bounded number of times; after that the lease runs out and the reaper
+//!   retries the job.
 //! - **Shutdown** (the `shutdown` token): no more claims; running attempts get
 //!   `shutdown_grace` to finish, then their tokens fire and what is still running is released
-//!   as a retryable failure, so another worker takes it after the backoff instead of waiting
-//!   for the lease to run out.
+//!   (the attempt does not count), so another worker takes it at once instead of waiting for
+//!   the lease to run out.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use ordo_common::worker_protocol::{
     ClaimRequest, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest, LogLine, LogRequest,
-    MAX_CLAIM_JOBS,
+    ReleaseRequest, MAX_CLAIM_JOBS,
 };
 use ordo_common::Backoff;
 use tokio::sync::{mpsc, Semaphore};
@@ -218,11 +219,10 @@ impl Attempt {
                 error,
                 retryable,
             }),
-            // Stopped by the worker's shutdown: hand the job back for another attempt.
-            (Outcome::Cancelled, None) => Report::Fail(FailRequest {
+            // Stopped by the worker's shutdown: hand the attempt back; it does not count.
+            (Outcome::Cancelled, None) => Report::Release(ReleaseRequest {
                 attempt: job.attempt,
-                error: "the worker shut down before the attempt finished".into(),
-                retryable: true,
+                reason: "the worker shut down before the attempt finished".into(),
             }),
         };
         report.send(&self.client, job.job_id).await;
@@ -302,6 +302,7 @@ impl LogShipper<'_> {
 enum Report {
     Complete(CompleteRequest),
     Fail(FailRequest),
+    Release(ReleaseRequest),
 }
 
 impl Report {
@@ -311,6 +312,7 @@ impl Report {
             match &self {
                 Self::Complete(request) => client.complete(job_id, request).await,
                 Self::Fail(request) => client.fail(job_id, request).await,
+                Self::Release(request) => client.release(job_id, request).await,
             }
         })
         .await;

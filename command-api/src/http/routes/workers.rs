@@ -1,6 +1,7 @@
 //! The worker protocol, usable from any language: claim jobs, heartbeat (extends the lease and
-//! says whether the job was cancelled), complete, fail. Every call names the attempt it works
-//! on, so a worker whose lease ran out cannot report for an attempt another worker now runs.
+//! says whether the job was cancelled), complete, fail, release (give the attempt back
+//! unfinished, uncounted). Every call names the attempt it works on, so a worker whose lease
+//! ran out cannot report for an attempt another worker now runs.
 
 use super::jobs::{execute, parse_job_id, CommandResponse};
 use crate::bus::CommandError;
@@ -14,7 +15,7 @@ use futures::future;
 use futures::stream::{self, StreamExt};
 use ordo_common::worker_protocol::{
     ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
-    HeartbeatResponse, LEASE_MS, MAX_CLAIM_JOBS, MAX_CLAIM_WAIT_MS,
+    HeartbeatResponse, ReleaseRequest, LEASE_MS, MAX_CLAIM_JOBS, MAX_CLAIM_WAIT_MS,
 };
 use ordo_domain::spec::{check_storable_json, check_storable_text, QueueName, WorkerId};
 use ordo_domain::{JobCommand, JobError, JobStatus, ValidationError};
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/jobs/{id}/heartbeat", post(heartbeat))
         .route("/api/v1/jobs/{id}/complete", post(complete))
         .route("/api/v1/jobs/{id}/fail", post(fail))
+        .route("/api/v1/jobs/{id}/release", post(release_attempt))
 }
 
 /// `POST /api/v1/workers/claim`: up to `max_jobs` jobs of the caller's tenant from `queues`
@@ -288,14 +290,39 @@ async fn fail(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<FailRequest>,
 ) -> Result<Json<CommandResponse>, ApiError> {
-    if request.error.chars().count() > 10_000 {
-        return Err(ValidationError::new("error", "must be at most 10000 characters").into());
-    }
-    check_storable_text("error", &request.error)?;
+    check_message("error", &request.error)?;
     let command = JobCommand::Fail {
         attempt: request.attempt,
         error: request.error,
         retryable: request.retryable,
     };
     execute(&state, &ctx, &id, command).await
+}
+
+/// `POST /api/v1/jobs/{id}/release`: the worker gives attempt `attempt` back unfinished (it is
+/// shutting down); the job is QUEUED again at once and the attempt does not count against
+/// `max_attempts`.
+async fn release_attempt(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<ReleaseRequest>,
+) -> Result<Json<CommandResponse>, ApiError> {
+    check_message("reason", &request.reason)?;
+    let command = JobCommand::Release {
+        attempt: request.attempt,
+        reason: request.reason,
+    };
+    execute(&state, &ctx, &id, command).await
+}
+
+/// A worker's free text (an error, a reason): bounded, and storable in PostgreSQL.
+fn check_message(field: &str, text: &str) -> Result<(), ValidationError> {
+    if text.chars().count() > 10_000 {
+        return Err(ValidationError::new(
+            field,
+            "must be at most 10000 characters",
+        ));
+    }
+    check_storable_text(field, text)
 }

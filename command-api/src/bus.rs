@@ -329,18 +329,15 @@ impl JobCommandBus {
             .aggregate_id
             .parse()
             .map_err(|e| CommandError::Internal(format!("job id: {e}")))?;
-        // The event store is the source of truth: `commit` does not read the state, so the
-        // state moves out here and the committed events bring it up to date below.
-        let mut job = std::mem::take(&mut context.aggregate);
+        // `handle` already applied its events (cqrs-es's `EventSink::write` applies each one it
+        // records), so this is the job's new state; `commit` does not read it (the event store
+        // is the source of truth), so it moves out for the cache.
+        let job = std::mem::take(&mut context.aggregate);
         let committed = self
             .store
             .commit(events, context, metadata.into_map())
             .await?;
-        let mut sequence = 0;
-        for envelope in committed {
-            sequence = envelope.sequence;
-            job.apply(envelope.payload);
-        }
+        let sequence = committed.last().map_or(0, |e| e.sequence);
         let status = job.status().ok_or(JobError::NotFound)?;
         let cached = self.cache.put(job_id, job, sequence);
         Ok((

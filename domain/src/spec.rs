@@ -120,6 +120,18 @@ pub fn check_storable_text(field: &str, text: &str) -> Result<(), ValidationErro
     }
 }
 
+/// Free text a caller sends along (a reason, an error): at most `max_chars` characters, and
+/// storable.
+pub fn check_text(field: &str, text: &str, max_chars: usize) -> Result<(), ValidationError> {
+    if text.chars().count() > max_chars {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+    check_storable_text(field, text)
+}
+
 /// [`check_storable_text`] for every string and key of a JSON document.
 pub fn check_storable_json(field: &str, value: &Value) -> Result<(), ValidationError> {
     match value {
@@ -282,6 +294,17 @@ pub struct JobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_text_is_bounded_in_characters_and_storable() {
+        assert!(check_text("reason", &"é".repeat(10), 10).is_ok());
+        let long = check_text("reason", &"é".repeat(11), 10).unwrap_err();
+        assert_eq!(
+            (long.field.as_str(), long.reason.as_str()),
+            ("reason", "must be at most 10 characters")
+        );
+        assert_eq!(check_text("error", "a\0b", 10).unwrap_err().field, "error");
+    }
 
     #[test]
     fn tenants_cannot_contain_the_key_separator() {

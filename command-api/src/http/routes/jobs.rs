@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use ordo_domain::spec::{
-    check_storable_json, check_storable_text, JobName, JobType, Labels, Priority, QueueName,
-    TenantId, TimeoutSecs,
+    check_storable_json, check_text, JobName, JobType, Labels, Priority, QueueName, TenantId,
+    TimeoutSecs,
 };
 use ordo_domain::{EventEnvelope, JobCommand, JobSpec, RetryPolicy, ValidationError};
 use serde::{Deserialize, Serialize};
@@ -172,10 +172,7 @@ async fn cancel(
     let reason = request
         .reason
         .unwrap_or_else(|| format!("cancelled by {}", ctx.actor));
-    if reason.chars().count() > 1_000 {
-        return Err(ValidationError::new("reason", "must be at most 1000 characters").into());
-    }
-    check_storable_text("reason", &reason)?;
+    check_text("reason", &reason, 1_000)?;
     execute(&state, &ctx, &id, JobCommand::Cancel { reason }).await
 }
 

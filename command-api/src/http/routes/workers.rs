@@ -17,7 +17,7 @@ use ordo_common::worker_protocol::{
     ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
     HeartbeatResponse, ReleaseRequest, LEASE_MS, MAX_CLAIM_JOBS, MAX_CLAIM_WAIT_MS,
 };
-use ordo_domain::spec::{check_storable_json, check_storable_text, QueueName, WorkerId};
+use ordo_domain::spec::{check_storable_json, check_text, QueueName, WorkerId};
 use ordo_domain::{JobCommand, JobError, JobStatus, ValidationError};
 use ordo_projectors::dispatch::Claim;
 use ordo_projectors::namespace;
@@ -28,6 +28,8 @@ use uuid::Uuid;
 /// [`ordo_projectors::dispatch::ReadyWakeups`]): for delayed jobs and retries falling due, which
 /// nothing announces, and for wake-ups lost to a reconnect.
 const FALLBACK_POLL: Duration = Duration::from_millis(50);
+/// Characters of a worker's error or release reason.
+const MAX_REPORT_CHARS: usize = 10_000;
 /// Start commands of one claim run side by side, on that many pool connections at most.
 const STARTS_IN_PARALLEL: usize = 16;
 
@@ -290,7 +292,7 @@ async fn fail(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<FailRequest>,
 ) -> Result<Json<CommandResponse>, ApiError> {
-    check_message("error", &request.error)?;
+    check_text("error", &request.error, MAX_REPORT_CHARS)?;
     let command = JobCommand::Fail {
         attempt: request.attempt,
         error: request.error,
@@ -308,21 +310,10 @@ async fn release_attempt(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<ReleaseRequest>,
 ) -> Result<Json<CommandResponse>, ApiError> {
-    check_message("reason", &request.reason)?;
+    check_text("reason", &request.reason, MAX_REPORT_CHARS)?;
     let command = JobCommand::Release {
         attempt: request.attempt,
         reason: request.reason,
     };
     execute(&state, &ctx, &id, command).await
-}
-
-/// A worker's free text (an error, a reason): bounded, and storable in PostgreSQL.
-fn check_message(field: &str, text: &str) -> Result<(), ValidationError> {
-    if text.chars().count() > 10_000 {
-        return Err(ValidationError::new(
-            field,
-            "must be at most 10000 characters",
-        ));
-    }
-    check_storable_text(field, text)
 }

@@ -154,7 +154,8 @@ struct Source {
 }
 
 impl Projector<'_> {
-    /// Writes one batch and commits its offsets; `None` when shutdown interrupted a retry.
+    /// Writes one batch and stores its offsets for the next commit; `None` when shutdown
+    /// interrupted a retry.
     async fn project(
         &mut self,
         batch: Vec<KafkaResult<BorrowedMessage<'_>>>,
@@ -227,7 +228,7 @@ impl Projector<'_> {
             }
         }
         next_offsets.extend(gaps.iter().map(|(p, o)| (*p, *o)));
-        self.commit(&next_offsets);
+        self.store_offsets(&next_offsets);
         if gaps.is_empty() {
             self.gap_streak = 0;
             return Some(());
@@ -240,7 +241,8 @@ impl Projector<'_> {
                 Duration::from_secs(5),
             ) {
                 // Without the seek the partition would move past the gap: restart from the
-                // committed offset instead, which is the waiting record.
+                // committed offset instead, which is at or before the waiting record (the
+                // stored one is committed when the consumer closes).
                 tracing::error!(%error, partition, "cannot seek back to a waiting record");
                 self.metrics.error("kafka");
                 return None;
@@ -253,7 +255,7 @@ impl Projector<'_> {
         }
     }
 
-    fn commit(&self, next_offsets: &BTreeMap<i32, i64>) {
+    fn store_offsets(&self, next_offsets: &BTreeMap<i32, i64>) {
         if next_offsets.is_empty() {
             return;
         }

@@ -65,21 +65,15 @@ impl JobCache {
 
     /// Records the job's state after its `sequence`-th event; a finished job is dropped instead.
     pub fn put(&self, job_id: Uuid, job: Job, sequence: usize) -> Arc<CachedJob> {
-        let weight = JOB_OVERHEAD_BYTES
-            + job.spec().map_or(0, |spec| {
-                json_bytes(&spec.payload)
-                    + spec
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.len() + v.len()) as u64)
-                        .sum::<u64>()
-            });
+        let finished = job.status().is_some_and(|s| s.is_terminal());
+        // Weighed only when kept: a complete, the commonest last command, skips the walk.
+        let weight = if finished { 0 } else { estimated_bytes(&job) };
         let cached = Arc::new(CachedJob {
             job,
             sequence,
             weight,
         });
-        if cached.job.status().is_some_and(|s| s.is_terminal()) {
+        if finished {
             self.jobs.remove(&job_id);
         } else {
             self.jobs.insert(job_id, cached.clone());
@@ -90,6 +84,18 @@ impl JobCache {
     pub fn forget(&self, job_id: &Uuid) {
         self.jobs.remove(job_id);
     }
+}
+
+fn estimated_bytes(job: &Job) -> u64 {
+    JOB_OVERHEAD_BYTES
+        + job.spec().map_or(0, |spec| {
+            json_bytes(&spec.payload)
+                + spec
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.len() + v.len()) as u64)
+                    .sum::<u64>()
+        })
 }
 
 /// Roughly the bytes a JSON value takes in memory: its strings plus a word or two per node.

@@ -76,6 +76,10 @@ shared_buffers = 256MB
 # Loopback only: TLS would encrypt every query for nobody (it cost ~8 % of the box's CPU in
 # `ordo bench e2e`). A remote PostgreSQL is reached with the sslmode of ORDO_DATABASE_URL.
 ssl = off
+# A replication slot nobody reads (a relay or connector left stopped) keeps every WAL segment
+# from its position on and can fill the disk; past this much it is invalidated instead, and
+# its reader has to be re-created from a snapshot.
+max_slot_wal_keep_size = 2GB
 EOF
   if $SUDO cmp -s "$tmp" "$dest" 2>/dev/null; then
     rm -f "$tmp"

@@ -74,7 +74,7 @@ max_replication_slots = 10
 max_connections = 200
 shared_buffers = 256MB
 # Loopback only: TLS would encrypt every query for nobody (it cost ~8 % of the box's CPU in
-# `ordo bench e2e`). A remote PostgreSQL is reached with the sslmode of ORDO_DATABASE_URL.
+# ordo bench e2e). A remote PostgreSQL is reached with the sslmode of ORDO_DATABASE_URL.
 ssl = off
 # A replication slot nobody reads (a relay or connector left stopped) keeps every WAL segment
 # from its position on and can fill the disk; past this much it is invalidated instead, and

@@ -2,7 +2,6 @@
 //! command bus that runs the `Job` aggregate against it, and the HTTP API in front of both.
 //!
 //! Layout:
-//! - [`db`]: connection pool (with timeouts) and the embedded `migrations/postgres`.
 //! - [`store`]: the cqrs-es repository that appends events and outbox rows in one statement.
 //! - [`bus`]: loads a job, runs a command, commits the events; returns the job's new sequence.
 //! - [`cache`]: the state each command left behind, so the next one on the job need not load it.
@@ -14,14 +13,11 @@
 
 pub mod bus;
 pub mod cache;
-pub mod db;
 pub mod http;
 pub mod logs;
 pub mod metrics;
 pub mod reaper;
 pub mod store;
-#[cfg(feature = "test-support")]
-pub mod testing;
 
 pub use bus::{CommandError, CommandOutcome, JobCommandBus};
 pub use http::{router, ApiConfig, AppState};

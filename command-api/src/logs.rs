@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use ordo_common::kafka::{self, Producer};
-use ordo_common::worker_protocol::LogLevel;
+use ordo_protocol::worker::LogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
 use serde::Serialize;

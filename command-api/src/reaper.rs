@@ -8,11 +8,8 @@ use crate::bus::{CommandError, JobCommandBus};
 use chrono::{DateTime, Utc};
 use ordo_domain::spec::TenantId;
 use ordo_domain::{CommandMetadata, JobCommand, JobError};
-use ordo_projectors::dispatch::{Claim, Dispatch};
-use ordo_projectors::lock::SingletonLock;
-use ordo_projectors::{keys, namespace};
+use ordo_read_model::{namespace, Claim, DispatchQueues, ExpiredLease, SingletonLock};
 use redis::aio::ConnectionManager;
-use redis::AsyncCommands;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -92,43 +89,30 @@ pub async fn sweep(
 ) -> anyhow::Result<Sweep> {
     let now = bus.services().clock.now();
     let ns = namespace::active(redis, &config.prefix).await?;
-    let queues: Vec<String> = redis.smembers(keys::queues(&ns)).await?;
+    let mut dispatch = DispatchQueues::new(redis.clone());
     let mut done = Sweep::default();
-    for tenant_queue in queues {
-        let Some((tenant, queue)) = tenant_queue.split_once(':') else {
-            continue;
-        };
-        let running = keys::dispatch(&ns, "running", tenant, queue);
-        let expired: Vec<String> = redis
-            .zrangebyscore_limit(
-                &running,
-                "-inf",
-                now.timestamp_millis(),
-                0,
-                config.batch as isize,
-            )
+    for queue in dispatch.queues(&ns).await? {
+        let expired = dispatch
+            .expired(&ns, &queue, now.timestamp_millis(), config.batch)
             .await?;
-        for id in expired {
-            let (attempt, status): (Option<u32>, Option<String>) = redis
-                .hget(keys::job(&ns, &id), &["attempt", "status"])
-                .await?;
-            let verdict = expire(bus, tenant, &id, attempt.unwrap_or(0), now, token).await;
+        for lease in expired {
+            let verdict = expire(bus, &queue.tenant, &lease, now, token).await;
             match verdict {
                 Verdict::Expired => done.expired += 1,
                 Verdict::Wait => done.skipped += 1,
-                Verdict::NotRunning if status.as_deref() == Some("QUEUED") => {
+                Verdict::NotRunning if lease.status.as_deref() == Some("QUEUED") => {
                     let claim = Claim {
-                        queue: queue.to_owned(),
-                        job_id: id,
-                        attempt: attempt.unwrap_or(0),
+                        queue: queue.queue.clone(),
+                        job_id: lease.job_id,
+                        attempt: lease.attempt,
                     };
-                    Dispatch::new(redis.clone())
-                        .release(&ns, tenant, &claim, now.timestamp_millis())
+                    dispatch
+                        .release(&ns, &queue.tenant, &claim, now.timestamp_millis())
                         .await?;
                     done.requeued += 1;
                 }
-                Verdict::NotRunning if status.as_deref() != Some("RUNNING") => {
-                    let _: i64 = redis.zrem(&running, &id).await?;
+                Verdict::NotRunning if lease.status.as_deref() != Some("RUNNING") => {
+                    dispatch.drop_running(&ns, &queue, &lease.job_id).await?;
                     done.cleaned += 1;
                 }
                 Verdict::NotRunning => done.skipped += 1,
@@ -151,12 +135,12 @@ enum Verdict {
 async fn expire(
     bus: &JobCommandBus,
     tenant: &str,
-    id: &str,
-    attempt: u32,
+    lease: &ExpiredLease,
     now: DateTime<Utc>,
     token: u64,
 ) -> Verdict {
-    let (Ok(tenant), Ok(job_id)) = (TenantId::parse(tenant), id.parse()) else {
+    let attempt = lease.attempt;
+    let (Ok(tenant), Ok(job_id)) = (TenantId::parse(tenant), lease.job_id.parse()) else {
         return Verdict::NotRunning;
     };
     let metadata = CommandMetadata {

@@ -4,65 +4,23 @@
 
 mod common;
 
-use common::{metadata, tenant, TestApp};
-use ordo_command_api::db::{self, DbConfig};
+use common::TestApp;
 use ordo_command_api::{router, ApiConfig, AppState};
+use ordo_common::db::{self, DbConfig};
 use ordo_domain::spec::WorkerId;
 use ordo_domain::{JobCommand, JobServices};
+use ordo_testkit::domain::{metadata, tenant};
+use ordo_testkit::http::{content_type, problem, problem_of, send, success};
 use reqwest::header::{CONTENT_TYPE, LOCATION};
-use reqwest::Response;
 use serde_json::{json, Value};
 use std::time::Duration;
 use uuid::Uuid;
 
-const PROBLEM_JSON: &str = "application/problem+json";
 const JOBS: &str = "/api/v1/jobs";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn content_type(resp: &Response) -> String {
-    resp.headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
-}
-
-/// Asserts a problem+json answer with `status` and returns its document, after checking the
-/// members every problem has (`type` under `/problems/`, `status`, a non-empty `detail`).
-async fn problem(resp: Response, status: u16) -> Value {
-    let got = resp.status().as_u16();
-    let ct = content_type(&resp);
-    let text = resp.text().await.expect("problem body");
-    assert_eq!(got, status, "unexpected status; body: {text}");
-    assert_eq!(ct, PROBLEM_JSON, "content type of a {status}; body: {text}");
-    let body: Value = serde_json::from_str(&text).expect("problem body is JSON");
-    assert_eq!(body["status"], status, "{body}");
-    let kind = body["type"].as_str().expect("type is a string");
-    assert!(kind.starts_with("/problems/"), "{body}");
-    let detail = body["detail"].as_str().expect("detail is a string");
-    assert!(!detail.is_empty(), "{body}");
-    body
-}
-
-/// Asserts a problem of the given status and `type` (e.g. `not-found`).
-async fn problem_of(resp: Response, status: u16, kind: &str) -> Value {
-    let body = problem(resp, status).await;
-    assert_eq!(body["type"], format!("/problems/{kind}"), "{body}");
-    body
-}
-
-/// Asserts a successful JSON answer with `status` and returns its body.
-async fn success(resp: Response, status: u16) -> Value {
-    let got = resp.status().as_u16();
-    let ct = content_type(&resp);
-    let text = resp.text().await.expect("body");
-    assert_eq!(got, status, "unexpected status; body: {text}");
-    assert!(ct.starts_with("application/json"), "content type {ct:?}");
-    serde_json::from_str(&text).expect("body is JSON")
-}
 
 fn job_id_of(body: &Value) -> Uuid {
     body["job_id"]
@@ -92,10 +50,6 @@ fn requeue_path(id: impl std::fmt::Display) -> String {
 
 fn events_path(id: impl std::fmt::Display) -> String {
     format!("{JOBS}/{id}/events")
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Response {
-    request.send().await.expect("request sent")
 }
 
 /// The job's history as served by `GET /api/v1/jobs/{id}/events`.

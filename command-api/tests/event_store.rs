@@ -4,17 +4,18 @@
 mod common;
 
 use chrono::{Duration, Utc};
-use common::{metadata, tenant, TestDb};
 use futures::StreamExt;
 use ordo_command_api::{CommandError, JobCommandBus, Metrics};
 use ordo_domain::spec::{JobName, JobType, Labels, Priority, QueueName, TimeoutSecs, WorkerId};
 use ordo_domain::{JobCommand, JobError, JobServices, JobSpec, JobStatus, RetryPolicy};
+use ordo_testkit::domain::{metadata, tenant};
+use ordo_testkit::TestDb;
 use rand::Rng;
 use std::sync::Arc;
 use uuid::Uuid;
 
 fn bus(db: &TestDb) -> Arc<JobCommandBus> {
-    Arc::new(db.bus())
+    Arc::new(common::bus(db))
 }
 
 fn spec(max_attempts: u32) -> JobSpec {
@@ -282,7 +283,7 @@ async fn a_cached_state_another_command_side_moved_on_from_is_reloaded() {
     let db = TestDb::new().await;
     let metrics = Arc::new(Metrics::new());
     let a = JobCommandBus::new(db.pool.clone(), JobServices::system(), metrics.clone());
-    let b = db.bus();
+    let b = common::bus(&db);
     async fn run(
         bus: &JobCommandBus,
         job: Uuid,

@@ -6,7 +6,7 @@ mod common;
 
 use common::TestApp;
 use ordo_command_api::reaper::{self, ReaperConfig, Sweep};
-use ordo_projectors::lock::SingletonLock;
+use ordo_read_model::SingletonLock;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -111,8 +111,8 @@ async fn a_claim_that_never_started_goes_back_to_ready() {
     let redis = app.redis.as_ref().unwrap();
     let mut conn = redis.redis.clone();
     let ns = &redis.prefix;
-    let ready = ordo_projectors::keys::dispatch(ns, "ready", "default", "default");
-    let running = ordo_projectors::keys::dispatch(ns, "running", "default", "default");
+    let ready = ordo_read_model::keys::dispatch(ns, "ready", "default", "default");
+    let running = ordo_read_model::keys::dispatch(ns, "running", "default", "default");
     let _: i64 = redis::AsyncCommands::zrem(&mut conn, &ready, &id)
         .await
         .unwrap();

@@ -13,13 +13,9 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use ordo_domain::spec::TenantId;
+use ordo_protocol::tenant::{DEFAULT_TENANT, TENANT_HEADER};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 use std::time::Instant;
-
-/// Until JWT authentication lands, the tenant of a request comes from this header.
-pub const TENANT_HEADER: &str = "x-ordo-tenant";
-/// The tenant of a request without [`TENANT_HEADER`].
-pub const DEFAULT_TENANT: &str = "default";
 
 /// The value of header `name`, if present; the error (a `detail` for a 400) when it is not
 /// visible ASCII.

@@ -1,12 +1,12 @@
 //! Command-line interface. Every setting has an `ORDO_*` environment variable; flags win.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ordo_command_api::db::DbConfig;
 use ordo_command_api::ApiConfig;
-use ordo_common::worker_protocol::{LEASE_MS, MAX_CLAIM_WAIT_MS};
+use ordo_common::db::DbConfig;
 use ordo_domain::RetryPolicy;
 use ordo_outbox_relay::RelayConfig;
 use ordo_projectors::ProjectorConfig;
+use ordo_protocol::worker::{LEASE_MS, MAX_CLAIM_WAIT_MS};
 use ordo_query_api::QueryConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -55,7 +55,7 @@ pub struct GlobalArgs {
     )]
     pub redis_url: String,
     /// Key prefix of the read model in Redis; `{prefix}:active` names the live namespace.
-    #[arg(long, global = true, env = "ORDO_REDIS_PREFIX", default_value = ordo_projectors::keys::DEFAULT_PREFIX)]
+    #[arg(long, global = true, env = "ORDO_REDIS_PREFIX", default_value = ordo_read_model::keys::DEFAULT_PREFIX)]
     pub redis_prefix: String,
     /// Partitions of the job topic, when the relay or a projector has to create it.
     #[arg(
@@ -242,7 +242,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "ORDO_API_URL", default_value = "http://127.0.0.1:8080")]
     pub api_url: String,
     /// The tenant whose jobs this worker runs.
-    #[arg(long, env = "ORDO_TENANT", default_value = ordo_common::http::DEFAULT_TENANT)]
+    #[arg(long, env = "ORDO_TENANT", default_value = ordo_protocol::tenant::DEFAULT_TENANT)]
     pub tenant: String,
     /// Names the worker in start events and job views; `{hostname}-{pid}` by default.
     #[arg(long, env = "ORDO_WORKER_ID")]
@@ -355,13 +355,13 @@ impl QueryArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProjectorName {
     /// Job views, indexes, counters and dispatch queues in Redis.
-    RedisViews,
+    JobViews,
 }
 
 impl ProjectorName {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::RedisViews => "redis-views",
+            Self::JobViews => "redis-views",
         }
     }
 }
@@ -369,7 +369,7 @@ impl ProjectorName {
 #[derive(Debug, Args)]
 pub struct ProjectorArgs {
     /// Which read model to build.
-    #[arg(long = "name", env = "ORDO_PROJECTOR", value_enum, default_value_t = ProjectorName::RedisViews)]
+    #[arg(long = "name", env = "ORDO_PROJECTOR", value_enum, default_value_t = ProjectorName::JobViews)]
     pub projector: ProjectorName,
     /// The job topic.
     #[arg(long, env = "ORDO_PROJECTOR_TOPIC", default_value = ordo_projectors::projector::DEFAULT_TOPIC)]

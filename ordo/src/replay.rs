@@ -5,8 +5,7 @@
 use crate::cli::{GlobalArgs, ProjectorName, ReplayArgs};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ordo_command_api::db;
-use ordo_projectors::redis_views;
+use ordo_common::db;
 use ordo_projectors::replay::{self, Mode, Progress, ReplayOptions, Scope, Summary};
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -17,7 +16,7 @@ const LINE_INTERVAL: Duration = Duration::from_secs(2);
 
 pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> anyhow::Result<()> {
     // The only read model so far; the ClickHouse history will add an arm here.
-    let ProjectorName::RedisViews = args.projector;
+    let ProjectorName::JobViews = args.projector;
     let scope = match (&args.since, args.jobs.is_empty()) {
         (Some(since), _) => Scope::Since(*since),
         (None, false) => Scope::Jobs(args.jobs.clone()),
@@ -35,7 +34,7 @@ pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> anyhow::Result<()> {
         bail!("--page-size and --batch must be at least 1, --catch-up-margin at least 0");
     }
     let pool = db::connect(&global.db_config())?;
-    let redis = redis_views::connect(&global.redis_url)
+    let redis = ordo_read_model::connect(&global.redis_url)
         .await
         .with_context(|| format!("cannot reach Redis at {}", global.redis_url))?;
     let progress = Reporter::new();
@@ -85,7 +84,7 @@ pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> anyhow::Result<()> {
     };
     print_summary(verb, &summary);
     if let (Some(previous), None) = (&summary.previous, summary.dropped) {
-        let pointer = ordo_projectors::keys::active_pointer(&global.redis_prefix);
+        let pointer = ordo_read_model::keys::active_pointer(&global.redis_prefix);
         // When the previous namespace is the prefix itself, its pattern also matches the
         // pointer, which must survive.
         let keep_pointer = if *previous == global.redis_prefix {

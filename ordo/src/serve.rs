@@ -9,11 +9,12 @@ use axum::routing::get;
 use axum::Router;
 use ordo_command_api::logs::LogSink;
 use ordo_command_api::reaper::{self, ReaperConfig};
-use ordo_command_api::{db, http::api_routes, router, AppState, JobCommandBus};
+use ordo_command_api::{http::api_routes, router, AppState, JobCommandBus};
+use ordo_common::db;
 use ordo_common::http::{finish, render_metrics};
 use ordo_domain::JobServices;
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};
-use ordo_projectors::{redis_views, ProjectorConfig, ProjectorMetrics};
+use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
 use ordo_query_api::{QueryConfig, QueryState};
 use prometheus::Registry;
 use std::net::SocketAddr;
@@ -255,7 +256,7 @@ fn redis_client(args: &GlobalArgs) -> anyhow::Result<redis::Client> {
 }
 
 async fn connect_redis(args: &GlobalArgs) -> anyhow::Result<redis::aio::ConnectionManager> {
-    redis_views::connect(&args.redis_url)
+    ordo_read_model::connect(&args.redis_url)
         .await
         .with_context(|| format!("cannot reach Redis at {}", args.redis_url))
 }

@@ -8,8 +8,7 @@ use common::{read_topic, unique};
 use ordo_domain::sample;
 use ordo_domain::spec::{QueueName, TenantId};
 use ordo_projectors::metrics::RecordOutcome;
-use ordo_projectors::replay::verify;
-use ordo_projectors::{keys, RedisViews, ViewUpdate};
+use ordo_read_model::{keys, JobViews, ViewUpdate};
 use redis::AsyncCommands;
 use std::time::Duration;
 
@@ -64,7 +63,7 @@ async fn duplicate_and_redelivered_records_leave_the_views_unchanged() {
 
     // The reference: every event applied exactly once, in order, straight into Redis.
     let reference = format!("{}.reference", prefix.prefix);
-    let mut views = RedisViews::new(prefix.redis.clone(), &reference);
+    let mut views = JobViews::new(prefix.redis.clone(), &reference);
     for history in &histories {
         let updates: Vec<_> = history
             .iter()
@@ -73,7 +72,7 @@ async fn duplicate_and_redelivered_records_leave_the_views_unchanged() {
         views.apply(&updates).await.unwrap();
     }
     let mut redis = prefix.redis.clone();
-    let differences = verify::compare(&mut redis, &prefix.prefix, &reference)
+    let differences = ordo_read_model::compare::compare(&mut redis, &prefix.prefix, &reference)
         .await
         .unwrap();
     assert!(differences.is_empty(), "{differences:#?}");
@@ -143,7 +142,7 @@ async fn a_gap_waits_and_is_reported_until_the_view_is_repaired() {
     assert_eq!(view_sequence(&prefix, &gapped[0].job_id).await, Some(1));
 
     // The repair `ordo replay --job` would make: the missing event, written to the view.
-    let mut views = RedisViews::new(prefix.redis.clone(), &prefix.prefix);
+    let mut views = JobViews::new(prefix.redis.clone(), &prefix.prefix);
     let missing = ViewUpdate::of(&gapped[1], &gapped[1].event().unwrap());
     views.apply(&[missing]).await.unwrap();
 

@@ -7,7 +7,7 @@ mod common;
 
 use common::read_model::{write_histories, TestPrefix};
 use common::{kafka_brokers, topic_template, unique, InProcessRelay, TestDb};
-use ordo_projectors::keys;
+use ordo_read_model::keys;
 use redis::AsyncCommands;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};

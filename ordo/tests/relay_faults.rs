@@ -12,7 +12,7 @@ mod common;
 use common::broker::{Broker, TopicReader};
 use common::postgres::PrivateCluster;
 use common::*;
-use ordo_command_api::db::{self, DbConfig};
+use ordo_common::db::{self, DbConfig};
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

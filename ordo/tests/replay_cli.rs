@@ -2,11 +2,11 @@
 //! through the real command bus) and a Redis key prefix of the test's own.
 
 use chrono::Utc;
-use ordo_command_api::testing::TestDb;
 use ordo_domain::spec::{JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs};
 use ordo_domain::{CommandMetadata, JobSpec, RetryPolicy};
-use ordo_projectors::testing::{redis_url, TestPrefix};
-use ordo_projectors::{keys, RedisViews, ViewUpdate};
+use ordo_read_model::{keys, JobViews, ViewUpdate};
+use ordo_testkit::stack::redis_url;
+use ordo_testkit::{TestDb, TestPrefix};
 use redis::AsyncCommands;
 use std::process::Output;
 use uuid::Uuid;
@@ -23,10 +23,14 @@ impl Setup {
     /// `count` submitted jobs, projected into the live namespace (the prefix) event by event.
     async fn new(count: usize) -> Self {
         let db = TestDb::new().await;
-        let bus = db.bus();
+        let bus = ordo_command_api::JobCommandBus::new(
+            db.pool.clone(),
+            ordo_domain::JobServices::system(),
+            std::sync::Arc::new(ordo_command_api::Metrics::new()),
+        );
         let keys = TestPrefix::new().await;
         let prefix = keys.prefix.clone();
-        let mut views = RedisViews::new(keys.redis.clone(), &prefix);
+        let mut views = JobViews::new(keys.redis.clone(), &prefix);
         let tenant = TenantId::parse("acme").unwrap();
         let mut jobs = Vec::new();
         for n in 0..count {

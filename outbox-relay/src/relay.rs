@@ -5,7 +5,7 @@
 use crate::metrics::{ErrorKind, RelayMetrics};
 use crate::session::{Progress, Session};
 use crate::slot;
-use ordo_common::Backoff;
+use ordo_protocol::Backoff;
 use sqlx::PgPool;
 use std::collections::HashSet;
 use std::time::Duration;

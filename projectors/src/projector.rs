@@ -21,12 +21,12 @@
 //!   they succeed or the process stops; nothing is committed past an unwritten record.
 
 use crate::metrics::{ProjectorMetrics, RecordOutcome};
-use crate::{namespace, Outcome, RedisViews, ViewUpdate};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use ordo_common::kafka::{self, LoggingContext, Producer};
-use ordo_common::Backoff;
 use ordo_domain::{EventEnvelope, JobEvent};
+use ordo_protocol::Backoff;
+use ordo_read_model::{namespace, ApplyOutcome, JobViews, ViewUpdate};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -109,7 +109,7 @@ pub async fn run(
         "projector consuming"
     );
     let mut projector = Projector {
-        views: RedisViews::new(redis.clone(), &config.prefix).waking_claims(&config.prefix),
+        views: JobViews::new(redis.clone(), &config.prefix).waking_claims(&config.prefix),
         redis,
         parking: Parking {
             producer: kafka::producer(&config.brokers, Duration::from_secs(30))?,
@@ -139,7 +139,7 @@ struct Projector<'a> {
     config: &'a ProjectorConfig,
     consumer: &'a StreamConsumer<ConsumerEvents>,
     redis: ConnectionManager,
-    views: RedisViews,
+    views: JobViews,
     parking: Parking,
     metrics: ProjectorMetrics,
     /// Consecutive batches that met a gap, for the backoff between them.
@@ -203,13 +203,13 @@ impl Projector<'_> {
         let mut gaps = BTreeMap::new();
         for ((outcome, update), source) in outcomes.iter().zip(&updates).zip(&sources) {
             match outcome {
-                Outcome::Applied => {
+                ApplyOutcome::Applied => {
                     self.metrics.record(RecordOutcome::Applied, 1);
                     let lag = (now - source.occurred_at).num_microseconds().unwrap_or(0);
                     self.metrics.lag.observe(lag.max(0) as f64 / 1e6);
                 }
-                Outcome::Duplicate => self.metrics.record(RecordOutcome::Duplicate, 1),
-                Outcome::Gap { last } => {
+                ApplyOutcome::Duplicate => self.metrics.record(RecordOutcome::Duplicate, 1),
+                ApplyOutcome::Gap { last } => {
                     self.metrics.record(RecordOutcome::Gap, 1);
                     // Records of one partition come in offset order: the first gap wins.
                     if gaps.insert(source.partition, source.offset).is_none() {
@@ -301,7 +301,7 @@ impl Projector<'_> {
 
     /// Applies `updates` to the live namespace, resolved now so a blue/green switch is
     /// followed from the next batch on.
-    async fn write(&mut self, updates: &[ViewUpdate]) -> redis::RedisResult<Vec<Outcome>> {
+    async fn write(&mut self, updates: &[ViewUpdate]) -> redis::RedisResult<Vec<ApplyOutcome>> {
         let live = namespace::active(&mut self.redis, &self.config.prefix).await?;
         self.views.set_namespace(live);
         self.views.apply(updates).await

@@ -1,20 +1,19 @@
 //! `replay` against a real PostgreSQL (a scratch database per test, written through the real
 //! command bus, so the stored events are exactly what the write side stores) and a real Redis
 //! (a key prefix per test, deleted afterwards). The "live" model of each test is built the
-//! way the projector builds it: every event applied on its own through `RedisViews`.
+//! way the projector builds it: every event applied on its own through `JobViews`.
 
 use chrono::{DateTime, Duration, Utc};
-use ordo_command_api::testing::TestDb;
-use ordo_command_api::JobCommandBus;
+use ordo_command_api::{JobCommandBus, Metrics};
 use ordo_domain::spec::{
     JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs, WorkerId,
 };
-use ordo_domain::{CommandMetadata, JobCommand, JobSpec, RetryPolicy};
+use ordo_domain::{CommandMetadata, JobCommand, JobServices, JobSpec, RetryPolicy};
 use ordo_projectors::replay::{
-    self, verify, Difference, Mode, Progress, ReplayOptions, Scope, Silent, Summary,
+    self, Difference, Mode, Progress, ReplayOptions, Scope, Silent, Summary,
 };
-use ordo_projectors::testing::TestPrefix;
-use ordo_projectors::{keys, namespace, RedisViews, ViewUpdate};
+use ordo_read_model::{keys, namespace, JobViews, ViewUpdate};
+use ordo_testkit::{TestDb, TestPrefix};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde_json::json;
@@ -36,7 +35,11 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Self {
         let db = TestDb::new().await;
-        let bus = db.bus();
+        let bus = JobCommandBus::new(
+            db.pool.clone(),
+            JobServices::system(),
+            std::sync::Arc::new(Metrics::new()),
+        );
         let keys = TestPrefix::new().await;
         Self {
             db,
@@ -157,12 +160,12 @@ impl Fixture {
     /// Applies every job's history into `namespace` one event per call, as the projector
     /// would have.
     async fn project_one_by_one(&self, namespace: &str) {
-        let mut views = RedisViews::new(self.redis.clone(), namespace);
+        let mut views = JobViews::new(self.redis.clone(), namespace);
         for (job, tenant) in &self.jobs {
             for envelope in self.bus.history(*job, tenant).await.expect("history") {
                 let update = ViewUpdate::of(&envelope, &envelope.event().unwrap());
                 let outcome = views.apply(&[update]).await.unwrap();
-                assert_eq!(outcome, vec![ordo_projectors::Outcome::Applied]);
+                assert_eq!(outcome, vec![ordo_read_model::ApplyOutcome::Applied]);
             }
         }
     }
@@ -181,7 +184,7 @@ impl Fixture {
     }
 
     async fn differences(&self, live: &str, replayed: &str) -> Vec<Difference> {
-        verify::compare(&mut self.redis.clone(), live, replayed)
+        ordo_read_model::compare::compare(&mut self.redis.clone(), live, replayed)
             .await
             .unwrap()
     }

@@ -1,5 +1,5 @@
 //! The read side's HTTP API: job views, job lists, queue depths and counts, read from the Redis
-//! read model the projectors write (key layout in [`ordo_projectors::keys`]). Every request is
+//! read model the projectors write (key layout in [`ordo_read_model::keys`]). Every request is
 //! scoped to the tenant of `X-Ordo-Tenant` and resolves the live namespace first, so a
 //! blue/green replay switch is seen by the next request.
 //!
@@ -45,7 +45,7 @@ pub struct QueryConfig {
 impl Default for QueryConfig {
     fn default() -> Self {
         Self {
-            prefix: ordo_projectors::keys::DEFAULT_PREFIX.to_owned(),
+            prefix: ordo_read_model::keys::DEFAULT_PREFIX.to_owned(),
             default_wait: Duration::from_secs(2),
             max_wait: Duration::from_secs(10),
             redis_timeout: Duration::from_secs(2),

@@ -3,11 +3,11 @@
 //! manager has), so a stalled Redis is a prompt 503 rather than a hung request.
 //!
 //! If the projectors grow a reader of their own, [`ReadModel::job`] and [`ReadModel::scan`] are
-//! the parts that belong next to `ordo_projectors::keys`.
+//! the parts that belong next to `ordo_read_model::keys`.
 
 use crate::view::Fields;
 use crate::{QueryError, QueryState};
-use ordo_projectors::{keys, namespace};
+use ordo_read_model::{keys, namespace};
 use redis::aio::ConnectionManager;
 use redis::RedisResult;
 use std::collections::HashMap;

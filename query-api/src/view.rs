@@ -1,5 +1,5 @@
 //! A job's view as the API answers it: the flat string fields of its Redis hash (written by
-//! `ordo_projectors::view`) turned into typed JSON: numbers as numbers, times as RFC 3339,
+//! `ordo_read_model::view`) turned into typed JSON: numbers as numbers, times as RFC 3339,
 //! `labels` and `result` as JSON values. Fields the job does not have (yet) are left out.
 
 use chrono::{DateTime, SecondsFormat, Utc};

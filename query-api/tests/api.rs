@@ -6,7 +6,8 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::*;
-use ordo_projectors::namespace;
+use ordo_read_model::namespace;
+use ordo_testkit::http::{content_type, problem_of, send, success};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Instant;

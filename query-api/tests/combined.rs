@@ -8,6 +8,7 @@ use common::*;
 use ordo_command_api::{ApiConfig, AppState};
 use ordo_domain::JobServices;
 use ordo_query_api::{QueryConfig, QueryState};
+use ordo_testkit::http::{client, problem_of, send, serve, success};
 
 #[tokio::test]
 async fn one_port_serves_both_apis_with_one_set_of_fallbacks_and_metrics() {
@@ -45,7 +46,7 @@ async fn one_port_serves_both_apis_with_one_set_of_fallbacks_and_metrics() {
     };
 
     let start = Utc::now();
-    let outcomes = ordo_projectors::RedisViews::new(redis, &prefix)
+    let outcomes = ordo_read_model::JobViews::new(redis, &prefix)
         .apply(&updates(
             "job-1",
             TENANT,

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use ordo_common::http::TENANT_HEADER;
-use ordo_common::worker_protocol::{
+use ordo_protocol::tenant::TENANT_HEADER;
+use ordo_protocol::worker::{
     ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
     HeartbeatResponse, LogRequest, ReleaseRequest,
 };

@@ -6,7 +6,7 @@
 //! that far behind the excess is dropped and counted rather than stalling the handler.
 
 use chrono::Utc;
-use ordo_common::worker_protocol::{LogLevel, LogLine};
+use ordo_protocol::worker::{LogLevel, LogLine};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -22,11 +22,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordo_common::worker_protocol::{
+use ordo_protocol::worker::{
     ClaimRequest, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest, LogLine, LogRequest,
     ReleaseRequest, MAX_CLAIM_JOBS,
 };
-use ordo_common::Backoff;
+use ordo_protocol::Backoff;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;

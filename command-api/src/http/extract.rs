@@ -9,7 +9,7 @@ use ordo_domain::{CommandMetadata, ValidationError};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-pub use ordo_common::http::TENANT_HEADER;
+pub use ordo_protocol::tenant::TENANT_HEADER;
 pub const ACTOR_HEADER: &str = "x-ordo-actor";
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";

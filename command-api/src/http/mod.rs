@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use ordo_domain::{JobServices, RetryPolicy};
-use ordo_projectors::dispatch::ReadyWakeups;
+use ordo_read_model::ReadyWakeups;
 use sqlx::PgPool;
 use std::sync::Arc;
 
@@ -50,7 +50,7 @@ pub struct AppState {
 /// the wake-ups of waiting claims.
 #[derive(Clone)]
 pub struct WorkerDispatch {
-    pub dispatch: ordo_projectors::dispatch::Dispatch,
+    pub dispatch: ordo_read_model::DispatchQueues,
     pub redis: redis::aio::ConnectionManager,
     pub prefix: String,
     pub wakeups: Arc<ReadyWakeups>,
@@ -88,7 +88,7 @@ impl AppState {
     ) -> Self {
         Self {
             dispatch: Some(WorkerDispatch {
-                dispatch: ordo_projectors::dispatch::Dispatch::new(redis.clone()),
+                dispatch: ordo_read_model::DispatchQueues::new(redis.clone()),
                 redis,
                 prefix: prefix.to_owned(),
                 wakeups: ReadyWakeups::subscribe(client, prefix),

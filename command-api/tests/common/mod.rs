@@ -4,29 +4,21 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use ordo_command_api::logs::LogSink;
-pub use ordo_command_api::testing::TestDb;
-use ordo_command_api::{router, ApiConfig, AppState};
+use ordo_command_api::{router, ApiConfig, AppState, JobCommandBus};
 use ordo_domain::spec::TenantId;
-use ordo_domain::{CommandMetadata, JobServices};
-use ordo_projectors::testing::TestPrefix;
-use ordo_projectors::{RedisViews, ViewUpdate};
+use ordo_domain::JobServices;
+use ordo_read_model::{JobViews, ViewUpdate};
+pub use ordo_testkit::stack::kafka_brokers;
+use ordo_testkit::{http, TestDb, TestPrefix};
 use serde_json::Value;
 
-pub fn kafka_brokers() -> String {
-    std::env::var("ORDO_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
-
-pub fn tenant(name: &str) -> TenantId {
-    TenantId::parse(name).expect("valid tenant")
-}
-
-pub fn metadata(tenant: &str) -> CommandMetadata {
-    CommandMetadata {
-        tenant: tenant.to_owned(),
-        actor: "test".to_owned(),
-        correlation_id: uuid::Uuid::new_v4().to_string(),
-        occurred_at: chrono::Utc::now(),
-    }
+/// A command bus on `db` with the system clock and jitter.
+pub fn bus(db: &TestDb) -> JobCommandBus {
+    JobCommandBus::new(
+        db.pool.clone(),
+        JobServices::system(),
+        std::sync::Arc::new(ordo_command_api::Metrics::new()),
+    )
 }
 
 /// An API server of its own, on its own database (and, for the worker protocol, its own
@@ -70,25 +62,15 @@ impl TestApp {
         let db = TestDb::new().await;
         let mut state = AppState::new(db.pool.clone(), config, JobServices::system());
         if let Some(redis) = &redis {
-            let client = redis::Client::open(ordo_projectors::testing::redis_url()).expect("url");
-            state = state.with_dispatch(redis.redis.clone(), client, &redis.prefix);
+            state = state.with_dispatch(redis.redis.clone(), redis.client(), &redis.prefix);
         }
         if let Some(logs) = logs {
             state = state.with_logs(logs);
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("ephemeral port");
-        let url = format!("http://{}", listener.local_addr().expect("bound"));
-        let app = router(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .expect("client");
+        let (url, _) = http::serve(router(state.clone())).await;
         Self {
             url,
-            client,
+            client: http::client(),
             state,
             db,
             redis,
@@ -109,7 +91,7 @@ impl TestApp {
             .iter()
             .map(|e| ViewUpdate::of(e, &e.event().unwrap()))
             .collect();
-        RedisViews::new(redis.redis.clone(), &redis.prefix)
+        JobViews::new(redis.redis.clone(), &redis.prefix)
             .apply(&updates)
             .await
             .expect("projected");

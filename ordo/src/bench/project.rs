@@ -10,7 +10,8 @@ use ordo_common::kafka;
 use ordo_domain::sample;
 use ordo_domain::spec::{QueueName, TenantId};
 use ordo_projectors::metrics::RecordOutcome;
-use ordo_projectors::{namespace, redis_views, ProjectorConfig, ProjectorMetrics};
+use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
+use ordo_read_model::namespace;
 use prometheus::Registry;
 use rdkafka::producer::FutureRecord;
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ pub async fn run(args: &GlobalArgs, bench: ProjectBenchArgs) -> anyhow::Result<(
     let run_id = Uuid::new_v4().simple().to_string();
     let topic = format!("ordo-bench-project-{run_id}");
     let prefix = format!("ordo-bench-{run_id}");
-    let mut redis = redis_views::connect(&args.redis_url)
+    let mut redis = ordo_read_model::connect(&args.redis_url)
         .await
         .with_context(|| format!("cannot reach Redis at {}", args.redis_url))?;
 

@@ -9,7 +9,7 @@
 use super::{histogram_buckets, quantile};
 use crate::cli::{GlobalArgs, RelayBenchArgs};
 use anyhow::{bail, Context};
-use ordo_command_api::db::{self, DbConfig};
+use ordo_common::db::{self, DbConfig};
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};
 use prometheus::Registry;
 use serde_json::json;

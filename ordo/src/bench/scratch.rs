@@ -6,10 +6,11 @@
 use crate::cli::GlobalArgs;
 use crate::serve::Platform;
 use anyhow::Context;
-use ordo_command_api::db;
+use ordo_common::db;
 use ordo_outbox_relay::RelayConfig;
-use ordo_projectors::{namespace, redis_views, ProjectorConfig};
+use ordo_projectors::ProjectorConfig;
 use ordo_query_api::QueryConfig;
+use ordo_read_model::namespace;
 use prometheus::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -84,7 +85,7 @@ impl ScratchPlatform {
         self.shutdown.cancel();
         self.server.await??;
         self.platform.stopped().await?;
-        let mut redis = redis_views::connect(&self.args.redis_url).await?;
+        let mut redis = ordo_read_model::connect(&self.args.redis_url).await?;
         namespace::delete(&mut redis, &self.args.redis_prefix).await?;
         Ok(())
     }

@@ -6,8 +6,8 @@
 use super::{measure, submit_job, PhaseResult};
 use crate::cli::{GlobalArgs, SubmitBenchArgs};
 use anyhow::{bail, Context};
-use ordo_command_api::db::{self, DbConfig};
 use ordo_command_api::{router, AppState};
+use ordo_common::db::{self, DbConfig};
 use ordo_domain::JobServices;
 use serde_json::Value;
 use std::sync::Arc;

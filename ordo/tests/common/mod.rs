@@ -10,8 +10,9 @@ pub mod platform;
 pub mod postgres;
 pub mod read_model;
 
-pub use ordo_command_api::testing::TestDb;
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};
+pub use ordo_testkit::stack::{kafka_brokers, unique};
+pub use ordo_testkit::TestDb;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -22,13 +23,13 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub fn kafka_brokers() -> String {
-    std::env::var("ORDO_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
-
-/// A name no other test run uses: `prefix` + 12 hex digits.
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", &Uuid::new_v4().simple().to_string()[..12])
+/// A command bus on `db` with the system clock and jitter.
+pub fn bus(db: &TestDb) -> ordo_command_api::JobCommandBus {
+    ordo_command_api::JobCommandBus::new(
+        db.pool.clone(),
+        ordo_domain::JobServices::system(),
+        std::sync::Arc::new(ordo_command_api::Metrics::new()),
+    )
 }
 
 /// One outbox row as the core writes it.

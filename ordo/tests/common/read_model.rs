@@ -5,8 +5,8 @@ use super::{kafka_brokers, unique};
 use ordo_common::kafka;
 use ordo_domain::EventEnvelope;
 use ordo_projectors::metrics::RecordOutcome;
-pub use ordo_projectors::testing::TestPrefix;
 use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
+pub use ordo_testkit::TestPrefix;
 use rdkafka::producer::FutureRecord;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -110,7 +110,7 @@ pub async fn write_histories(db: &super::TestDb, jobs: usize, concurrency: usize
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    let bus = Arc::new(db.bus());
+    let bus = Arc::new(super::bus(db));
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {

@@ -2,7 +2,7 @@
 //! Kafka: the store holds every event forever, the topic may not.
 //!
 //! Events are read in append order and applied with the same sequence-checked script as the
-//! live projector ([`RedisViews`]), so a replayed view is exactly what the projector would
+//! live projector ([`JobViews`]), so a replayed view is exactly what the projector would
 //! have built, and re-applying an event that is already there changes nothing. That is what
 //! makes the catch-up passes below safe: they may re-read generously.
 //!
@@ -14,25 +14,20 @@
 //!   re-applied.
 //! - [`run`] with [`Mode::DryRun`]: read and decode, write nothing.
 //! - [`verify`]: replay into a scratch namespace and list every difference from the live one
-//!   ([`verify::compare`]).
+//!   (`ordo_read_model::compare`).
 
 mod source;
-pub mod verify;
 
-use crate::redis_views::{Outcome, RedisViews};
-use crate::view::ViewUpdate;
-use crate::{keys, namespace};
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
-use ordo_domain::JobStatus;
+pub use ordo_read_model::Difference;
+use ordo_read_model::{compare, keys, namespace, ApplyOutcome, JobViews, ViewUpdate};
 use redis::aio::ConnectionManager;
-use redis::Script;
 use source::{EventSource, StoredEvent};
 use sqlx::PgPool;
 use std::collections::HashSet;
 use std::fmt;
 use std::time::{Duration, Instant};
-pub use verify::Difference;
 
 /// Which jobs a replay covers. A job is always replayed with its full history: a view needs
 /// every event from sequence 1.
@@ -280,8 +275,8 @@ pub async fn verify(
         source.close().await;
         progress.note(&format!("comparing namespace {live} with the replay"));
         let differences = match options.scope {
-            Scope::All => verify::compare(&mut redis, &live, &scratch).await?,
-            _ => verify::compare_jobs(&mut redis, &live, &scratch, &jobs).await?,
+            Scope::All => compare::compare(&mut redis, &live, &scratch).await?,
+            _ => compare::compare_jobs(&mut redis, &live, &scratch, &jobs).await?,
         };
         anyhow::Ok((writer.summary(&scratch), differences))
     }
@@ -468,11 +463,9 @@ impl Writer {
                 stats: Summary::default(),
             },
             applier: target.map(|(redis, namespace)| Applier {
-                views: RedisViews::new(redis.clone(), namespace),
-                connection: redis.clone(),
+                views: JobViews::new(redis.clone(), namespace),
                 forget,
                 catching_up: false,
-                forget_script: Script::new(include_str!("../lua/forget.lua")),
                 stats: Summary::default(),
             }),
         }
@@ -569,12 +562,9 @@ impl Decoder {
 
 /// Applies view updates in pipelines, counting the outcomes.
 struct Applier {
-    views: RedisViews,
-    /// For the forget script (the views' own connection is private to them).
-    connection: ConnectionManager,
+    views: JobViews,
     forget: bool,
     catching_up: bool,
-    forget_script: Script,
     stats: Summary,
 }
 
@@ -582,17 +572,16 @@ impl Applier {
     async fn apply(&mut self, updates: &[ViewUpdate], batch_size: usize) -> anyhow::Result<()> {
         for batch in updates.chunks(batch_size) {
             if self.forget {
-                let namespace = self.views.namespace();
-                forget(&mut self.connection, namespace, &self.forget_script, batch).await?;
+                self.views.forget(batch).await?;
             }
             let outcomes = self.views.apply(batch).await?;
             for (update, outcome) in batch.iter().zip(outcomes) {
                 match (outcome, self.catching_up) {
-                    (Outcome::Applied, false) => self.stats.applied += 1,
-                    (Outcome::Applied, true) => self.stats.caught_up_applied += 1,
-                    (Outcome::Duplicate, false) => self.stats.duplicates += 1,
-                    (Outcome::Duplicate, true) => {}
-                    (Outcome::Gap { last }, _) => self.stats.gaps.push(Gap {
+                    (ApplyOutcome::Applied, false) => self.stats.applied += 1,
+                    (ApplyOutcome::Applied, true) => self.stats.caught_up_applied += 1,
+                    (ApplyOutcome::Duplicate, false) => self.stats.duplicates += 1,
+                    (ApplyOutcome::Duplicate, true) => {}
+                    (ApplyOutcome::Gap { last }, _) => self.stats.gaps.push(Gap {
                         job_id: update.job_id.clone(),
                         sequence: update.sequence,
                         last,
@@ -601,50 +590,5 @@ impl Applier {
             }
         }
         Ok(())
-    }
-}
-
-/// Removes from the model every job whose first event is among `updates`, in one pipeline,
-/// before the updates themselves are applied.
-async fn forget(
-    connection: &mut ConnectionManager,
-    namespace: &str,
-    script: &Script,
-    updates: &[ViewUpdate],
-) -> redis::RedisResult<()> {
-    let mut pipe = redis::pipe();
-    for update in updates.iter().filter(|u| u.sequence == 1) {
-        let field = |name: &str| {
-            update
-                .set
-                .iter()
-                .find(|(f, _)| *f == name)
-                .map_or("", |(_, v)| v.as_str())
-        };
-        let cmd = pipe
-            .cmd("EVALSHA")
-            .arg(script.get_hash())
-            .arg(0)
-            .arg(namespace)
-            .arg(&update.job_id)
-            .arg(&update.tenant)
-            .arg(field("type"))
-            .arg(field("queue"))
-            .arg(JobStatus::ALL.len());
-        for status in JobStatus::ALL {
-            cmd.arg(status.as_str());
-        }
-        cmd.arg(update.labels.len()).arg(&update.labels).ignore();
-    }
-    if pipe.cmd_iter().next().is_none() {
-        return Ok(());
-    }
-    match pipe.query_async::<()>(connection).await {
-        // A restarted Redis forgets loaded scripts: load it again, once.
-        Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
-            script.prepare_invoke().load_async(connection).await?;
-            pipe.query_async(connection).await
-        }
-        other => other,
     }
 }

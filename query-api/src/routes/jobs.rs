@@ -139,7 +139,7 @@ impl Filters {
         })
     }
 
-    /// The index suffix of every filter (see `ordo_projectors::keys`); `all` without filters.
+    /// The index suffix of every filter (see `ordo_read_model::keys`); `all` without filters.
     fn indexes(&self) -> Vec<String> {
         let mut indexes: Vec<String> = self
             .status

@@ -1,7 +1,7 @@
 //! Shared helpers of the black-box tests: every test runs the query API on an ephemeral port
 //! against the real Redis of `ORDO_REDIS_URL` (default: the local stack), under a key prefix of
 //! its own that is deleted (SCAN + DEL) when the test ends; views are written the way the
-//! projector writes them, from domain events through `ViewUpdate` and `RedisViews`.
+//! projector writes them, from domain events through `ViewUpdate` and `JobViews`.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use chrono::{DateTime, Duration, Utc};
@@ -9,23 +9,22 @@ use ordo_domain::spec::{
     JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs, WorkerId,
 };
 use ordo_domain::{CommandMetadata, EventEnvelope, JobEvent, JobSpec, RetryPolicy};
-use ordo_projectors::{RedisViews, ViewUpdate};
 use ordo_query_api::{QueryConfig, QueryState};
+use ordo_read_model::{JobViews, ViewUpdate};
 use redis::aio::ConnectionManager;
-use reqwest::header::CONTENT_TYPE;
-use reqwest::Response;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const TENANT: &str = "acme";
-pub const PROBLEM_JSON: &str = "application/problem+json";
 
-pub use ordo_projectors::testing::{redis_url, TestPrefix};
+use ordo_testkit::http::{client, serve};
+pub use ordo_testkit::stack::redis_url;
+pub use ordo_testkit::TestPrefix;
 
 pub async fn connect(url: &str) -> ConnectionManager {
-    ConnectionManager::new(redis::Client::open(url).expect("redis url"))
+    ordo_read_model::connect(url)
         .await
         .expect("Redis of the local stack is reachable (run `make services`)")
 }
@@ -104,14 +103,14 @@ impl TestApp {
     }
 
     pub async fn apply_in(&self, namespace: &str, updates: &[ViewUpdate]) {
-        let outcomes = RedisViews::new(self.redis.clone(), namespace)
+        let outcomes = JobViews::new(self.redis.clone(), namespace)
             .apply(updates)
             .await
             .expect("views applied");
         assert!(
             outcomes
                 .iter()
-                .all(|o| *o == ordo_projectors::Outcome::Applied),
+                .all(|o| *o == ordo_read_model::ApplyOutcome::Applied),
             "{outcomes:?}"
         );
     }
@@ -121,24 +120,6 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
     }
-}
-
-pub async fn serve(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("ephemeral port");
-    let url = format!("http://{}", listener.local_addr().expect("bound"));
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("server runs");
-    });
-    (url, server)
-}
-
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(20))
-        .build()
-        .expect("client")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,43 +222,6 @@ pub fn updates(
 // ---------------------------------------------------------------------------------------------
 // Answers
 // ---------------------------------------------------------------------------------------------
-
-pub fn content_type(resp: &Response) -> String {
-    resp.headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
-}
-
-pub async fn send(request: reqwest::RequestBuilder) -> Response {
-    request.send().await.expect("request sent")
-}
-
-/// Asserts a JSON answer with `status` and returns its body.
-pub async fn success(resp: Response, status: u16) -> Value {
-    let got = resp.status().as_u16();
-    let ct = content_type(&resp);
-    let text = resp.text().await.expect("body");
-    assert_eq!(got, status, "unexpected status; body: {text}");
-    assert!(ct.starts_with("application/json"), "content type {ct:?}");
-    serde_json::from_str(&text).expect("body is JSON")
-}
-
-/// Asserts a problem+json answer with `status` and `type` `/problems/{kind}`, with a non-empty
-/// `detail`, and returns its document.
-pub async fn problem_of(resp: Response, status: u16, kind: &str) -> Value {
-    let got = resp.status().as_u16();
-    let ct = content_type(&resp);
-    let text = resp.text().await.expect("problem body");
-    assert_eq!(got, status, "unexpected status; body: {text}");
-    assert_eq!(ct, PROBLEM_JSON, "content type of a {status}; body: {text}");
-    let body: Value = serde_json::from_str(&text).expect("problem body is JSON");
-    assert_eq!(body["status"], status, "{body}");
-    assert_eq!(body["type"], format!("/problems/{kind}"), "{body}");
-    assert!(!body["detail"].as_str().unwrap_or("").is_empty(), "{body}");
-    body
-}
 
 /// The ids of a list answer.
 pub fn ids(page: &Value) -> Vec<String> {

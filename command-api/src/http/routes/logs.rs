@@ -12,9 +12,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use ordo_common::worker_protocol::{LogLine, LogRequest};
 use ordo_domain::spec::{check_storable_json, check_storable_text, WorkerId};
 use ordo_domain::{Job, JobError, JobStatus, ValidationError};
+use ordo_protocol::worker::{LogLine, LogRequest};
 use serde::Serialize;
 
 const MAX_LINES: usize = 1000;

@@ -13,19 +13,19 @@ use axum::{Json, Router};
 use chrono::{DateTime, Duration as Span, Utc};
 use futures::future;
 use futures::stream::{self, StreamExt};
-use ordo_common::worker_protocol::{
+use ordo_domain::spec::{check_storable_json, check_text, QueueName, WorkerId};
+use ordo_domain::{JobCommand, JobError, JobStatus, ValidationError};
+use ordo_protocol::worker::{
     ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
     HeartbeatResponse, ReleaseRequest, LEASE_MS, MAX_CLAIM_JOBS, MAX_CLAIM_WAIT_MS,
 };
-use ordo_domain::spec::{check_storable_json, check_text, QueueName, WorkerId};
-use ordo_domain::{JobCommand, JobError, JobStatus, ValidationError};
-use ordo_projectors::dispatch::Claim;
-use ordo_projectors::namespace;
+use ordo_read_model::namespace;
+use ordo_read_model::Claim;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// How often an empty long-poll looks again without a wake-up (see
-/// [`ordo_projectors::dispatch::ReadyWakeups`]): for delayed jobs and retries falling due, which
+/// [`ordo_read_model::ReadyWakeups`]): for delayed jobs and retries falling due, which
 /// nothing announces, and for wake-ups lost to a reconnect.
 const FALLBACK_POLL: Duration = Duration::from_millis(50);
 /// Characters of a worker's error or release reason.

@@ -5,39 +5,31 @@ use chrono::{DateTime, Duration, Utc};
 use ordo_domain::spec::WorkerId;
 use ordo_domain::spec::{JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs};
 use ordo_domain::{EventEnvelope, JobEvent, JobSpec, RetryPolicy};
-use ordo_projectors::{keys, Outcome, RedisViews, ViewUpdate};
+use ordo_read_model::{keys, ApplyOutcome, JobViews, ViewUpdate};
+use ordo_testkit::TestPrefix;
 use redis::AsyncCommands;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-fn redis_url() -> String {
-    std::env::var("ORDO_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
+/// Job views in a namespace of their own (the test's key prefix), deleted afterwards.
 struct TestRedis {
-    views: RedisViews,
+    views: JobViews,
     namespace: String,
+    keys: TestPrefix,
 }
 
 impl TestRedis {
     async fn new() -> Self {
-        let url = redis_url();
-        let client = redis::Client::open(url).expect("redis url");
-        let connection = redis::aio::ConnectionManager::new(client)
-            .await
-            .expect("Redis of the local stack is reachable (run `make services`)");
-        let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
+        let keys = TestPrefix::new().await;
         Self {
-            views: RedisViews::new(connection, &namespace),
-            namespace,
+            views: JobViews::new(keys.redis.clone(), &keys.prefix),
+            namespace: keys.prefix.clone(),
+            keys,
         }
     }
 
     async fn connection(&self) -> redis::aio::ConnectionManager {
-        let url = redis_url();
-        redis::aio::ConnectionManager::new(redis::Client::open(url).unwrap())
-            .await
-            .unwrap()
+        self.keys.redis.clone()
     }
 
     /// Every key of the namespace with its full content, for before/after comparisons.
@@ -87,24 +79,6 @@ impl TestRedis {
 
     async fn zset(&self, key: String) -> Vec<String> {
         self.connection().await.zrange(key, 0, -1).await.unwrap()
-    }
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        let namespace = self.namespace.clone();
-        let _ = std::thread::spawn(move || {
-            let url = redis_url();
-            let mut c = redis::Client::open(url)?.get_connection()?;
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{namespace}:*"))
-                .query(&mut c)?;
-            if !keys.is_empty() {
-                redis::cmd("DEL").arg(keys).query::<()>(&mut c)?;
-            }
-            Ok::<_, redis::RedisError>(())
-        })
-        .join();
     }
 }
 
@@ -196,7 +170,7 @@ async fn a_lifecycle_builds_the_view_indexes_and_counters() {
         .await
         .unwrap();
     assert!(
-        outcomes.iter().all(|o| *o == Outcome::Applied),
+        outcomes.iter().all(|o| *o == ApplyOutcome::Applied),
         "{outcomes:?}"
     );
 
@@ -265,7 +239,7 @@ async fn duplicates_and_redeliveries_change_nothing() {
     again.reverse();
     let outcomes = redis.views.apply(&again).await.unwrap();
     assert!(
-        outcomes.iter().all(|o| *o == Outcome::Duplicate),
+        outcomes.iter().all(|o| *o == ApplyOutcome::Duplicate),
         "{outcomes:?}"
     );
     assert_eq!(redis.snapshot().await, before);
@@ -276,7 +250,10 @@ async fn duplicates_and_redeliveries_change_nothing() {
         .flat_map(|u| [u.clone(), u.clone()])
         .collect();
     let outcomes = redis.views.apply(&doubled).await.unwrap();
-    assert_eq!(outcomes, [Outcome::Applied, Outcome::Duplicate].repeat(3),);
+    assert_eq!(
+        outcomes,
+        [ApplyOutcome::Applied, ApplyOutcome::Duplicate].repeat(3),
+    );
     let mut once = TestRedis::new().await;
     once.views.apply(&all).await.unwrap();
     let strip = |s: BTreeMap<String, String>, ns: &str| -> BTreeMap<String, String> {
@@ -299,7 +276,7 @@ async fn a_gap_is_refused_and_reported() {
     redis.views.apply(&all[..1]).await.unwrap();
     let before = redis.snapshot().await;
     let outcomes = redis.views.apply(&all[2..3]).await.unwrap();
-    assert_eq!(outcomes, [Outcome::Gap { last: 1 }]);
+    assert_eq!(outcomes, [ApplyOutcome::Gap { last: 1 }]);
     assert_eq!(redis.snapshot().await, before);
 }
 

@@ -1,12 +1,5 @@
-//! Test support shared by the integration tests of every crate (feature `test-support`): a
-//! Redis key prefix per test on the real Redis of `ORDO_REDIS_URL`.
-
-use crate::redis_views;
+use crate::stack::redis_url;
 use redis::aio::ConnectionManager;
-
-pub fn redis_url() -> String {
-    std::env::var("ORDO_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
 
 /// A key prefix only this test uses, with a connection; on drop every key starting with the
 /// prefix is deleted (its namespaces `{prefix}` and `{prefix}.*` and the pointer).
@@ -17,15 +10,26 @@ pub struct TestPrefix {
 
 impl TestPrefix {
     pub async fn new() -> Self {
-        let redis = redis_views::connect(&redis_url())
-            .await
-            .expect("Redis of the local stack is reachable (run `make services`)");
+        let redis = connect().await;
         let id = uuid::Uuid::new_v4().simple().to_string();
         Self {
             prefix: format!("ordo-test-{}", &id[..16]),
             redis,
         }
     }
+
+    /// A client of the same Redis (for subscriptions).
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(redis_url()).expect("valid Redis url")
+    }
+}
+
+/// A connection to the local stack's Redis.
+async fn connect() -> ConnectionManager {
+    let client = redis::Client::open(redis_url()).expect("valid Redis url");
+    ConnectionManager::new(client)
+        .await
+        .expect("Redis of the local stack is reachable (run `make services`)")
 }
 
 impl Drop for TestPrefix {

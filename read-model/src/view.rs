@@ -1,5 +1,5 @@
 //! What one event changes in the Redis read model, computed from the event alone (pure). The
-//! Lua script in `redis_views.rs` applies it, reading from the job's hash what the event does
+//! Lua script of `views.rs` applies it, reading from the job's hash what the event does
 //! not carry (its previous status, type, queue and priority).
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -7,7 +7,7 @@ use ordo_domain::{EventEnvelope, JobEvent, JobStatus};
 
 /// Where the job stands in the dispatch model of its (tenant, queue) after the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dispatch {
+pub enum Placement {
     /// The event does not move the job between dispatch sets.
     Keep,
     /// In none of them (finished, failed awaiting its retry decision, dead-lettered).
@@ -20,7 +20,7 @@ pub enum Dispatch {
     Running(i64),
 }
 
-impl Dispatch {
+impl Placement {
     /// The (kind, time) pair the Lua script reads.
     pub fn wire(self) -> (&'static str, i64) {
         match self {
@@ -46,7 +46,7 @@ pub struct ViewUpdate {
     pub clear: Vec<&'static str>,
     /// `key=value` of each label; only on the first event, which creates the indexes.
     pub labels: Vec<String>,
-    pub dispatch: Dispatch,
+    pub placement: Placement,
 }
 
 fn time(at: &DateTime<Utc>) -> String {
@@ -65,7 +65,7 @@ impl ViewUpdate {
             set: Vec::new(),
             clear: Vec::new(),
             labels: Vec::new(),
-            dispatch: Dispatch::Keep,
+            placement: Placement::Keep,
         };
         match event {
             JobEvent::JobSubmitted { spec, submitted_at } => {
@@ -75,9 +75,9 @@ impl ViewUpdate {
                 } else {
                     JobStatus::Queued
                 });
-                update.dispatch = match delayed {
-                    Some(run_at) => Dispatch::Scheduled(run_at.timestamp_millis()),
-                    None => Dispatch::Ready(submitted_at.timestamp_millis()),
+                update.placement = match delayed {
+                    Some(run_at) => Placement::Scheduled(run_at.timestamp_millis()),
+                    None => Placement::Ready(submitted_at.timestamp_millis()),
                 };
                 update.set = vec![
                     ("tenant", spec.tenant.as_str().to_owned()),
@@ -106,7 +106,7 @@ impl ViewUpdate {
             }
             JobEvent::JobQueued { at } => {
                 update.status = Some(JobStatus::Queued);
-                update.dispatch = Dispatch::Ready(at.timestamp_millis());
+                update.placement = Placement::Ready(at.timestamp_millis());
                 update.set = vec![("queued_at", time(at))];
                 update.clear = vec!["next_attempt_at"];
             }
@@ -117,7 +117,7 @@ impl ViewUpdate {
                 at,
             } => {
                 update.status = Some(JobStatus::Running);
-                update.dispatch = Dispatch::Running(lease_expires_at.timestamp_millis());
+                update.placement = Placement::Running(lease_expires_at.timestamp_millis());
                 update.set = vec![
                     ("attempt", attempt.to_string()),
                     ("worker_id", worker_id.as_str().to_owned()),
@@ -127,25 +127,25 @@ impl ViewUpdate {
             }
             JobEvent::JobCompleted { result, at, .. } => {
                 update.status = Some(JobStatus::Completed);
-                update.dispatch = Dispatch::Out;
+                update.placement = Placement::Out;
                 update.set = vec![("result", result.to_string()), ("finished_at", time(at))];
                 update.clear = vec!["lease_expires_at"];
             }
             JobEvent::JobFailed { error, .. } => {
                 update.status = Some(JobStatus::Failed);
-                update.dispatch = Dispatch::Out;
+                update.placement = Placement::Out;
                 update.set = vec![("last_error", error.clone())];
                 update.clear = vec!["lease_expires_at"];
             }
             JobEvent::JobLeaseExtended {
                 lease_expires_at, ..
             } => {
-                update.dispatch = Dispatch::Running(lease_expires_at.timestamp_millis());
+                update.placement = Placement::Running(lease_expires_at.timestamp_millis());
                 update.set = vec![("lease_expires_at", time(lease_expires_at))];
             }
             JobEvent::JobLeaseExpired { .. } => {
                 update.status = Some(JobStatus::Failed);
-                update.dispatch = Dispatch::Out;
+                update.placement = Placement::Out;
                 update.set = vec![("last_error", "lease expired".into())];
                 update.clear = vec!["lease_expires_at"];
             }
@@ -153,12 +153,12 @@ impl ViewUpdate {
                 next_attempt_at, ..
             } => {
                 update.status = Some(JobStatus::Retrying);
-                update.dispatch = Dispatch::Scheduled(next_attempt_at.timestamp_millis());
+                update.placement = Placement::Scheduled(next_attempt_at.timestamp_millis());
                 update.set = vec![("next_attempt_at", time(next_attempt_at))];
             }
             JobEvent::JobDeadLettered { reason, at } => {
                 update.status = Some(JobStatus::DeadLetter);
-                update.dispatch = Dispatch::Out;
+                update.placement = Placement::Out;
                 update.set = vec![
                     ("dead_letter_reason", reason.clone()),
                     ("finished_at", time(at)),
@@ -166,13 +166,13 @@ impl ViewUpdate {
             }
             JobEvent::JobCancelled { reason, at, .. } => {
                 update.status = Some(JobStatus::Cancelled);
-                update.dispatch = Dispatch::Out;
+                update.placement = Placement::Out;
                 update.set = vec![("cancel_reason", reason.clone()), ("finished_at", time(at))];
                 update.clear = vec!["lease_expires_at", "next_attempt_at"];
             }
             JobEvent::JobReleased { attempt, at, .. } => {
                 update.status = Some(JobStatus::Queued);
-                update.dispatch = Dispatch::Ready(at.timestamp_millis());
+                update.placement = Placement::Ready(at.timestamp_millis());
                 update.set = vec![
                     ("attempt", attempt.saturating_sub(1).to_string()),
                     ("queued_at", time(at)),

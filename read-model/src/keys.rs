@@ -23,7 +23,7 @@
 //! | `{ns}:queues` | set | `{tenant}:{queue}` of every queue seen |
 //!
 //! Beside the keys, the channel `{prefix}:wake` carries `{tenant}:{queue}` each time the live
-//! projector puts a job in a ready set (see [`crate::dispatch::ReadyWakeups`]).
+//! projector puts a job in a ready set (see [`crate::wakeups::ReadyWakeups`]).
 
 pub const DEFAULT_PREFIX: &str = "ordo";
 

@@ -1,14 +1,6 @@
-//! Test support shared by the integration tests of every crate (feature `test-support`): a
-//! scratch database per test on the real PostgreSQL of `ORDO_DATABASE_URL`.
-
-use crate::db::{self, DbConfig};
-use crate::JobCommandBus;
+use crate::stack::database_url;
+use ordo_common::db::{self, DbConfig};
 use sqlx::PgPool;
-
-pub fn base_database_url() -> String {
-    std::env::var("ORDO_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/ordo".to_owned())
-}
 
 /// A migrated database that only this test uses; dropped when the value is dropped.
 pub struct TestDb {
@@ -20,20 +12,11 @@ pub struct TestDb {
 impl TestDb {
     pub async fn new() -> Self {
         let name = format!("ordo_test_{}", uuid::Uuid::new_v4().simple());
-        let url = db::scratch_database(&base_database_url(), &name)
+        let url = db::scratch_database(&database_url(), &name)
             .await
             .expect("PostgreSQL of the local stack is reachable (run `make services`)");
         let pool = db::connect(&DbConfig::new(url.clone())).expect("valid url");
         Self { name, url, pool }
-    }
-
-    /// A command bus on this database with the system clock and jitter.
-    pub fn bus(&self) -> JobCommandBus {
-        JobCommandBus::new(
-            self.pool.clone(),
-            ordo_domain::JobServices::system(),
-            std::sync::Arc::new(crate::Metrics::new()),
-        )
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

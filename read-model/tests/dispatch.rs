@@ -7,9 +7,10 @@ use futures::FutureExt;
 use ordo_domain::sample;
 use ordo_domain::spec::{Priority, QueueName, TenantId, WorkerId};
 use ordo_domain::{CommandMetadata, EventEnvelope, JobEvent};
-use ordo_projectors::dispatch::{Claim, Dispatch, ReadyWakeups};
-use ordo_projectors::testing::{redis_url, TestPrefix};
-use ordo_projectors::{keys, RedisViews, ViewUpdate};
+use ordo_read_model::{keys, JobViews, ViewUpdate};
+use ordo_read_model::{Claim, DispatchQueues, ReadyWakeups};
+use ordo_testkit::stack::redis_url;
+use ordo_testkit::TestPrefix;
 use redis::AsyncCommands;
 use std::collections::HashSet;
 use std::pin::pin;
@@ -27,14 +28,14 @@ fn queues() -> Vec<String> {
 /// Writes the events of job `id` (numbered from 1) into the prefix's namespace.
 async fn project(prefix: &TestPrefix, id: &str, events: &[JobEvent]) {
     project_with(
-        RedisViews::new(prefix.redis.clone(), &prefix.prefix),
+        JobViews::new(prefix.redis.clone(), &prefix.prefix),
         id,
         events,
     )
     .await
 }
 
-async fn project_with(mut views: RedisViews, id: &str, events: &[JobEvent]) {
+async fn project_with(mut views: JobViews, id: &str, events: &[JobEvent]) {
     let updates: Vec<ViewUpdate> = events
         .iter()
         .enumerate()
@@ -69,7 +70,7 @@ fn submitted(priority: i64, at: i64, run_at: Option<i64>) -> JobEvent {
 
 /// Claims at `t(now)`.
 async fn claim(prefix: &TestPrefix, max: usize, now: i64) -> Vec<Claim> {
-    Dispatch::new(prefix.redis.clone())
+    DispatchQueues::new(prefix.redis.clone())
         .claim(
             &prefix.prefix,
             "acme",
@@ -162,7 +163,7 @@ async fn a_released_claim_is_claimable_again() {
     project(&prefix, "job", &[submitted(4, 0, None)]).await;
     let claims = claim(&prefix, 1, 10).await;
     assert_eq!(ids(&claims), ["job"]);
-    Dispatch::new(prefix.redis.clone())
+    DispatchQueues::new(prefix.redis.clone())
         .release(&prefix.prefix, "acme", &claims[0], 0)
         .await
         .unwrap();
@@ -182,7 +183,7 @@ async fn concurrent_claimers_never_get_the_same_job() {
     }
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
-        let mut dispatch = Dispatch::new(prefix.redis.clone());
+        let mut dispatch = DispatchQueues::new(prefix.redis.clone());
         let namespace = prefix.prefix.clone();
         tasks.spawn(async move {
             let mut mine = Vec::new();
@@ -225,7 +226,7 @@ async fn a_job_made_ready_wakes_the_claims_waiting_on_its_queue() {
     let mut not_woken = pin!(other.notified());
     not_woken.as_mut().enable();
 
-    let views = RedisViews::new(prefix.redis.clone(), &prefix.prefix).waking_claims(&prefix.prefix);
+    let views = JobViews::new(prefix.redis.clone(), &prefix.prefix).waking_claims(&prefix.prefix);
     project_with(views, "j1", &[submitted(0, 0, None)]).await;
 
     tokio::time::timeout(std::time::Duration::from_secs(10), woken)

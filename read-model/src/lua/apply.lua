@@ -76,7 +76,7 @@ if dkind ~= 'keep' then
   redis.call('ZREM', ns .. ':scheduled' .. suffix, id)
   redis.call('ZREM', ns .. ':running' .. suffix, id)
   if dkind == 'ready' then
-    redis.call('ZADD', ns .. ':ready' .. suffix, (9 - tonumber(priority or '0')) * 1e13 + dms, id)
+    redis.call('ZADD', ns .. ':ready' .. suffix, ready_score(priority, dms), id)
     if wake ~= '' then redis.call('PUBLISH', wake, tenant .. ':' .. queue) end
   elseif dkind == 'scheduled' or dkind == 'running' then
     redis.call('ZADD', ns .. ':' .. dkind .. suffix, dms, id)

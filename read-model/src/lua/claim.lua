@@ -16,9 +16,9 @@ for q = 6, #ARGV do
   local due = redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'WITHSCORES', 'LIMIT', 0, left)
   for i = 1, #due, 2 do
     local id, at = due[i], tonumber(due[i + 1])
-    local priority = tonumber(redis.call('HGET', ns .. ':job:' .. id, 'priority') or '0')
+    local priority = redis.call('HGET', ns .. ':job:' .. id, 'priority')
     redis.call('ZREM', scheduled, id)
-    redis.call('ZADD', ready, (9 - priority) * 1e13 + at, id)
+    redis.call('ZADD', ready, ready_score(priority, at), id)
   end
   local popped = redis.call('ZPOPMIN', ready, left)
   for i = 1, #popped, 2 do

@@ -1,0 +1,12 @@
+//! What a worker (Ordo's own runtime, or a user's binary embedding it) shares with the server,
+//! kept to serde, chrono, uuid and rand so that embedding a worker builds nothing heavier:
+//!
+//! - [`worker`]: the JSON of the worker protocol and its bounds (lease, claim size, claim wait);
+//! - [`tenant`]: the header that names the tenant of a request;
+//! - [`backoff`]: exponential backoff with jitter for every retry loop.
+
+pub mod backoff;
+pub mod tenant;
+pub mod worker;
+
+pub use backoff::Backoff;

@@ -19,34 +19,34 @@ async fn a_read_with_the_commands_sequence_returns_the_state_the_command_made() 
     let api = dev.api();
 
     let id = api
-        .submit(&json!({"type": "report.build", "queue": "reports", "labels": {"team": "data"}}))
+        .submit_job(&json!({"type": "report.build", "queue": "reports", "labels": {"team": "data"}}))
         .await;
     // The consumer group forms within seconds; the read waits for it (up to 20 s here).
     let view = api
-        .get(&format!("/api/v1/jobs/{id}?min_sequence=1&wait_ms=20000"))
+        .get_json(&format!("/api/v1/jobs/{id}?min_sequence=1&wait_ms=20000"))
         .await;
     assert_eq!(view["status"], "QUEUED", "{view}");
     assert_eq!(view["sequence"], 1);
     assert_eq!(view["queue"], "reports");
 
     let cancelled = api
-        .post(
+        .post_ok(
             &format!("/api/v1/jobs/{id}/cancel"),
             &json!({"reason": "not needed"}),
         )
         .await;
     let sequence = cancelled["sequence"].as_u64().unwrap();
     let view = api
-        .get(&format!("/api/v1/jobs/{id}?min_sequence={sequence}"))
+        .get_json(&format!("/api/v1/jobs/{id}?min_sequence={sequence}"))
         .await;
     assert_eq!(view["status"], "CANCELLED", "{view}");
     assert_eq!(view["sequence"], sequence);
     assert_eq!(view["cancel_reason"], "not needed");
 
     // The same port serves the query side's lists and counts.
-    let stats = api.get("/api/v1/stats").await;
+    let stats = api.get_json("/api/v1/stats").await;
     assert_eq!(stats["by_status"]["CANCELLED"], 1, "{stats}");
-    let queues = api.get("/api/v1/queues").await;
+    let queues = api.get_json("/api/v1/queues").await;
     assert!(queues.to_string().contains("reports"), "{queues}");
 }
 
@@ -61,13 +61,13 @@ async fn the_dev_worker_runs_jobs_retries_them_and_dead_letters() {
     let wait = Duration::from_secs(30);
 
     let done = api
-        .submit(&json!({"type": "sleep", "payload": {"ms": 10}}))
+        .submit_job(&json!({"type": "sleep", "payload": {"ms": 10}}))
         .await;
     let retried = api
-        .submit(&json!({"type": "fail", "payload": {"times": 1}}))
+        .submit_job(&json!({"type": "fail", "payload": {"times": 1}}))
         .await;
     let dead = api
-        .submit(&json!({"type": "fail", "payload": {"times": 1, "retryable": false}}))
+        .submit_job(&json!({"type": "fail", "payload": {"times": 1, "retryable": false}}))
         .await;
     let view = api.wait_for_status(&done, "COMPLETED", wait).await;
     assert_eq!(view["attempt"], 1, "{view}");

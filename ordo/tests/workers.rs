@@ -62,7 +62,7 @@ async fn three_workers_run_ten_thousand_jobs_and_each_attempt_starts_once() {
                 } else {
                     json!({"type": "noop"})
                 };
-                (api.submit(&job).await, fails)
+                (api.submit_job(&job).await, fails)
             }
         })
         .buffer_unordered(32)
@@ -135,13 +135,13 @@ async fn three_workers_run_ten_thousand_jobs_and_each_attempt_starts_once() {
     );
 
     // And the read side agrees.
-    let mut stats = api.get("/api/v1/stats").await;
+    let mut stats = api.get_json("/api/v1/stats").await;
     for _ in 0..100 {
         if stats["by_status"]["COMPLETED"] == JOBS {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        stats = api.get("/api/v1/stats").await;
+        stats = api.get_json("/api/v1/stats").await;
     }
     assert_eq!(stats["by_status"]["COMPLETED"], JOBS, "{stats}");
     assert_eq!(stats["total"], JOBS, "{stats}");
@@ -186,11 +186,11 @@ async fn permanent_and_exhausted_failures_dead_letter_and_a_requeue_completes_th
     let url = downstream.serve().await;
 
     let permanent = api
-        .submit(&json!({"type": "http", "max_attempts": 3,
+        .submit_job(&json!({"type": "http", "max_attempts": 3,
             "payload": {"url": format!("{url}/{}", Downstream::PERMANENT)}}))
         .await;
     let exhausted = api
-        .submit(&json!({"type": "http", "max_attempts": 2,
+        .submit_job(&json!({"type": "http", "max_attempts": 2,
             "payload": {"url": format!("{url}/{}", Downstream::FLAKY)}}))
         .await;
     let view = api.wait_for_status(&permanent, "DEAD_LETTER", WAIT).await;
@@ -205,7 +205,7 @@ async fn permanent_and_exhausted_failures_dead_letter_and_a_requeue_completes_th
     downstream.set(Downstream::PERMANENT, 200);
     downstream.set(Downstream::FLAKY, 200);
     for id in [&permanent, &exhausted] {
-        api.post(&format!("/api/v1/jobs/{id}/requeue"), &json!({}))
+        api.post_ok(&format!("/api/v1/jobs/{id}/requeue"), &json!({}))
             .await;
     }
     for id in [&permanent, &exhausted] {
@@ -238,14 +238,14 @@ async fn a_job_whose_worker_is_killed_is_retried_once_after_its_lease_and_comple
     let api = dev.api();
 
     let id = api
-        .submit(&json!({"type": "sleep", "payload": {"ms": 2500}}))
+        .submit_job(&json!({"type": "sleep", "payload": {"ms": 2500}}))
         .await;
     let view = api.wait_for_status(&id, "RUNNING", WAIT).await;
     assert_eq!(view["worker_id"], doomed.id.as_str());
     // Heartbeats keep the 1 s lease alive past its first end.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        api.get(&format!("/api/v1/jobs/{id}")).await["status"],
+        api.get_json(&format!("/api/v1/jobs/{id}")).await["status"],
         "RUNNING"
     );
     doomed.kill_hard();
@@ -289,10 +289,10 @@ async fn cancelling_a_running_sleep_job_stops_it_on_the_worker() {
     let api = dev.api();
 
     let id = api
-        .submit(&json!({"type": "sleep", "payload": {"ms": 600_000}}))
+        .submit_job(&json!({"type": "sleep", "payload": {"ms": 600_000}}))
         .await;
     api.wait_for_status(&id, "RUNNING", WAIT).await;
-    api.post(
+    api.post_ok(
         &format!("/api/v1/jobs/{id}/cancel"),
         &json!({"reason": "not needed"}),
     )
@@ -310,7 +310,7 @@ async fn cancelling_a_running_sleep_job_stops_it_on_the_worker() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(stopped, 1.0, "the worker stopped the sleep");
-    let next = api.submit(&json!({"type": "noop"})).await;
+    let next = api.submit_job(&json!({"type": "noop"})).await;
     api.wait_for_status(&next, "COMPLETED", WAIT).await;
     let history = events(&db.pool, Some(&id)).await;
     assert!(of_type(&history, "JobCompleted").is_empty());
@@ -332,13 +332,13 @@ async fn higher_priority_jobs_start_first_and_a_delayed_job_waits_for_its_time()
     for i in 0..20u64 {
         let priority = (i * 7) % 10;
         let id = api
-            .submit(&json!({"type": "noop", "priority": priority}))
+            .submit_job(&json!({"type": "noop", "priority": priority}))
             .await;
         submitted.push((id, priority));
     }
     for (id, _) in &submitted {
         let view = api
-            .get(&format!("/api/v1/jobs/{id}?min_sequence=1&wait_ms=20000"))
+            .get_json(&format!("/api/v1/jobs/{id}?min_sequence=1&wait_ms=20000"))
             .await;
         assert_eq!(view["status"], "QUEUED", "{view}");
     }
@@ -356,15 +356,17 @@ async fn higher_priority_jobs_start_first_and_a_delayed_job_waits_for_its_time()
 
     // A job due in 3 s, then one due now: the later-submitted one runs first.
     let run_at = Utc::now() + chrono::Duration::seconds(3);
-    let delayed = api.submit(&json!({"type": "noop", "run_at": run_at})).await;
+    let delayed = api
+        .submit_job(&json!({"type": "noop", "run_at": run_at}))
+        .await;
     assert_eq!(
-        api.get(&format!(
+        api.get_json(&format!(
             "/api/v1/jobs/{delayed}?min_sequence=1&wait_ms=20000"
         ))
         .await["status"],
         "PENDING"
     );
-    let now = api.submit(&json!({"type": "noop"})).await;
+    let now = api.submit_job(&json!({"type": "noop"})).await;
     api.wait_for_status(&now, "COMPLETED", WAIT).await;
     api.wait_for_status(&delayed, "COMPLETED", WAIT).await;
     let started = of_type(&events(&db.pool, Some(&delayed)).await, "JobStarted")[0].clone();
@@ -389,11 +391,11 @@ async fn on_sigterm_a_worker_finishes_short_jobs_and_releases_the_rest() {
     let api = dev.api();
 
     let short = api
-        .submit(&json!({"type": "sleep", "payload": {"ms": 700}}))
+        .submit_job(&json!({"type": "sleep", "payload": {"ms": 700}}))
         .await;
     // One attempt only: a release must not spend it.
     let long = api
-        .submit(&json!({"type": "sleep", "payload": {"ms": 600_000}, "max_attempts": 1}))
+        .submit_job(&json!({"type": "sleep", "payload": {"ms": 600_000}, "max_attempts": 1}))
         .await;
     api.wait_for_status(&short, "RUNNING", WAIT).await;
     api.wait_for_status(&long, "RUNNING", WAIT).await;

@@ -7,6 +7,7 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use common::*;
 use ordo_read_model::namespace;
+use ordo_testkit::events::{completed, retried_lifecycle, spec, started, submitted};
 use ordo_testkit::http::{content_type, problem_of, send, success};
 use serde_json::{json, Value};
 use std::collections::HashSet;

@@ -8,6 +8,7 @@ use common::*;
 use ordo_command_api::{ApiConfig, AppState};
 use ordo_domain::JobServices;
 use ordo_query_api::{QueryConfig, QueryState};
+use ordo_testkit::events::{spec, submitted};
 use ordo_testkit::http::{client, problem_of, send, serve, success};
 
 #[tokio::test]

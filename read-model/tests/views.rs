@@ -2,10 +2,10 @@
 //! every test writes under its own namespace and deletes it afterwards.
 
 use chrono::{DateTime, Duration, Utc};
-use ordo_domain::spec::WorkerId;
 use ordo_domain::spec::{JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs};
-use ordo_domain::{EventEnvelope, JobEvent, JobSpec, RetryPolicy};
+use ordo_domain::{JobEvent, JobSpec, RetryPolicy};
 use ordo_read_model::{keys, ApplyOutcome, JobViews, ViewUpdate};
+use ordo_testkit::events::{envelopes, retried_lifecycle};
 use ordo_testkit::TestPrefix;
 use redis::AsyncCommands;
 use serde_json::json;
@@ -97,67 +97,18 @@ fn spec(priority: i64, run_at: Option<DateTime<Utc>>) -> JobSpec {
     }
 }
 
-/// Updates for `events` of job `id`, numbered from 1.
+/// Updates for `events` of job `id` of tenant `acme`, numbered from 1.
 fn updates(id: &str, start: DateTime<Utc>, events: Vec<JobEvent>) -> Vec<ViewUpdate> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, event)| {
-            let envelope = EventEnvelope {
-                event_id: uuid::Uuid::now_v7(),
-                job_id: id.to_owned(),
-                tenant: "acme".into(),
-                sequence: i as u64 + 1,
-                event_type: event.name().into(),
-                event_version: 1,
-                occurred_at: start + Duration::milliseconds(i as i64),
-                actor: "test".into(),
-                correlation_id: "c".into(),
-                data: serde_json::Value::Null,
-            };
-            ViewUpdate::of(&envelope, &event)
-        })
+    envelopes(id, "acme", start, &events)
+        .iter()
+        .zip(&events)
+        .map(|(envelope, event)| ViewUpdate::of(envelope, event))
         .collect()
 }
 
+/// Submitted, failed once, retried, completed.
 fn lifecycle(start: DateTime<Utc>) -> Vec<JobEvent> {
-    let worker = WorkerId::parse("w-1").unwrap();
-    let lease = start + Duration::seconds(30);
-    vec![
-        JobEvent::JobSubmitted {
-            spec: Box::new(spec(5, None)),
-            submitted_at: start,
-        },
-        JobEvent::JobStarted {
-            attempt: 1,
-            worker_id: worker.clone(),
-            lease_expires_at: lease,
-            at: start,
-        },
-        JobEvent::JobFailed {
-            attempt: 1,
-            error: "boom".into(),
-            retryable: true,
-            at: start,
-        },
-        JobEvent::JobRetryScheduled {
-            next_attempt: 2,
-            delay_ms: 100,
-            next_attempt_at: start + Duration::milliseconds(100),
-        },
-        JobEvent::JobQueued { at: start },
-        JobEvent::JobStarted {
-            attempt: 2,
-            worker_id: worker,
-            lease_expires_at: lease,
-            at: start,
-        },
-        JobEvent::JobCompleted {
-            attempt: 2,
-            result: json!({"rows": 3}),
-            at: start,
-        },
-    ]
+    retried_lifecycle(spec(5, None), start)
 }
 
 #[tokio::test]

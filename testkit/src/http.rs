@@ -73,3 +73,75 @@ pub async fn problem_of(resp: Response, status: u16, kind: &str) -> Value {
     assert_eq!(body["type"], format!("/problems/{kind}"), "{body}");
     body
 }
+
+/// A client of one running API (in the test process or a child process), default tenant.
+#[derive(Clone)]
+pub struct TestClient {
+    pub url: String,
+    pub client: reqwest::Client,
+}
+
+impl TestClient {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            client: client(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(format!("{}{path}", self.url))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(format!("{}{path}", self.url))
+    }
+
+    /// `GET path`: the JSON answer, whatever the status.
+    pub async fn get_json(&self, path: &str) -> Value {
+        send(self.get(path))
+            .await
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+
+    /// `POST path` with a JSON body: the status and the JSON answer (null if none).
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = send(self.post(path).json(body)).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST path` with a JSON body; the answer must be a success, and is returned.
+    pub async fn post_ok(&self, path: &str, body: &Value) -> Value {
+        let (status, answer) = self.post_json(path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "POST {path}: {status} {answer}"
+        );
+        answer
+    }
+
+    /// Submits `job` (`POST /api/v1/jobs`, which must succeed) and returns its id.
+    pub async fn submit_job(&self, job: &Value) -> String {
+        let answer = self.post_ok("/api/v1/jobs", job).await;
+        answer["job_id"].as_str().expect("job_id").to_owned()
+    }
+
+    /// The job's view once it has `status`; panics after `timeout` with the last view.
+    pub async fn wait_for_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        let started = std::time::Instant::now();
+        loop {
+            let view = self.get_json(&format!("/api/v1/jobs/{id}")).await;
+            if view["status"] == status {
+                return view;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "job {id} not {status} within {timeout:?}: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

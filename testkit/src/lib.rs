@@ -8,9 +8,11 @@
 //! - [`TestPrefix`]: a Redis key prefix, its keys deleted with the value;
 //! - [`http`]: a router served on an ephemeral port, and assertions on JSON and problem+json
 //!   answers;
-//! - [`domain`]: command metadata and tenants for tests that drive the domain directly.
+//! - [`domain`]: command metadata and tenants for tests that drive the domain directly;
+//! - [`events`]: job specs, events and envelopes as the write side would publish them.
 
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod stack;
 

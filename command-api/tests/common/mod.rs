@@ -8,8 +8,9 @@ use ordo_command_api::{router, ApiConfig, AppState, JobCommandBus};
 use ordo_domain::spec::TenantId;
 use ordo_domain::JobServices;
 use ordo_read_model::{JobViews, ViewUpdate};
+use ordo_testkit::http::{self, TestClient};
 pub use ordo_testkit::stack::kafka_brokers;
-use ordo_testkit::{http, TestDb, TestPrefix};
+use ordo_testkit::{TestDb, TestPrefix};
 use serde_json::Value;
 
 /// A command bus on `db` with the system clock and jitter.
@@ -24,8 +25,8 @@ pub fn bus(db: &TestDb) -> JobCommandBus {
 /// An API server of its own, on its own database (and, for the worker protocol, its own
 /// Redis key prefix).
 pub struct TestApp {
-    pub url: String,
-    pub client: reqwest::Client,
+    /// `get`, `post`, `post_json`, … of the test kit's client, through `Deref`.
+    pub http: TestClient,
     pub state: AppState,
     pub db: TestDb,
     pub redis: Option<TestPrefix>,
@@ -69,8 +70,7 @@ impl TestApp {
         }
         let (url, _) = http::serve(router(state.clone())).await;
         Self {
-            url,
-            client: http::client(),
+            http: TestClient::new(url),
             state,
             db,
             redis,
@@ -97,14 +97,6 @@ impl TestApp {
             .expect("projected");
     }
 
-    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client.post(format!("{}{path}", self.url))
-    }
-
-    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client.get(format!("{}{path}", self.url))
-    }
-
     /// `POST /api/v1/jobs` with a JSON body.
     pub async fn submit(&self, body: &Value) -> reqwest::Response {
         self.post("/api/v1/jobs")
@@ -123,18 +115,6 @@ impl TestApp {
         let id = answer["job_id"].as_str().expect("job_id").to_owned();
         self.project(&id, "default").await;
         id
-    }
-
-    /// `POST path` with a JSON body: the status and the JSON answer (null if none).
-    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .post(path)
-            .json(body)
-            .send()
-            .await
-            .expect("request sent");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// `GET /api/v1/jobs/{id}/events`: the job's envelopes, oldest first.
@@ -156,5 +136,13 @@ impl TestApp {
             self.db.count("SELECT count(*) FROM events").await,
             self.db.count("SELECT count(*) FROM outbox").await,
         )
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = TestClient;
+
+    fn deref(&self) -> &TestClient {
+        &self.http
     }
 }

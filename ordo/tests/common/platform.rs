@@ -5,6 +5,7 @@
 use super::broker::{free_port, send_signal};
 use super::read_model::TestPrefix;
 use super::{kafka_brokers, topic_template, unique, TestDb};
+use ordo_testkit::http::TestClient;
 use serde_json::Value;
 use sqlx::PgPool;
 use std::process::{Child, Command, Stdio};
@@ -55,11 +56,9 @@ impl DevProcess {
         dev
     }
 
-    pub fn api(&self) -> Api {
-        Api {
-            client: reqwest::Client::new(),
-            url: self.url.clone(),
-        }
+    /// The HTTP API of the process, for the default tenant.
+    pub fn api(&self) -> TestClient {
+        TestClient::new(&self.url)
     }
 }
 
@@ -182,62 +181,6 @@ async fn wait_until_ok(url: &str, what: &str) {
             "{what} did not become ready at {url}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The HTTP API of a [`DevProcess`], for the default tenant.
-#[derive(Clone)]
-pub struct Api {
-    client: reqwest::Client,
-    pub url: String,
-}
-
-impl Api {
-    pub async fn get(&self, path: &str) -> Value {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .expect("GET");
-        response.json().await.expect("a JSON answer")
-    }
-
-    /// POSTs `body` and returns the answer, which must be a success.
-    pub async fn post(&self, path: &str, body: &Value) -> Value {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.url))
-            .json(body)
-            .send()
-            .await
-            .expect("POST");
-        let status = response.status();
-        let answer: Value = response.json().await.expect("a JSON answer");
-        assert!(status.is_success(), "POST {path}: {status} {answer}");
-        answer
-    }
-
-    /// Submits `job` and returns its id.
-    pub async fn submit(&self, job: &Value) -> String {
-        let answer = self.post("/api/v1/jobs", job).await;
-        answer["job_id"].as_str().expect("job_id").to_owned()
-    }
-
-    /// The job's view once it has `status`; panics after `timeout` with the last view.
-    pub async fn wait_for_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
-        let started = Instant::now();
-        loop {
-            let view = self.get(&format!("/api/v1/jobs/{id}")).await;
-            if view["status"] == status {
-                return view;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "job {id} not {status} within {timeout:?}: {view}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 }
 

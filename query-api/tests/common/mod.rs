@@ -4,21 +4,19 @@
 //! projector writes them, from domain events through `ViewUpdate` and `JobViews`.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use chrono::{DateTime, Duration, Utc};
-use ordo_domain::spec::{
-    JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs, WorkerId,
-};
-use ordo_domain::{CommandMetadata, EventEnvelope, JobEvent, JobSpec, RetryPolicy};
+use chrono::{DateTime, Utc};
+use ordo_domain::{JobEvent, JobSpec};
 use ordo_query_api::{QueryConfig, QueryState};
 use ordo_read_model::{JobViews, ViewUpdate};
 use redis::aio::ConnectionManager;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const TENANT: &str = "acme";
 
+use ordo_testkit::events::{envelopes, submitted};
 use ordo_testkit::http::{client, serve};
 pub use ordo_testkit::stack::redis_url;
 pub use ordo_testkit::TestPrefix;
@@ -126,96 +124,18 @@ impl Drop for TestApp {
 // Events, as the write side would publish them
 // ---------------------------------------------------------------------------------------------
 
-pub fn spec(tenant: &str, job_type: &str, queue: &str, labels: &[(&str, &str)]) -> JobSpec {
-    JobSpec {
-        tenant: TenantId::parse(tenant).unwrap(),
-        name: JobName::parse("test job").unwrap(),
-        job_type: JobType::parse(job_type).unwrap(),
-        queue: QueueName::parse(queue).unwrap(),
-        payload: json!({}),
-        priority: Priority::parse(5).unwrap(),
-        run_at: None,
-        retry: RetryPolicy::default(),
-        timeout_secs: TimeoutSecs::default(),
-        labels: Labels::parse(
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-        .unwrap(),
-    }
-}
-
-pub fn submitted(spec: JobSpec, at: DateTime<Utc>) -> JobEvent {
-    JobEvent::JobSubmitted {
-        spec: Box::new(spec),
-        submitted_at: at,
-    }
-}
-
-pub fn started(attempt: u32, at: DateTime<Utc>) -> JobEvent {
-    JobEvent::JobStarted {
-        attempt,
-        worker_id: WorkerId::parse("w-1").unwrap(),
-        lease_expires_at: at + Duration::seconds(30),
-        at,
-    }
-}
-
-pub fn completed(attempt: u32, at: DateTime<Utc>) -> JobEvent {
-    JobEvent::JobCompleted {
-        attempt,
-        result: json!({"rows": 3}),
-        at,
-    }
-}
-
-/// Submitted, failed once, retried, completed: seven events.
-pub fn retried_lifecycle(spec: JobSpec, start: DateTime<Utc>) -> Vec<JobEvent> {
-    vec![
-        submitted(spec, start),
-        started(1, start),
-        JobEvent::JobFailed {
-            attempt: 1,
-            error: "boom".into(),
-            retryable: true,
-            at: start,
-        },
-        JobEvent::JobRetryScheduled {
-            next_attempt: 2,
-            delay_ms: 100,
-            next_attempt_at: start + Duration::milliseconds(100),
-        },
-        JobEvent::JobQueued { at: start },
-        started(2, start),
-        completed(2, start),
-    ]
-}
-
-/// The view updates of `events` of job `id`, sequences from 1, the first event at `start`
-/// and each next one millisecond later.
+/// The view updates of `events` of job `id`, as the projector would make them from the
+/// envelopes the write side publishes (see [`envelopes`]).
 pub fn updates(
     id: &str,
     tenant: &str,
     start: DateTime<Utc>,
     events: Vec<JobEvent>,
 ) -> Vec<ViewUpdate> {
-    events
+    envelopes(id, tenant, start, &events)
         .iter()
-        .enumerate()
-        .map(|(i, event)| {
-            let metadata = CommandMetadata {
-                tenant: tenant.to_owned(),
-                actor: "test".into(),
-                correlation_id: "c".into(),
-                occurred_at: start + Duration::milliseconds(i as i64),
-            };
-            ViewUpdate::of(
-                &EventEnvelope::of(id, i as u64 + 1, &metadata, event),
-                event,
-            )
-        })
+        .zip(&events)
+        .map(|(envelope, event)| ViewUpdate::of(envelope, event))
         .collect()
 }
 

@@ -19,7 +19,9 @@ async fn a_read_with_the_commands_sequence_returns_the_state_the_command_made() 
     let api = dev.api();
 
     let id = api
-        .submit_job(&json!({"type": "report.build", "queue": "reports", "labels": {"team": "data"}}))
+        .submit_job(
+            &json!({"type": "report.build", "queue": "reports", "labels": {"team": "data"}}),
+        )
         .await;
     // The consumer group forms within seconds; the read waits for it (up to 20 s here).
     let view = api

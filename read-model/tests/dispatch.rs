@@ -8,7 +8,7 @@ use ordo_domain::sample;
 use ordo_domain::spec::{Priority, QueueName, TenantId, WorkerId};
 use ordo_domain::{CommandMetadata, EventEnvelope, JobEvent};
 use ordo_read_model::{keys, JobViews, ViewUpdate};
-use ordo_read_model::{Claim, DispatchQueues, ReadyWakeups};
+use ordo_read_model::{Claim, DispatchQueues, ExpiredLease, ReadyWakeups, TenantQueue};
 use ordo_testkit::stack::redis_url;
 use ordo_testkit::TestPrefix;
 use redis::AsyncCommands;
@@ -233,4 +233,58 @@ async fn a_job_made_ready_wakes_the_claims_waiting_on_its_queue() {
         .await
         .expect("the claim waiting on queue q is woken");
     assert!(not_woken.now_or_never().is_none());
+}
+
+#[tokio::test]
+async fn expired_leases_are_listed_with_their_view_and_leftovers_dropped() {
+    let prefix = TestPrefix::new().await;
+    project(&prefix, "job", &[submitted(4, 0, None)]).await;
+    assert_eq!(ids(&claim(&prefix, 1, 10).await), ["job"]);
+    let mut dispatch = DispatchQueues::new(prefix.redis.clone());
+    let queues = dispatch.queues(&prefix.prefix).await.unwrap();
+    let queue = TenantQueue {
+        tenant: "acme".into(),
+        queue: "q".into(),
+    };
+    assert_eq!(queues, std::slice::from_ref(&queue));
+    // A leftover without a view, due earlier than the claim's lease.
+    let running = keys::dispatch(&prefix.prefix, "running", "acme", "q");
+    let mut redis = prefix.redis.clone();
+    let _: () = redis.zadd(&running, "ghost", 5).await.unwrap();
+
+    let lease_end = t(10).timestamp_millis() + LEASE.as_millis() as i64;
+    let reader = dispatch.clone();
+    let expired = |now: i64, limit: usize| {
+        let mut dispatch = reader.clone();
+        let (ns, queue) = (prefix.prefix.clone(), queue.clone());
+        async move { dispatch.expired(&ns, &queue, now, limit).await.unwrap() }
+    };
+    assert!(expired(4, 10).await.is_empty(), "nothing ended before 5");
+    let ghost = ExpiredLease {
+        job_id: "ghost".into(),
+        attempt: 0,
+        status: None,
+    };
+    assert_eq!(
+        expired(lease_end - 1, 10).await,
+        std::slice::from_ref(&ghost)
+    );
+    // The view still says QUEUED at attempt 0: the claim's Start has not been projected.
+    let job = ExpiredLease {
+        job_id: "job".into(),
+        attempt: 0,
+        status: Some("QUEUED".into()),
+    };
+    assert_eq!(expired(lease_end, 10).await, [ghost.clone(), job.clone()]);
+    assert_eq!(
+        expired(lease_end, 1).await,
+        [ghost],
+        "earliest first, bounded"
+    );
+
+    dispatch
+        .drop_running(&prefix.prefix, &queue, "ghost")
+        .await
+        .unwrap();
+    assert_eq!(expired(lease_end, 10).await, [job]);
 }

@@ -274,3 +274,56 @@ async fn dispatch_orders_by_priority_then_time_and_holds_delayed_jobs() {
     );
     assert_eq!(redis.job("delayed").await["status"], "PENDING");
 }
+
+#[tokio::test]
+async fn a_forgotten_job_leaves_no_trace_and_its_history_rebuilds_it() {
+    let mut redis = TestRedis::new().await;
+    let start = Utc::now();
+    // A neighbour in the same tenant and queue, whose share of the counters must stay.
+    let neighbour = updates("job-0", start, lifecycle(start)[..1].to_vec());
+    redis.views.apply(&neighbour).await.unwrap();
+    let alone = redis.snapshot().await;
+
+    let all = updates("job-1", start, lifecycle(start));
+    redis.views.apply(&all).await.unwrap();
+    let built = redis.snapshot().await;
+    redis.views.forget(&all).await.unwrap();
+    let queues = keys::queues(&redis.namespace);
+    let mut after = redis.snapshot().await;
+    // The queues set is shared by every job of the queue and left alone.
+    assert_eq!(after.remove(&queues), alone.get(&queues).cloned());
+    let mut expected = alone.clone();
+    expected.remove(&queues);
+    // Counters of job-1 went back to zero rather than away: compare the fields that are not.
+    let counts = keys::counts(&redis.namespace, "acme");
+    after.remove(&counts);
+    expected.remove(&counts);
+    let nonzero: BTreeMap<String, i64> = redis
+        .connection()
+        .await
+        .hgetall::<_, BTreeMap<String, i64>>(&counts)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, count)| *count != 0)
+        .collect();
+    let neighbour_counts: BTreeMap<String, i64> = [
+        ("status:QUEUED", 1),
+        ("type:report.build", 1),
+        ("type:report.build/status:QUEUED", 1),
+    ]
+    .into_iter()
+    .map(|(field, count)| (field.to_owned(), count))
+    .collect();
+    assert_eq!(nonzero, neighbour_counts);
+    assert_eq!(after, expected);
+
+    assert!(redis
+        .views
+        .apply(&all)
+        .await
+        .unwrap()
+        .iter()
+        .all(|o| *o == ApplyOutcome::Applied));
+    assert_eq!(redis.snapshot().await, built);
+}

@@ -4,6 +4,7 @@
 //! - [`job`]: the cqrs-es [`Job`] aggregate: state, command handling, event application.
 //! - [`command`] and [`event`]: what can be asked of a job and what happened to it.
 //! - [`spec`]: validated value types (newtypes) parsed at the edge: names, queues, priority, labels.
+//! - [`validation`]: [`ValidationError`], what a parse at the edge (spec, retry policy) refuses.
 //! - [`retry`]: the retry policy and its exponential backoff with full jitter.
 //! - [`services`]: the injected clock and random source, so decisions are reproducible in tests.
 //! - [`envelope`]: the event envelope that goes on the wire (outbox payload, Kafka value).
@@ -20,6 +21,7 @@ pub mod sample;
 pub mod services;
 pub mod spec;
 pub mod status;
+pub mod validation;
 
 pub use command::JobCommand;
 pub use envelope::{CommandMetadata, EventEnvelope};
@@ -30,5 +32,6 @@ pub use retry::RetryPolicy;
 pub use services::{
     Clock, FixedJitter, Jitter, JobServices, ManualClock, SystemClock, ThreadRngJitter,
 };
-pub use spec::{JobSpec, ValidationError};
+pub use spec::JobSpec;
 pub use status::JobStatus;
+pub use validation::ValidationError;

@@ -4,7 +4,7 @@
 //! hit by a synchronized wave.
 
 use crate::services::Jitter;
-use crate::spec::ValidationError;
+use crate::validation::ValidationError;
 use serde::{Deserialize, Serialize};
 
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;

@@ -3,28 +3,12 @@
 //! read back from the store) does not re-validate, so tightening a rule never breaks a replay.
 
 use crate::retry::RetryPolicy;
+use crate::validation::ValidationError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
-
-/// A field that failed validation, and why. The API answers 422 with both.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct ValidationError {
-    pub field: String,
-    pub reason: String,
-}
-
-impl ValidationError {
-    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-}
 
 /// Identifiers that travel in metrics, queue keys and URLs: short, ASCII, no spaces; besides
 /// letters and digits only the characters of `punctuation`.

@@ -1,6 +1,6 @@
 //! The worker protocol over HTTP: what a worker says to the command API. Errors are sorted
-//! into the two a worker acts on differently: [`ApiError::Refused`] (a 4xx: the server
-//! decided, e.g. the attempt is no longer this worker's) and [`ApiError::Unavailable`]
+//! into the two a worker acts on differently: [`ClientError::Refused`] (a 4xx: the server
+//! decided, e.g. the attempt is no longer this worker's) and [`ClientError::Unavailable`]
 //! (network, timeout, 5xx: worth another try).
 
 use std::time::Duration;
@@ -15,8 +15,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
+/// What went wrong calling the command API.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum ClientError {
     /// The server answered 4xx; `detail` is its problem+json reason.
     #[error("refused ({status}): {detail}")]
     Refused { status: StatusCode, detail: String },
@@ -36,12 +37,12 @@ pub struct ApiClient {
 impl ApiClient {
     /// `base` is the API's root URL (`http://127.0.0.1:8080`); every call but a long-poll
     /// claim gives up after `timeout`.
-    pub fn new(base: &str, tenant: &str, timeout: Duration) -> Result<Self, ApiError> {
+    pub fn new(base: &str, tenant: &str, timeout: Duration) -> Result<Self, ClientError> {
         let http = Client::builder()
             .user_agent(concat!("ordo-worker/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(timeout)
             .build()
-            .map_err(|e| ApiError::Unavailable(format!("HTTP client: {e}")))?;
+            .map_err(|e| ClientError::Unavailable(format!("HTTP client: {e}")))?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
@@ -51,7 +52,7 @@ impl ApiClient {
     }
 
     /// Up to `request.max_jobs` jobs, waiting up to `request.wait_ms` for the first.
-    pub async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, ApiError> {
+    pub async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, ClientError> {
         let timeout = self.timeout + Duration::from_millis(request.wait_ms);
         let answer: ClaimResponse = self.post("/api/v1/workers/claim", request, timeout).await?;
         Ok(answer.jobs)
@@ -61,24 +62,28 @@ impl ApiClient {
         &self,
         job_id: Uuid,
         request: &HeartbeatRequest,
-    ) -> Result<HeartbeatResponse, ApiError> {
+    ) -> Result<HeartbeatResponse, ClientError> {
         self.post(&job_path(job_id, "heartbeat"), request, self.timeout)
             .await
     }
 
-    pub async fn complete(&self, job_id: Uuid, request: &CompleteRequest) -> Result<(), ApiError> {
+    pub async fn complete(
+        &self,
+        job_id: Uuid,
+        request: &CompleteRequest,
+    ) -> Result<(), ClientError> {
         self.job_call(job_id, "complete", request).await
     }
 
-    pub async fn fail(&self, job_id: Uuid, request: &FailRequest) -> Result<(), ApiError> {
+    pub async fn fail(&self, job_id: Uuid, request: &FailRequest) -> Result<(), ClientError> {
         self.job_call(job_id, "fail", request).await
     }
 
-    pub async fn release(&self, job_id: Uuid, request: &ReleaseRequest) -> Result<(), ApiError> {
+    pub async fn release(&self, job_id: Uuid, request: &ReleaseRequest) -> Result<(), ClientError> {
         self.job_call(job_id, "release", request).await
     }
 
-    pub async fn logs(&self, job_id: Uuid, request: &LogRequest) -> Result<(), ApiError> {
+    pub async fn logs(&self, job_id: Uuid, request: &LogRequest) -> Result<(), ClientError> {
         self.job_call(job_id, "logs", request).await
     }
 
@@ -88,7 +93,7 @@ impl ApiClient {
         job_id: Uuid,
         action: &str,
         request: &B,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ClientError> {
         self.post::<_, serde_json::Value>(&job_path(job_id, action), request, self.timeout)
             .await
             .map(drop)
@@ -99,7 +104,7 @@ impl ApiClient {
         path: &str,
         body: &B,
         timeout: Duration,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, ClientError> {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -108,19 +113,19 @@ impl ApiClient {
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| ApiError::Unavailable(format!("POST {path}: {e}")))?;
+            .map_err(|e| ClientError::Unavailable(format!("POST {path}: {e}")))?;
         let status = response.status();
         if status.is_success() {
             return response
                 .json()
                 .await
-                .map_err(|e| ApiError::Unavailable(format!("POST {path}: answer: {e}")));
+                .map_err(|e| ClientError::Unavailable(format!("POST {path}: answer: {e}")));
         }
         let detail = problem_detail(&response.text().await.unwrap_or_default());
         if status.is_client_error() {
-            Err(ApiError::Refused { status, detail })
+            Err(ClientError::Refused { status, detail })
         } else {
-            Err(ApiError::Unavailable(format!(
+            Err(ClientError::Unavailable(format!(
                 "POST {path}: {status}: {detail}"
             )))
         }

@@ -3,13 +3,15 @@
 //! - [`handler`] is the contract with the code doing a job's work: [`JobHandler`] gets a
 //!   [`JobContext`] (payload, attempt, timeout, cancellation token) and returns a result or a
 //!   [`JobFailure`] that says whether to retry;
-//! - [`registry`] holds the handlers by job type ([`Handlers`]) and runs an attempt through
-//!   them ([`Handlers::run`]): unknown types, timeouts, cancellation and panics all end in an
-//!   [`Outcome`], so the claim loop only reports it;
+//! - [`registry`] holds the handlers by job type ([`Handlers`]); [`Handlers::run`] hands an
+//!   attempt to the handler of its type (an unknown type is a permanent failure);
+//! - [`supervisor`] runs that attempt: timeouts, cancellation and panics all end in an
+//!   [`AttemptOutcome`] ([`outcome`]), so the claim loop only reports it;
 //! - [`builtin`] holds the handlers every worker has: `noop`, `sleep` and `fail` for tests,
 //!   benchmarks and demos, `http` for real calls;
 //! - [`log`] is where a handler writes its job's log lines;
-//! - [`client`] speaks the worker protocol to the command API;
+//! - [`client`] speaks the worker protocol to the command API ([`ClientError`] when a call
+//!   fails);
 //! - [`runtime`] is the claim loop: claims, heartbeats, reports, graceful shutdown;
 //! - [`metrics`] holds its Prometheus instruments.
 //!
@@ -20,12 +22,16 @@ pub mod client;
 pub mod handler;
 pub mod log;
 pub mod metrics;
+pub mod outcome;
 pub mod registry;
 pub mod runtime;
+pub mod supervisor;
 
-pub use client::ApiClient;
+pub use client::{ApiClient, ClientError};
 pub use handler::{JobContext, JobFailure, JobHandler};
 pub use log::JobLog;
 pub use metrics::WorkerMetrics;
-pub use registry::{Handlers, Outcome, DEFAULT_CANCEL_GRACE};
+pub use outcome::AttemptOutcome;
+pub use registry::Handlers;
 pub use runtime::WorkerConfig;
+pub use supervisor::DEFAULT_CANCEL_GRACE;

@@ -1,4 +1,4 @@
-//! Prometheus instruments of a worker, recorded by [`crate::Handlers::run`].
+//! Prometheus instruments of a worker, recorded for each attempt as it runs and ends.
 //!
 //! Job types are chosen by users, so they are not used as label values as given: the
 //! `type` label is a registered handler's type (the registry bounds the set) or `unknown`.
@@ -9,7 +9,7 @@ use prometheus::{
     exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
 };
 
-use crate::registry::Outcome;
+use crate::outcome::AttemptOutcome;
 
 #[derive(Clone)]
 pub struct WorkerMetrics {
@@ -82,14 +82,14 @@ impl WorkerMetrics {
         InFlight(self.in_flight.clone())
     }
 
-    pub(crate) fn finished(&self, job_type: &str, outcome: &Outcome, elapsed: Duration) {
+    pub(crate) fn finished(&self, job_type: &str, outcome: &AttemptOutcome, elapsed: Duration) {
         match outcome {
-            Outcome::Completed(_) => self.completed.with_label_values(&[job_type]).inc(),
-            Outcome::Failed(f) => self
+            AttemptOutcome::Completed(_) => self.completed.with_label_values(&[job_type]).inc(),
+            AttemptOutcome::Failed(f) => self
                 .failed
                 .with_label_values(&[job_type, if f.retryable { "true" } else { "false" }])
                 .inc(),
-            Outcome::Cancelled => {}
+            AttemptOutcome::Cancelled => {}
         }
         self.duration
             .with_label_values(&[job_type, outcome.label()])

@@ -31,11 +31,12 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ApiClient, ApiError};
+use crate::client::{ApiClient, ClientError};
 use crate::handler::{JobContext, JobFailure};
 use crate::log::JobLog;
 use crate::metrics::WorkerMetrics;
-use crate::registry::{Handlers, Outcome};
+use crate::outcome::AttemptOutcome;
+use crate::registry::Handlers;
 
 /// Tries of a complete or fail report before leaving the job to its lease.
 const REPORT_TRIES: u32 = 6;
@@ -209,18 +210,20 @@ impl Attempt {
         let interrupted = heartbeats.await.ok().flatten();
         let report = match (outcome, interrupted) {
             (_, Some(Interrupted::LeaseLost)) => return,
-            (Outcome::Completed(result), _) => Report::Complete(CompleteRequest {
+            (AttemptOutcome::Completed(result), _) => Report::Complete(CompleteRequest {
                 attempt: job.attempt,
                 result,
             }),
-            (Outcome::Cancelled, Some(Interrupted::Cancelled)) => return,
-            (Outcome::Failed(JobFailure { error, retryable }), _) => Report::Fail(FailRequest {
-                attempt: job.attempt,
-                error,
-                retryable,
-            }),
+            (AttemptOutcome::Cancelled, Some(Interrupted::Cancelled)) => return,
+            (AttemptOutcome::Failed(JobFailure { error, retryable }), _) => {
+                Report::Fail(FailRequest {
+                    attempt: job.attempt,
+                    error,
+                    retryable,
+                })
+            }
             // Stopped by the worker's shutdown: hand the attempt back; it does not count.
-            (Outcome::Cancelled, None) => Report::Release(ReleaseRequest {
+            (AttemptOutcome::Cancelled, None) => Report::Release(ReleaseRequest {
                 attempt: job.attempt,
                 reason: "the worker shut down before the attempt finished".into(),
             }),
@@ -289,7 +292,7 @@ impl LogShipper<'_> {
         .await;
         match sent {
             Ok(()) => {}
-            Err(error @ ApiError::Refused { .. }) => {
+            Err(error @ ClientError::Refused { .. }) => {
                 tracing::debug!(job_id = %self.job_id, %error, "log lines refused");
             }
             Err(error) => {
@@ -319,7 +322,7 @@ impl Report {
         match sent {
             Ok(()) => {}
             // E.g. the lease ran out and the attempt was expired meanwhile.
-            Err(error @ ApiError::Refused { .. }) => {
+            Err(error @ ClientError::Refused { .. }) => {
                 tracing::warn!(%job_id, %error, "report refused; the job has moved on");
             }
             Err(error) => {
@@ -336,15 +339,15 @@ async fn deliver<F, Fut>(
     job_id: uuid::Uuid,
     what: &str,
     mut call: F,
-) -> Result<(), ApiError>
+) -> Result<(), ClientError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), ApiError>>,
+    Fut: Future<Output = Result<(), ClientError>>,
 {
     let mut failures = 0;
     loop {
         match call().await {
-            Err(error @ ApiError::Unavailable(_)) if failures + 1 < tries => {
+            Err(error @ ClientError::Unavailable(_)) if failures + 1 < tries => {
                 failures += 1;
                 let pause = RETRY.delay(failures);
                 tracing::warn!(%job_id, %error, retry_in_ms = pause.as_millis() as u64, "{what} not sent; retrying");
@@ -382,7 +385,7 @@ async fn keep_alive(
                 return Some(Interrupted::Cancelled);
             }
             Ok(_) => {}
-            Err(error @ ApiError::Refused { .. }) => {
+            Err(error @ ClientError::Refused { .. }) => {
                 tracing::warn!(%job_id, attempt, %error, "heartbeat refused; stopping the attempt");
                 cancel.cancel();
                 return Some(Interrupted::LeaseLost);

@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use ordo_worker::builtin::MAX_BODY_BYTES;
-use ordo_worker::{Handlers, JobContext, JobFailure, Outcome};
+use ordo_worker::{AttemptOutcome, Handlers, JobContext, JobFailure};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -72,15 +72,15 @@ fn job(payload: Value, timeout: Duration) -> JobContext {
     JobContext::new(Uuid::now_v7(), "http", payload, timeout)
 }
 
-async fn call(payload: Value) -> Outcome {
+async fn call(payload: Value) -> AttemptOutcome {
     Handlers::builtin()
         .run(job(payload, Duration::from_secs(5)), None)
         .await
 }
 
-fn failure(outcome: Outcome) -> JobFailure {
+fn failure(outcome: AttemptOutcome) -> JobFailure {
     match outcome {
-        Outcome::Failed(failure) => failure,
+        AttemptOutcome::Failed(failure) => failure,
         other => panic!("expected a failure, got {other:?}"),
     }
 }
@@ -90,22 +90,23 @@ async fn a_2xx_succeeds_with_the_status_and_the_parsed_or_text_body() {
     let base = server().await;
     assert_eq!(
         call(json!({"url": format!("{base}/json")})).await,
-        Outcome::Completed(json!({"status": 200, "body": {"hello": "world", "n": [1, 2]}}))
+        AttemptOutcome::Completed(json!({"status": 200, "body": {"hello": "world", "n": [1, 2]}}))
     );
     assert_eq!(
         call(json!({"url": format!("{base}/text")})).await,
-        Outcome::Completed(json!({"status": 200, "body": "plain text"}))
+        AttemptOutcome::Completed(json!({"status": 200, "body": "plain text"}))
     );
     assert_eq!(
         call(json!({"url": format!("{base}/empty")})).await,
-        Outcome::Completed(json!({"status": 204, "body": ""}))
+        AttemptOutcome::Completed(json!({"status": 204, "body": ""}))
     );
 }
 
 #[tokio::test]
 async fn a_large_body_is_cut_and_marked_truncated() {
     let base = server().await;
-    let Outcome::Completed(result) = call(json!({"url": format!("{base}/big")})).await else {
+    let AttemptOutcome::Completed(result) = call(json!({"url": format!("{base}/big")})).await
+    else {
         panic!("expected a result");
     };
     assert_eq!(result["truncated"], json!(true));
@@ -119,7 +120,7 @@ async fn a_large_body_is_cut_and_marked_truncated() {
 async fn headers_and_body_are_sent_as_given() {
     let base = server().await;
     let url = format!("{base}/echo");
-    let Outcome::Completed(result) = call(json!({
+    let AttemptOutcome::Completed(result) = call(json!({
         "url": url,
         "method": "put",
         "headers": {"X-One": "1", "Authorization": "Bearer t"},
@@ -142,7 +143,7 @@ async fn headers_and_body_are_sent_as_given() {
 
     // A string body is sent as is; a body without a method is a POST; a content type given
     // in the headers wins.
-    let Outcome::Completed(result) = call(json!({
+    let AttemptOutcome::Completed(result) = call(json!({
         "url": url,
         "headers": {"content-type": "application/x-www-form-urlencoded"},
         "body": "a=1&b=2",
@@ -158,12 +159,12 @@ async fn headers_and_body_are_sent_as_given() {
     );
     assert_eq!(result["body"]["body"], "a=1&b=2");
 
-    let Outcome::Completed(result) = call(json!({"url": url, "body": "hi"})).await else {
+    let AttemptOutcome::Completed(result) = call(json!({"url": url, "body": "hi"})).await else {
         panic!("expected a result");
     };
     assert_eq!(result["body"]["content_type"], "text/plain; charset=utf-8");
 
-    let Outcome::Completed(result) = call(json!({"url": url})).await else {
+    let AttemptOutcome::Completed(result) = call(json!({"url": url})).await else {
         panic!("expected a result");
     };
     assert_eq!(result["body"]["method"], "GET");
@@ -274,7 +275,10 @@ async fn cancellation_abandons_the_call_promptly() {
         cancel.cancel();
     });
     let started = Instant::now();
-    assert_eq!(Handlers::builtin().run(job, None).await, Outcome::Cancelled);
+    assert_eq!(
+        Handlers::builtin().run(job, None).await,
+        AttemptOutcome::Cancelled
+    );
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "{:?}",
@@ -297,7 +301,7 @@ async fn jobs_share_one_client_and_its_pooled_connection() {
                 None,
             )
             .await;
-        let Outcome::Completed(result) = outcome else {
+        let AttemptOutcome::Completed(result) = outcome else {
             panic!("{outcome:?}")
         };
         peers.push(result["body"].as_str().unwrap().to_owned());

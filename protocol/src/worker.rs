@@ -140,3 +140,57 @@ pub enum LogLevel {
     Warn,
     Error,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn requests_fill_their_defaults() {
+        let claim: ClaimRequest =
+            serde_json::from_value(json!({"worker_id": "w", "queues": ["q"]})).unwrap();
+        assert_eq!((claim.max_jobs, claim.wait_ms), (1, 0));
+        assert_eq!(claim.lease_ms, DEFAULT_LEASE_MS);
+        assert!(LEASE_MS.contains(&DEFAULT_LEASE_MS));
+        let fail: FailRequest =
+            serde_json::from_value(json!({"attempt": 1, "error": "boom"})).unwrap();
+        assert!(
+            fail.retryable,
+            "a failure is retryable unless the worker says not"
+        );
+        let heartbeat: HeartbeatRequest = serde_json::from_value(json!({"attempt": 2})).unwrap();
+        assert_eq!(heartbeat.lease_ms, DEFAULT_LEASE_MS);
+    }
+
+    #[test]
+    fn a_misspelt_option_is_an_error_not_a_default() {
+        let error = serde_json::from_value::<ClaimRequest>(
+            json!({"worker_id": "w", "queues": ["q"], "max_job": 5}),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("max_job"), "{error}");
+        assert!(
+            serde_json::from_value::<LogLine>(json!({"level": "loud", "message": "m"})).is_err()
+        );
+    }
+
+    #[test]
+    fn a_claimed_job_names_its_type_type_on_the_wire() {
+        let job = ClaimedJob {
+            job_id: Uuid::nil(),
+            attempt: 1,
+            job_type: "email.send".into(),
+            queue: "q".into(),
+            payload: json!({}),
+            priority: 5,
+            max_attempts: 3,
+            timeout_secs: 60,
+            lease_expires_at: DateTime::<Utc>::UNIX_EPOCH,
+            sequence: 2,
+        };
+        let wire = serde_json::to_value(&job).unwrap();
+        assert_eq!(wire["type"], "email.send");
+        assert_eq!(wire.get("job_type"), None);
+    }
+}

@@ -355,13 +355,13 @@ impl QueryArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProjectorName {
     /// Job views, indexes, counters and dispatch queues in Redis.
-    JobViews,
+    RedisViews,
 }
 
 impl ProjectorName {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::JobViews => "redis-views",
+            Self::RedisViews => "redis-views",
         }
     }
 }
@@ -369,7 +369,7 @@ impl ProjectorName {
 #[derive(Debug, Args)]
 pub struct ProjectorArgs {
     /// Which read model to build.
-    #[arg(long = "name", env = "ORDO_PROJECTOR", value_enum, default_value_t = ProjectorName::JobViews)]
+    #[arg(long = "name", env = "ORDO_PROJECTOR", value_enum, default_value_t = ProjectorName::RedisViews)]
     pub projector: ProjectorName,
     /// The job topic.
     #[arg(long, env = "ORDO_PROJECTOR_TOPIC", default_value = ordo_projectors::projector::DEFAULT_TOPIC)]

@@ -16,7 +16,7 @@ const LINE_INTERVAL: Duration = Duration::from_secs(2);
 
 pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> anyhow::Result<()> {
     // The only read model so far; the ClickHouse history will add an arm here.
-    let ProjectorName::JobViews = args.projector;
+    let ProjectorName::RedisViews = args.projector;
     let scope = match (&args.since, args.jobs.is_empty()) {
         (Some(since), _) => Scope::Since(*since),
         (None, false) => Scope::Jobs(args.jobs.clone()),

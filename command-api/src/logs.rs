@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use ordo_common::kafka::{self, Producer};
 use ordo_protocol::worker::LogLevel;
+use prometheus::{IntCounterVec, Opts, Registry};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
 use serde::Serialize;
@@ -103,5 +104,33 @@ impl LogSink {
             }
         }
         Ok(())
+    }
+}
+
+/// `ordo_logs_ingested_total{source}`: log lines Kafka acknowledged. Cheap to clone.
+#[derive(Clone)]
+pub struct LogMetrics {
+    ingested: IntCounterVec,
+}
+
+impl LogMetrics {
+    /// Registers the instrument in `registry`; once per registry.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let ingested = IntCounterVec::new(
+            Opts::new(
+                "ordo_logs_ingested_total",
+                "Log lines acknowledged by Kafka, by source (job)",
+            ),
+            &["source"],
+        )?;
+        registry.register(Box::new(ingested.clone()))?;
+        Ok(Self { ingested })
+    }
+
+    /// `lines` lines of `source` (a record's `service`) are on the topic.
+    pub fn record_ingested(&self, source: &str, lines: usize) {
+        self.ingested
+            .with_label_values(&[source])
+            .inc_by(lines as u64);
     }
 }

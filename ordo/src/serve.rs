@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use ordo_command_api::logs::LogSink;
 use ordo_command_api::reaper::{self, ReaperConfig};
-use ordo_command_api::{http::api_routes, router, AppState, JobCommandBus};
+use ordo_command_api::{http::api_routes, router, AppState, CommandMetrics, JobCommandBus};
 use ordo_common::db;
 use ordo_common::http::{finish, render_metrics};
 use ordo_domain::JobServices;
@@ -18,6 +18,7 @@ use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
 use ordo_query_api::{QueryConfig, QueryState};
 use prometheus::Registry;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -135,13 +136,13 @@ pub async fn reaper(args: &GlobalArgs, metrics_addr: SocketAddr) -> anyhow::Resu
     let registry = Registry::new();
     let shutdown = shutdown_token();
     let pool = db::connect(&args.db_config())?;
-    let state = AppState::with_registry(
+    // Only the bus: this role serves no API, so it exports no HTTP metrics.
+    let bus = JobCommandBus::new(
         pool,
-        args.api_config()?,
         JobServices::system(),
-        registry.clone(),
+        CommandMetrics::register(&registry)?,
     );
-    let reaper = spawn_reaper(args, state.bus, connect_redis(args).await?, &shutdown);
+    let reaper = spawn_reaper(args, Arc::new(bus), connect_redis(args).await?, &shutdown);
     let (served, reaped) = tokio::join!(
         serve_metrics(metrics_addr, registry, shutdown.clone()),
         reaper
@@ -278,7 +279,7 @@ fn spawn_relay(
 
 fn spawn_reaper(
     args: &GlobalArgs,
-    bus: std::sync::Arc<JobCommandBus>,
+    bus: Arc<JobCommandBus>,
     redis: redis::aio::ConnectionManager,
     shutdown: &CancellationToken,
 ) -> JoinHandle<anyhow::Result<()>> {

@@ -134,3 +134,26 @@ impl LogMetrics {
             .inc_by(lines as u64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ordo_common::http::render_metrics;
+
+    #[test]
+    fn ingested_lines_are_counted_by_source() {
+        let registry = Registry::new();
+        let metrics = LogMetrics::register(&registry).unwrap();
+        metrics.record_ingested(JOB_SERVICE, 3);
+        metrics.clone().record_ingested(JOB_SERVICE, 2);
+        let text = render_metrics(&registry);
+        assert!(
+            text.contains(r#"ordo_logs_ingested_total{source="job"} 5"#),
+            "{text}"
+        );
+        assert!(
+            LogMetrics::register(&registry).is_err(),
+            "once per registry"
+        );
+    }
+}

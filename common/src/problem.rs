@@ -119,7 +119,10 @@ mod tests {
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         assert_eq!(body["type"], "/problems/unavailable");
         assert_eq!(body["detail"], "redis is down");
-        assert!(body.get("request_id").is_none(), "outside a request: {body}");
+        assert!(
+            body.get("request_id").is_none(),
+            "outside a request: {body}"
+        );
     }
 
     #[tokio::test]

@@ -115,8 +115,8 @@ pub enum ClaimError {
     Command(#[from] CommandError),
 }
 
-impl From<redis::RedisError> for ClaimError {
-    fn from(error: redis::RedisError) -> Self {
+impl ClaimError {
+    fn unavailable(error: redis::RedisError) -> Self {
         tracing::warn!(%error, "dispatch model unavailable");
         Self::Unavailable(error)
     }
@@ -200,7 +200,9 @@ impl ClaimService {
         let bus: &JobCommandBus = &self.bus;
         let clock = &bus.services().clock;
         let now = clock.now();
-        let namespace = namespace::active(&mut self.redis, &self.prefix).await?;
+        let namespace = namespace::active(&mut self.redis, &self.prefix)
+            .await
+            .map_err(ClaimError::unavailable)?;
         let claims = self
             .dispatch
             .claim(
@@ -211,7 +213,8 @@ impl ClaimService {
                 now.timestamp_millis(),
                 claim.lease.duration(),
             )
-            .await?;
+            .await
+            .map_err(ClaimError::unavailable)?;
         let lease_expires_at = claim.lease.ends_at(now);
         // The starts are independent commands on different jobs: run them side by side, in
         // claim order so the answer keeps the queue's priority order.

@@ -18,7 +18,6 @@ use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
 use ordo_query_api::{QueryConfig, QueryState};
 use prometheus::Registry;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -137,12 +136,12 @@ pub async fn reaper(args: &GlobalArgs, metrics_addr: SocketAddr) -> anyhow::Resu
     let shutdown = shutdown_token();
     let pool = db::connect(&args.db_config())?;
     // Only the bus: this role serves no API, so it exports no HTTP metrics.
-    let bus = JobCommandBus::new(
+    let bus = std::sync::Arc::new(JobCommandBus::new(
         pool,
         JobServices::system(),
         CommandMetrics::register(&registry)?,
-    );
-    let reaper = spawn_reaper(args, Arc::new(bus), connect_redis(args).await?, &shutdown);
+    ));
+    let reaper = spawn_reaper(args, bus, connect_redis(args).await?, &shutdown);
     let (served, reaped) = tokio::join!(
         serve_metrics(metrics_addr, registry, shutdown.clone()),
         reaper
@@ -279,7 +278,7 @@ fn spawn_relay(
 
 fn spawn_reaper(
     args: &GlobalArgs,
-    bus: Arc<JobCommandBus>,
+    bus: std::sync::Arc<JobCommandBus>,
     redis: redis::aio::ConnectionManager,
     shutdown: &CancellationToken,
 ) -> JoinHandle<anyhow::Result<()>> {

@@ -9,7 +9,7 @@
 //! fall back to loading the job's events when that state turns out stale.
 
 use crate::cache::{self, CachedJob, JobCache};
-use crate::metrics::Metrics;
+use crate::metrics::CommandMetrics;
 use crate::store::{JobEventStore, OutboxEventRepository};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository};
@@ -92,11 +92,11 @@ pub struct JobCommandBus {
     services: JobServices,
     /// The state each command left behind, so the next one need not load it.
     cache: JobCache,
-    metrics: Arc<Metrics>,
+    metrics: CommandMetrics,
 }
 
 impl JobCommandBus {
-    pub fn new(pool: sqlx::PgPool, services: JobServices, metrics: Arc<Metrics>) -> Self {
+    pub fn new(pool: sqlx::PgPool, services: JobServices, metrics: CommandMetrics) -> Self {
         Self {
             store: OutboxEventRepository::new(pool.clone()).into_event_store(),
             reads: PostgresEventRepository::new(pool),
@@ -145,7 +145,7 @@ impl JobCommandBus {
             },
             other => other,
         };
-        self.metrics.record_command("submit", &result);
+        self.record("submit", &result);
         result
     }
 
@@ -183,7 +183,7 @@ impl JobCommandBus {
             .load_and_run(job_id, tenant, command, metadata)
             .await
             .map(|(outcome, _)| outcome);
-        self.metrics.record_command(name, &result);
+        self.record(name, &result);
         result
     }
 
@@ -203,7 +203,7 @@ impl JobCommandBus {
             },
             Err(e) => Err(e),
         };
-        self.metrics.record_command("start", &result);
+        self.record("start", &result);
         result
     }
 
@@ -349,6 +349,15 @@ impl JobCommandBus {
             },
             cached,
         ))
+    }
+
+    /// Counts a handled command by its outcome.
+    fn record<T>(&self, command: &str, result: &Result<T, CommandError>) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        self.metrics.record_command(command, outcome);
     }
 
     pub fn services(&self) -> &JobServices {

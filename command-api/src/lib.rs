@@ -5,14 +5,21 @@
 //! - [`store`]: the cqrs-es repository that appends events and outbox rows in one statement.
 //! - [`bus`]: loads a job, runs a command, commits the events; returns the job's new sequence.
 //! - [`cache`]: the state each command left behind, so the next one on the job need not load it.
-//! - [`http`]: the axum application: [`http::router`], request extractors, problem+json errors,
-//!   one module per route group under [`http::routes`].
-//! - [`logs`]: job log lines to Kafka (`ordo.logs`), the record that goes on the wire.
-//! - [`reaper`]: the lease reaper, which expires the leases of silent workers.
-//! - [`metrics`]: Prometheus instruments of this service.
+//! - [`metrics`]: the bus's Prometheus instruments ([`CommandMetrics`]).
+//! - [`claims`]: how workers get jobs: the claim from the dispatch model in Redis, long-poll
+//!   and wake-ups, the `Start` commands, claims put back when they could not start.
+//! - [`logs`]: job log lines to Kafka (`ordo.logs`), the record that goes on the wire, and
+//!   the ingestion metric.
+//! - [`reaper`]: the lease reaper, which expires the leases of silent workers; it needs only
+//!   a bus, so `ordo serve reaper` runs without the HTTP side.
+//! - [`http`]: the axum application: [`http::router`], [`AppState`], request extractors,
+//!   problem+json errors, the helpers of command routes ([`http::command`]), the API's
+//!   metrics, one module per route group under [`http::routes`]. Handlers parse, call the
+//!   bus or a service, and render.
 
 pub mod bus;
 pub mod cache;
+pub mod claims;
 pub mod http;
 pub mod logs;
 pub mod metrics;
@@ -21,4 +28,4 @@ pub mod store;
 
 pub use bus::{CommandError, CommandOutcome, JobCommandBus};
 pub use http::{router, ApiConfig, AppState};
-pub use metrics::Metrics;
+pub use metrics::CommandMetrics;

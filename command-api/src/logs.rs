@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use ordo_common::kafka::{self, Producer};
 use ordo_protocol::worker::LogLevel;
+use prometheus::{IntCounterVec, Opts, Registry};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
 use serde::Serialize;
@@ -103,5 +104,56 @@ impl LogSink {
             }
         }
         Ok(())
+    }
+}
+
+/// `ordo_logs_ingested_total{source}`: log lines Kafka acknowledged. Cheap to clone.
+#[derive(Clone)]
+pub struct LogMetrics {
+    ingested: IntCounterVec,
+}
+
+impl LogMetrics {
+    /// Registers the instrument in `registry`; once per registry.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let ingested = IntCounterVec::new(
+            Opts::new(
+                "ordo_logs_ingested_total",
+                "Log lines acknowledged by Kafka, by source (job)",
+            ),
+            &["source"],
+        )?;
+        registry.register(Box::new(ingested.clone()))?;
+        Ok(Self { ingested })
+    }
+
+    /// `lines` lines of `source` (a record's `service`) are on the topic.
+    pub fn record_ingested(&self, source: &str, lines: usize) {
+        self.ingested
+            .with_label_values(&[source])
+            .inc_by(lines as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ordo_common::http::render_metrics;
+
+    #[test]
+    fn ingested_lines_are_counted_by_source() {
+        let registry = Registry::new();
+        let metrics = LogMetrics::register(&registry).unwrap();
+        metrics.record_ingested(JOB_SERVICE, 3);
+        metrics.clone().record_ingested(JOB_SERVICE, 2);
+        let text = render_metrics(&registry);
+        assert!(
+            text.contains(r#"ordo_logs_ingested_total{source="job"} 5"#),
+            "{text}"
+        );
+        assert!(
+            LogMetrics::register(&registry).is_err(),
+            "once per registry"
+        );
     }
 }

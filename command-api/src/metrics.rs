@@ -1,45 +1,30 @@
-//! Prometheus instruments of the command API (the HTTP ones are shared, see
-//! [`ordo_common::http::HttpMetrics`]). Names follow `ordo_<noun>_<verb>_total` and
-//! `ordo_<name>_seconds`; every label has a bounded set of values (routes are the matched
-//! route templates, commands and outcomes are fixed enums).
+//! Prometheus instruments of the command bus, registered by whoever runs a bus: the API
+//! process, the reaper, a benchmark. The HTTP ones are shared ([`ordo_common::http::HttpMetrics`])
+//! and the logs one is the logs side's ([`crate::logs::LogMetrics`]). Names follow
+//! `ordo_<noun>_<verb>_total`; every label has a bounded set of values (commands and outcomes
+//! are fixed enums).
 
-use crate::bus::CommandError;
-use ordo_common::http::{render_metrics, HttpMetrics};
 use prometheus::{IntCounterVec, Opts, Registry};
 
-pub struct Metrics {
-    registry: Registry,
-    http: HttpMetrics,
+/// `ordo_commands_handled_total{command,outcome}` and `ordo_job_cache_lookups_total{outcome}`.
+/// Cheap to clone: clones count into the same series.
+#[derive(Clone)]
+pub struct CommandMetrics {
     commands: IntCounterVec,
-    logs_ingested: IntCounterVec,
     job_cache: IntCounterVec,
 }
 
-impl Metrics {
-    pub fn new() -> Self {
-        Self::in_registry(Registry::new())
-    }
-
-    /// Registers the instruments in `registry`, which `/metrics` then renders whole: a process
-    /// running several roles exposes all of their metrics on its one endpoint.
-    pub fn in_registry(registry: Registry) -> Self {
-        let http = HttpMetrics::register(&registry).expect("metric names are unique");
+impl CommandMetrics {
+    /// Registers the instruments in `registry`; once per registry (a second registration of
+    /// the same names is an error).
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let commands = IntCounterVec::new(
             Opts::new(
                 "ordo_commands_handled_total",
                 "Job commands by command and outcome (ok, rejected, not_found, conflict, error)",
             ),
             &["command", "outcome"],
-        )
-        .expect("valid metric");
-        let logs_ingested = IntCounterVec::new(
-            Opts::new(
-                "ordo_logs_ingested_total",
-                "Log lines acknowledged by Kafka, by source (job)",
-            ),
-            &["source"],
-        )
-        .expect("valid metric");
+        )?;
         let job_cache = IntCounterVec::new(
             Opts::new(
                 "ordo_job_cache_lookups_total",
@@ -47,54 +32,66 @@ impl Metrics {
                  (hit; miss: loaded from the event store; stale: refused or conflicting, reloaded)",
             ),
             &["outcome"],
-        )
-        .expect("valid metric");
-        for metric in [&commands, &logs_ingested, &job_cache] {
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("metric names are unique");
-        }
-        Self {
-            registry,
-            http,
+        )?;
+        registry.register(Box::new(commands.clone()))?;
+        registry.register(Box::new(job_cache.clone()))?;
+        Ok(Self {
             commands,
-            logs_ingested,
             job_cache,
-        }
+        })
     }
 
-    /// The HTTP request instruments, for [`ordo_common::http::finish`]: a process that serves
-    /// other routes beside these (`ordo dev`) passes this one set to cover them all.
-    pub fn http(&self) -> &HttpMetrics {
-        &self.http
+    /// Instruments no endpoint exposes, for tests and benchmarks that only need a bus.
+    pub fn unregistered() -> Self {
+        Self::register(&Registry::new()).expect("a new registry holds no metric yet")
     }
 
-    pub fn record_command<T>(&self, command: &str, result: &Result<T, CommandError>) {
-        let outcome = match result {
-            Ok(_) => "ok",
-            Err(e) => e.outcome(),
-        };
+    pub fn record_command(&self, command: &str, outcome: &str) {
         self.commands.with_label_values(&[command, outcome]).inc();
-    }
-
-    pub fn record_logs_ingested(&self, source: &str, lines: usize) {
-        self.logs_ingested
-            .with_label_values(&[source])
-            .inc_by(lines as u64);
     }
 
     pub fn record_job_cache(&self, outcome: &str) {
         self.job_cache.with_label_values(&[outcome]).inc();
     }
-
-    /// The text exposition format served on `/metrics`.
-    pub fn render(&self) -> String {
-        render_metrics(&self.registry)
-    }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ordo_common::http::render_metrics;
+
+    #[test]
+    fn counts_land_in_the_registry_they_were_registered_in() {
+        let registry = Registry::new();
+        let metrics = CommandMetrics::register(&registry).unwrap();
+        metrics.clone().record_command("submit", "ok");
+        metrics.record_command("submit", "ok");
+        metrics.record_job_cache("miss");
+        let text = render_metrics(&registry);
+        assert!(
+            text.contains(r#"ordo_commands_handled_total{command="submit",outcome="ok"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ordo_job_cache_lookups_total{outcome="miss"} 1"#),
+            "{text}"
+        );
+        assert!(
+            CommandMetrics::register(&registry).is_err(),
+            "once per registry"
+        );
+    }
+
+    #[test]
+    fn unregistered_metrics_count_without_an_endpoint() {
+        let metrics = CommandMetrics::unregistered();
+        metrics.record_command("cancel", "rejected");
+        assert_eq!(
+            metrics
+                .commands
+                .with_label_values(&["cancel", "rejected"])
+                .get(),
+            1
+        );
     }
 }

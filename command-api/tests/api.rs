@@ -59,6 +59,13 @@ async fn events(app: &TestApp, id: Uuid) -> Vec<Value> {
     body["events"].as_array().expect("events array").clone()
 }
 
+/// The value of header `name` of `resp` ("" without it).
+fn header<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
+    resp.headers()
+        .get(name)
+        .map_or("", |v| v.to_str().expect("visible ASCII"))
+}
+
 fn event_types(events: &[Value]) -> Vec<&str> {
     events
         .iter()
@@ -580,6 +587,42 @@ async fn unknown_routes_and_methods_are_problems() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
+async fn every_answer_carries_a_request_id_and_problems_name_it() {
+    let app = TestApp::spawn().await;
+    // The client's id is echoed.
+    let resp = send(app.get("/healthz").header("x-request-id", "client-7")).await;
+    assert_eq!(header(&resp, "x-request-id"), "client-7");
+    // Without one, the server makes a fresh UUID for each request.
+    let first = send(app.get("/healthz")).await;
+    let second = send(app.get("/healthz")).await;
+    let made: Uuid = header(&first, "x-request-id").parse().expect("a UUID");
+    assert_ne!(header(&second, "x-request-id"), made.to_string());
+
+    // Problems name the request they answer: from a handler, an extractor, a fallback.
+    let resp = send(
+        app.post(&cancel_path("nope"))
+            .header("x-request-id", "client-8"),
+    )
+    .await;
+    let body = problem_of(resp, 404, "not-found").await;
+    assert_eq!(body["request_id"], "client-8", "{body}");
+    let resp = send(
+        app.post(JOBS)
+            .header(CONTENT_TYPE, "text/plain")
+            .header("x-request-id", "client-9")
+            .body("x"),
+    )
+    .await;
+    assert_eq!(header(&resp, "x-request-id"), "client-9");
+    let body = problem_of(resp, 415, "unsupported-media-type").await;
+    assert_eq!(body["request_id"], "client-9", "{body}");
+    let resp = send(app.get("/nope")).await;
+    let id = header(&resp, "x-request-id").to_owned();
+    let body = problem_of(resp, 404, "not-found").await;
+    assert_eq!(body["request_id"], id.as_str(), "{body}");
+}
+
+#[tokio::test]
 async fn cancel_without_a_body() {
     let app = TestApp::spawn().await;
     let id = create_simple(&app).await;
@@ -830,6 +873,7 @@ async fn readiness_fails_without_the_database() {
         .send()
         .await
         .expect("request sent");
+    assert_eq!(header(&resp, "retry-after"), "1");
     let body = problem_of(resp, 503, "unavailable").await;
     assert!(
         body["detail"].as_str().unwrap().contains("postgres"),
@@ -849,6 +893,7 @@ async fn readiness_fails_without_the_database() {
         .send()
         .await
         .expect("request sent");
+    assert_eq!(header(&resp, "retry-after"), "1");
     problem_of(resp, 503, "unavailable").await;
     server.abort();
 }

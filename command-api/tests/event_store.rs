@@ -5,7 +5,7 @@ mod common;
 
 use chrono::{Duration, Utc};
 use futures::StreamExt;
-use ordo_command_api::{CommandError, JobCommandBus, Metrics};
+use ordo_command_api::{CommandError, CommandMetrics, JobCommandBus};
 use ordo_domain::spec::{JobName, JobType, Labels, Priority, QueueName, TimeoutSecs, WorkerId};
 use ordo_domain::{JobCommand, JobError, JobServices, JobSpec, JobStatus, RetryPolicy};
 use ordo_testkit::domain::{metadata, tenant};
@@ -281,8 +281,9 @@ async fn idempotent_submits_share_one_job_per_tenant_and_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cached_state_another_command_side_moved_on_from_is_reloaded() {
     let db = TestDb::new().await;
-    let metrics = Arc::new(Metrics::new());
-    let a = JobCommandBus::new(db.pool.clone(), JobServices::system(), metrics.clone());
+    let registry = prometheus::Registry::new();
+    let metrics = CommandMetrics::register(&registry).unwrap();
+    let a = JobCommandBus::new(db.pool.clone(), JobServices::system(), metrics);
     let b = common::bus(&db);
     async fn run(
         bus: &JobCommandBus,
@@ -329,8 +330,7 @@ async fn a_cached_state_another_command_side_moved_on_from_is_reloaded() {
 
     let lookups = |outcome: &str| {
         let line = format!("ordo_job_cache_lookups_total{{outcome=\"{outcome}\"}} ");
-        metrics
-            .render()
+        ordo_common::http::render_metrics(&registry)
             .lines()
             .find_map(|l| l.strip_prefix(&line).map(str::to_owned))
             .unwrap_or_else(|| "0".to_owned())

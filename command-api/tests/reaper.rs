@@ -4,10 +4,13 @@
 
 mod common;
 
+use chrono::Utc;
 use common::TestApp;
 use ordo_command_api::reaper::{self, ReaperConfig, Sweep};
+use ordo_domain::{JobServices, ManualClock};
 use ordo_read_model::SingletonLock;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 async fn claimed_job(app: &TestApp, lease_ms: u64) -> String {
@@ -50,7 +53,13 @@ async fn status(app: &TestApp, id: &str) -> String {
 
 #[tokio::test]
 async fn an_expired_lease_is_retried_and_an_extended_one_left_alone() {
-    let app = TestApp::spawn_with_dispatch().await;
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    // The leases run out on this clock, not on the wall's: no test time spent waiting.
+    let services = JobServices {
+        clock: clock.clone(),
+        ..JobServices::system()
+    };
+    let app = TestApp::spawn_with_services(services).await;
     let silent = claimed_job(&app, 1_000).await;
     let alive = claimed_job(&app, 1_000).await;
     // A heartbeat the view has not seen yet: its running entry still says 1 s.
@@ -67,7 +76,7 @@ async fn an_expired_lease_is_retried_and_an_extended_one_left_alone() {
         Sweep::default(),
         "no lease has run out yet"
     );
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    clock.advance(chrono::Duration::milliseconds(1_100));
     let done = sweep(&app).await;
     assert_eq!((done.expired, done.skipped), (1, 1), "{done:?}");
     assert!(

@@ -5,6 +5,7 @@
 mod common;
 
 use common::TestApp;
+use ordo_testkit::http::{problem_of, send};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -210,13 +211,24 @@ async fn bad_claims_are_refused_and_without_redis_the_protocol_is_unavailable() 
         );
     }
     let without = TestApp::spawn().await;
-    let (status, problem) = post(
-        &without,
-        "/api/v1/workers/claim",
-        json!({"worker_id": "w", "queues": ["q"]}),
+    let resp = send(
+        without
+            .post("/api/v1/workers/claim")
+            .json(&json!({"worker_id": "w", "queues": ["q"]})),
     )
     .await;
-    assert_eq!(status, 503, "{problem}");
+    // Transient like every 503: the client hears when to try again.
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    let problem = problem_of(resp, 503, "unavailable").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("Redis"),
+        "{problem}"
+    );
 }
 
 /// A worker shutting down gives its attempt back: the job is claimable again at once, under

@@ -1,14 +1,14 @@
 //! The HTTP plumbing every Ordo API shares: the tenant header, problem+json fallbacks for
-//! unknown routes and methods, and the HTTP request metrics.
+//! unknown routes and methods, request ids and spans, and the HTTP request metrics.
 //!
-//! An API crate exposes its routes without fallbacks or layers; [`finish`] adds both once. So
+//! An API crate exposes its routes without fallbacks or layers; [`finish`] adds them once. So
 //! one process can merge several APIs on one port (`ordo dev`: command and query API) — axum
-//! refuses to merge two routers that both have a fallback — and still count every request
-//! with one set of instruments.
+//! refuses to merge two routers that both have a fallback — and still count and trace every
+//! request the same way.
 
-use crate::Problem;
+use crate::problem::{self, Problem};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
@@ -16,6 +16,14 @@ use ordo_domain::spec::TenantId;
 use ordo_protocol::tenant::{DEFAULT_TENANT, TENANT_HEADER};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 use std::time::Instant;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+
+/// The header that carries a request's id: the client's if it sent one, else a new UUID; the
+/// answer echoes it.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The value of header `name`, if present; the error (a `detail` for a 400) when it is not
 /// visible ASCII.
@@ -82,13 +90,51 @@ impl HttpMetrics {
 }
 
 /// Turns a router of routes (state already supplied) into an application: problem+json
-/// answers for unknown routes (404) and methods (405), and `metrics` recorded for every
-/// matched route. Call it once, after merging every API served on the port.
+/// answers for unknown routes (404) and methods (405), `metrics` recorded for every matched
+/// route, and for every request an id ([`REQUEST_ID_HEADER`], echoed in the answer and in
+/// its problem document) and a span with method, route and id. Call it once, after merging
+/// every API served on the port.
 pub fn finish(routes: Router, metrics: HttpMetrics) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    // The last layer added is the outermost: the id is set first, then the span opened.
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(metrics, record))
+        .layer(middleware::from_fn(scope_request_id))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// The id [`SetRequestIdLayer`] gave the request; a client's id that is not visible ASCII
+/// is kept in the header but left out of logs and problem documents.
+fn request_id_of(request: &Request) -> Option<&str> {
+    request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+}
+
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        request_id = request_id_of(request).unwrap_or_default(),
+    )
+}
+
+/// Makes the request's id the one of every problem rendered while answering it.
+async fn scope_request_id(request: Request, next: Next) -> Response {
+    match request_id_of(&request).map(str::to_owned) {
+        Some(id) => problem::with_request_id(id, next.run(request)).await,
+        None => next.run(request).await,
+    }
 }
 
 /// The fallback for a path no route matches.

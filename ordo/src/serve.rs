@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use ordo_command_api::logs::LogSink;
 use ordo_command_api::reaper::{self, ReaperConfig};
-use ordo_command_api::{http::api_routes, router, AppState, JobCommandBus};
+use ordo_command_api::{http::api_routes, router, AppState, CommandMetrics, JobCommandBus};
 use ordo_common::db;
 use ordo_common::http::{finish, render_metrics};
 use ordo_domain::JobServices;
@@ -135,13 +135,13 @@ pub async fn reaper(args: &GlobalArgs, metrics_addr: SocketAddr) -> anyhow::Resu
     let registry = Registry::new();
     let shutdown = shutdown_token();
     let pool = db::connect(&args.db_config())?;
-    let state = AppState::with_registry(
+    // Only the bus: this role serves no API, so it exports no HTTP metrics.
+    let bus = std::sync::Arc::new(JobCommandBus::new(
         pool,
-        args.api_config()?,
         JobServices::system(),
-        registry.clone(),
-    );
-    let reaper = spawn_reaper(args, state.bus, connect_redis(args).await?, &shutdown);
+        CommandMetrics::register(&registry)?,
+    ));
+    let reaper = spawn_reaper(args, bus, connect_redis(args).await?, &shutdown);
     let (served, reaped) = tokio::join!(
         serve_metrics(metrics_addr, registry, shutdown.clone()),
         reaper

@@ -26,7 +26,7 @@ impl Setup {
         let bus = ordo_command_api::JobCommandBus::new(
             db.pool.clone(),
             ordo_domain::JobServices::system(),
-            std::sync::Arc::new(ordo_command_api::Metrics::new()),
+            ordo_command_api::CommandMetrics::unregistered(),
         );
         let keys = TestPrefix::new().await;
         let prefix = keys.prefix.clone();

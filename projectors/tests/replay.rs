@@ -4,7 +4,7 @@
 //! way the projector builds it: every event applied on its own through `JobViews`.
 
 use chrono::{DateTime, Duration, Utc};
-use ordo_command_api::{JobCommandBus, Metrics};
+use ordo_command_api::{CommandMetrics, JobCommandBus};
 use ordo_domain::spec::{
     JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs, WorkerId,
 };
@@ -38,7 +38,7 @@ impl Fixture {
         let bus = JobCommandBus::new(
             db.pool.clone(),
             JobServices::system(),
-            std::sync::Arc::new(Metrics::new()),
+            CommandMetrics::unregistered(),
         );
         let keys = TestPrefix::new().await;
         Self {

@@ -1,10 +1,11 @@
 //! One error type for every answer of the query API that is not a success, rendered as RFC 9457
 //! `application/problem+json` (see [`ordo_common::Problem`]).
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use ordo_common::problem::RETRY_AFTER_SECS;
 use ordo_common::Problem;
-use serde_json::json;
+use serde_json::{json, Map};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -33,36 +34,28 @@ impl QueryError {
 
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
-        let (status, kind) = match &self {
-            QueryError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
-            QueryError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
-            QueryError::NotCaughtUp { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not-caught-up"),
-            QueryError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        };
-        if let QueryError::Unavailable(detail) = &self {
-            tracing::warn!(%detail, "query failed");
-        }
-        let mut problem = Problem::new(status, kind, self.to_string());
-        if let QueryError::NotCaughtUp {
-            sequence,
-            min_sequence,
-            ..
-        } = &self
-        {
-            problem
-                .extensions
-                .insert("sequence".into(), json!(sequence));
-            problem
-                .extensions
-                .insert("min_sequence".into(), json!(min_sequence));
-        }
-        let mut response = problem.into_response();
+        let detail = self.to_string();
         // Both 503s are transient: the projector catches up, Redis comes back.
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
+        let problem = match self {
+            QueryError::BadRequest(_) => {
+                Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail)
+            }
+            QueryError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "not-found", detail),
+            QueryError::NotCaughtUp {
+                sequence,
+                min_sequence,
+                ..
+            } => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-caught-up", detail)
+                .retry_after(RETRY_AFTER_SECS)
+                .with_extensions(Map::from_iter([
+                    ("sequence".to_owned(), json!(sequence)),
+                    ("min_sequence".to_owned(), json!(min_sequence)),
+                ])),
+            QueryError::Unavailable(_) => {
+                tracing::warn!(%detail, "query failed");
+                Problem::unavailable(detail)
+            }
+        };
+        problem.into_response()
     }
 }

@@ -2,6 +2,7 @@
 //! `application/problem+json` with a `detail` that tells the client what to fix.
 
 use crate::bus::CommandError;
+use crate::claims::ClaimError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ordo_common::Problem;
@@ -28,44 +29,53 @@ pub enum ApiError {
     Unavailable(String),
 }
 
-impl ApiError {
-    fn status(&self) -> StatusCode {
-        match self {
-            ApiError::MalformedJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Command(e) => match e {
-                CommandError::Rejected(JobError::NotFound) => StatusCode::NOT_FOUND,
-                CommandError::Rejected(_) | CommandError::Conflict => StatusCode::CONFLICT,
-                CommandError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-                CommandError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                CommandError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+impl From<ClaimError> for ApiError {
+    fn from(error: ClaimError) -> Self {
+        match error {
+            ClaimError::Command(e) => ApiError::Command(e),
+            unavailable @ ClaimError::Unavailable(_) => {
+                ApiError::Unavailable(unavailable.to_string())
+            }
         }
     }
+}
 
-    /// A stable, machine-readable problem type (a relative URI reference, per RFC 9457).
-    fn kind(&self) -> &'static str {
-        match self {
-            ApiError::MalformedJson(_) => "malformed-json",
-            ApiError::BadRequest(_) => "bad-request",
-            ApiError::Validation(_) => "validation-error",
-            ApiError::NotFound(_) => "not-found",
-            ApiError::PayloadTooLarge { .. } => "payload-too-large",
-            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Command(e) => match e {
-                CommandError::Rejected(JobError::NotFound) => "not-found",
-                CommandError::Rejected(_) => "invalid-transition",
-                CommandError::Conflict => "concurrency-conflict",
-                CommandError::IdempotencyMismatch => "idempotency-key-reused",
-                CommandError::Unavailable(_) => "unavailable",
-                CommandError::Internal(_) => "internal-error",
-            },
-        }
+impl ApiError {
+    /// The problem document with `detail`: status, a stable, machine-readable type (a relative
+    /// URI reference, per RFC 9457) and the members that say more.
+    fn problem(&self, detail: String) -> Problem {
+        let (status, kind) = match self {
+            // Transient: the same request may succeed once the dependency is back.
+            ApiError::Unavailable(_) | ApiError::Command(CommandError::Unavailable(_)) => {
+                return Problem::unavailable(detail);
+            }
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation-error"),
+            ApiError::NotFound(_)
+            | ApiError::Command(CommandError::Rejected(JobError::NotFound)) => {
+                (StatusCode::NOT_FOUND, "not-found")
+            }
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large")
+            }
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+            }
+            ApiError::Command(CommandError::Rejected(_)) => {
+                (StatusCode::CONFLICT, "invalid-transition")
+            }
+            ApiError::Command(CommandError::Conflict) => {
+                (StatusCode::CONFLICT, "concurrency-conflict")
+            }
+            ApiError::Command(CommandError::IdempotencyMismatch) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused")
+            }
+            ApiError::Command(CommandError::Internal(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal-error")
+            }
+        };
+        Problem::new(status, kind, detail).with_extensions(self.extensions())
     }
 
     fn extensions(&self) -> Map<String, Value> {
@@ -107,12 +117,6 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        Problem {
-            status: self.status(),
-            kind: self.kind(),
-            detail,
-            extensions: self.extensions(),
-        }
-        .into_response()
+        self.problem(detail).into_response()
     }
 }

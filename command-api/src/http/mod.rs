@@ -1,18 +1,25 @@
-//! The axum application of the command API.
+//! The axum application of the command API: [`AppState`], what every handler shares;
+//! [`extract`], request extractors; [`command`], what the routes that run commands share;
+//! [`ApiError`], every answer that is not a success; [`ApiMetrics`]; one module per route group
+//! under [`routes`].
 
+pub mod command;
 mod error;
 pub mod extract;
+mod metrics;
 pub mod routes;
 
 pub use error::ApiError;
+pub use metrics::ApiMetrics;
 
 use crate::bus::JobCommandBus;
+use crate::claims::ClaimService;
 use crate::logs::LogSink;
-use crate::metrics::Metrics;
+use crate::metrics::CommandMetrics;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use ordo_domain::{JobServices, RetryPolicy};
-use ordo_read_model::ReadyWakeups;
+use prometheus::Registry;
 use sqlx::PgPool;
 use std::sync::Arc;
 
@@ -38,42 +45,40 @@ impl Default for ApiConfig {
 pub struct AppState {
     pub bus: Arc<JobCommandBus>,
     pub pool: PgPool,
-    pub metrics: Arc<Metrics>,
+    pub metrics: ApiMetrics,
     pub config: Arc<ApiConfig>,
-    /// The dispatch model workers claim from; without it the worker protocol answers 503.
-    pub dispatch: Option<WorkerDispatch>,
+    /// Hands jobs to workers; without it the claims of the worker protocol answer 503.
+    pub claims: Option<ClaimService>,
     /// Where job log lines go; without it `POST /api/v1/jobs/{id}/logs` answers 503.
     pub logs: Option<LogSink>,
 }
 
-/// The Redis side of the worker protocol: the claim script, the live namespace's prefix and
-/// the wake-ups of waiting claims.
-#[derive(Clone)]
-pub struct WorkerDispatch {
-    pub dispatch: ordo_read_model::DispatchQueues,
-    pub redis: redis::aio::ConnectionManager,
-    pub prefix: String,
-    pub wakeups: Arc<ReadyWakeups>,
-}
-
 impl AppState {
+    /// With metrics in a registry of its own.
     pub fn new(pool: PgPool, config: ApiConfig, services: JobServices) -> Self {
-        Self::with_registry(pool, config, services, prometheus::Registry::new())
+        Self::with_registry(pool, config, services, Registry::new())
     }
 
+    /// With the command bus's and the API's metrics registered in `registry`, which
+    /// `/metrics` then renders whole: a process running several roles exposes all of their
+    /// metrics on its one endpoint.
+    ///
+    /// # Panics
+    /// If `registry` already holds the command API's metrics (a second API on one registry).
     pub fn with_registry(
         pool: PgPool,
         config: ApiConfig,
         services: JobServices,
-        registry: prometheus::Registry,
+        registry: Registry,
     ) -> Self {
-        let metrics = Arc::new(Metrics::in_registry(registry));
+        const ONCE: &str = "the command API's metrics are registered once per registry";
+        let commands = CommandMetrics::register(&registry).expect(ONCE);
         Self {
-            bus: Arc::new(JobCommandBus::new(pool.clone(), services, metrics.clone())),
+            bus: Arc::new(JobCommandBus::new(pool.clone(), services, commands)),
             pool,
-            metrics,
+            metrics: ApiMetrics::register(registry).expect(ONCE),
             config: Arc::new(config),
-            dispatch: None,
+            claims: None,
             logs: None,
         }
     }
@@ -87,12 +92,7 @@ impl AppState {
         prefix: &str,
     ) -> Self {
         Self {
-            dispatch: Some(WorkerDispatch {
-                dispatch: ordo_read_model::DispatchQueues::new(redis.clone()),
-                redis,
-                prefix: prefix.to_owned(),
-                wakeups: ReadyWakeups::subscribe(client, prefix),
-            }),
+            claims: Some(ClaimService::new(self.bus.clone(), redis, client, prefix)),
             ..self
         }
     }

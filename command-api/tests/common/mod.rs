@@ -18,7 +18,7 @@ pub fn bus(db: &TestDb) -> JobCommandBus {
     JobCommandBus::new(
         db.pool.clone(),
         JobServices::system(),
-        std::sync::Arc::new(ordo_command_api::Metrics::new()),
+        ordo_command_api::CommandMetrics::unregistered(),
     )
 }
 
@@ -38,12 +38,18 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: ApiConfig) -> Self {
-        Self::start(config, None, None).await
+        Self::start(config, JobServices::system(), None, None).await
     }
 
     /// With the worker protocol on a dispatch model of its own.
     pub async fn spawn_with_dispatch() -> Self {
-        Self::start(ApiConfig::default(), Some(TestPrefix::new().await), None).await
+        Self::spawn_with_services(JobServices::system()).await
+    }
+
+    /// With the worker protocol, and `services` (e.g. a `ManualClock`) for the bus.
+    pub async fn spawn_with_services(services: JobServices) -> Self {
+        let redis = Some(TestPrefix::new().await);
+        Self::start(ApiConfig::default(), services, redis, None).await
     }
 
     /// With the worker protocol, and job log lines produced to `topic` on the local broker.
@@ -53,15 +59,21 @@ impl TestApp {
             .expect("the broker of the local stack is reachable (run `make services`)");
         Self::start(
             ApiConfig::default(),
+            JobServices::system(),
             Some(TestPrefix::new().await),
             Some(logs),
         )
         .await
     }
 
-    async fn start(config: ApiConfig, redis: Option<TestPrefix>, logs: Option<LogSink>) -> Self {
+    async fn start(
+        config: ApiConfig,
+        services: JobServices,
+        redis: Option<TestPrefix>,
+        logs: Option<LogSink>,
+    ) -> Self {
         let db = TestDb::new().await;
-        let mut state = AppState::new(db.pool.clone(), config, JobServices::system());
+        let mut state = AppState::new(db.pool.clone(), config, services);
         if let Some(redis) = &redis {
             state = state.with_dispatch(redis.redis.clone(), redis.client(), &redis.prefix);
         }

@@ -28,7 +28,7 @@ pub fn bus(db: &TestDb) -> ordo_command_api::JobCommandBus {
     ordo_command_api::JobCommandBus::new(
         db.pool.clone(),
         ordo_domain::JobServices::system(),
-        std::sync::Arc::new(ordo_command_api::Metrics::new()),
+        ordo_command_api::CommandMetrics::unregistered(),
     )
 }
 

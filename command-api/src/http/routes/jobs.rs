@@ -1,6 +1,6 @@
 //! Job commands: submit, cancel, requeue; and a job's history from the event store.
 
-use crate::bus::CommandOutcome;
+use crate::http::command::{execute, parse_job_id, CommandResponse};
 use crate::http::extract::{IdempotencyKey, JsonBody, OptionalJsonBody, RequestContext};
 use crate::http::{ApiError, AppState};
 use axum::extract::{Path, State};
@@ -106,33 +106,10 @@ pub struct CancelRequest {
     pub reason: Option<String>,
 }
 
-/// The answer to every accepted command.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CommandResponse {
-    pub job_id: Uuid,
-    pub status: ordo_domain::JobStatus,
-    pub sequence: u64,
-}
-
-impl From<CommandOutcome> for CommandResponse {
-    fn from(outcome: CommandOutcome) -> Self {
-        Self {
-            job_id: outcome.job_id,
-            status: outcome.status,
-            sequence: outcome.sequence,
-        }
-    }
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 pub struct HistoryResponse {
     pub job_id: Uuid,
     pub events: Vec<EventEnvelope>,
-}
-
-pub(crate) fn parse_job_id(id: &str) -> Result<Uuid, ApiError> {
-    id.parse()
-        .map_err(|_| ApiError::NotFound(format!("no job {id:?}: job ids are UUIDs")))
 }
 
 /// `POST /api/v1/jobs`: 201 with the new job; 200 with the existing one when an
@@ -183,21 +160,6 @@ async fn requeue(
     Path(id): Path<String>,
 ) -> Result<Json<CommandResponse>, ApiError> {
     execute(&state, &ctx, &id, JobCommand::Requeue).await
-}
-
-/// Runs a command against the job `id` of the caller's tenant.
-pub(crate) async fn execute(
-    state: &AppState,
-    ctx: &RequestContext,
-    id: &str,
-    command: JobCommand,
-) -> Result<Json<CommandResponse>, ApiError> {
-    let job_id = parse_job_id(id)?;
-    let outcome = state
-        .bus
-        .execute(job_id, &ctx.tenant, command, ctx.metadata(state))
-        .await?;
-    Ok(Json(outcome.into()))
 }
 
 /// `GET /api/v1/jobs/{id}/events`: every event of the job, oldest first, as on the wire.

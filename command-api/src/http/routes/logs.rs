@@ -3,8 +3,8 @@
 //! it names its attempt, so a worker whose lease ran out cannot write into the attempt another
 //! worker now runs.
 
-use super::jobs::parse_job_id;
 use crate::bus::CommandError;
+use crate::http::command::parse_job_id;
 use crate::http::extract::{JsonBody, RequestContext};
 use crate::http::{ApiError, AppState};
 use crate::logs::{LogRecord, LogSink, JOB_SERVICE};
@@ -80,7 +80,8 @@ async fn append(
     })?;
     state
         .metrics
-        .record_logs_ingested(JOB_SERVICE, records.len());
+        .logs()
+        .record_ingested(JOB_SERVICE, records.len());
     Ok((
         StatusCode::ACCEPTED,
         Json(LogLinesResponse {

@@ -10,13 +10,10 @@ use ordo_command_api::claims::{ClaimService, WorkerClaim};
 use ordo_domain::spec::TenantId;
 use ordo_domain::{CommandMetadata, JobServices, ManualClock};
 use ordo_protocol::worker::ClaimRequest;
+use ordo_testkit::domain::tenant;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn tenant(name: &str) -> TenantId {
-    TenantId::parse(name).unwrap()
-}
 
 fn caller(tenant: &TenantId, at: DateTime<Utc>) -> CommandMetadata {
     CommandMetadata {
@@ -32,9 +29,12 @@ fn worker_claim(body: serde_json::Value) -> WorkerClaim {
     WorkerClaim::parse(&request).expect("a valid claim")
 }
 
-async fn app_at(clock: &Arc<ManualClock>) -> (TestApp, ClaimService) {
+/// An app whose clock stands still at the returned time, with one `report.build` job of the
+/// default tenant projected into queue `reports` (its id is returned).
+async fn one_job_at_a_standstill() -> (DateTime<Utc>, TestApp, ClaimService, String) {
+    let now = Utc::now();
     let services = JobServices {
-        clock: clock.clone(),
+        clock: Arc::new(ManualClock::new(now)),
         ..JobServices::system()
     };
     let app = TestApp::spawn_with_services(services).await;
@@ -43,17 +43,15 @@ async fn app_at(clock: &Arc<ManualClock>) -> (TestApp, ClaimService) {
         .claims
         .clone()
         .expect("spawned with a dispatch model");
-    (app, claims)
+    let id = app
+        .submit_projected(&json!({"type": "report.build", "queue": "reports"}))
+        .await;
+    (now, app, claims, id)
 }
 
 #[tokio::test]
 async fn a_claim_starts_the_job_for_its_caller_with_a_lease_on_the_bus_clock() {
-    let now = Utc::now();
-    let clock = Arc::new(ManualClock::new(now));
-    let (app, claims) = app_at(&clock).await;
-    let id = app
-        .submit_projected(&json!({"type": "report.build", "queue": "reports"}))
-        .await;
+    let (now, app, claims, id) = one_job_at_a_standstill().await;
     let claim = worker_claim(json!({"worker_id": "w-7", "queues": ["reports"], "lease_ms": 2_000}));
 
     let default = tenant("default");
@@ -76,12 +74,7 @@ async fn a_claim_starts_the_job_for_its_caller_with_a_lease_on_the_bus_clock() {
 
 #[tokio::test]
 async fn a_claim_takes_only_its_tenants_jobs_and_waits_out_its_bound() {
-    let now = Utc::now();
-    let clock = Arc::new(ManualClock::new(now));
-    let (app, claims) = app_at(&clock).await;
-    let id = app
-        .submit_projected(&json!({"type": "report.build", "queue": "reports"}))
-        .await;
+    let (now, _app, claims, id) = one_job_at_a_standstill().await;
     let claim = worker_claim(json!({"worker_id": "w", "queues": ["reports"], "wait_ms": 200}));
 
     let other = tenant("other");

@@ -18,16 +18,4 @@ pub mod sinks;
 
 pub use metrics::ProjectorMetrics;
 pub use projector::{run, ProjectorConfig, Sink};
-pub use sinks::RedisViews;
-
-/// Runs the `redis-views` projector: `config.topic` into the live namespace under
-/// `config.prefix`, until `shutdown`.
-pub async fn run_redis_views(
-    config: ProjectorConfig,
-    redis: redis::aio::ConnectionManager,
-    metrics: ProjectorMetrics,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
-    let sink = RedisViews::new(redis, &config.prefix);
-    run(config, sink, metrics, shutdown).await
-}
+pub use sinks::redis_views::{run as run_redis_views, RedisViews};

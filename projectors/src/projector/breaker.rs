@@ -3,6 +3,8 @@
 //! (capped), then lets one trial write through (half-open): success closes it, failure
 //! opens it again. The loop pauses its partitions while the breaker is open, so it can keep
 //! polling the consumer (and stay in the group) without fetching past the waiting batch.
+//! The in-place retries do not poll: they last at most `threshold` × the backoff's cap
+//! (5 × 5 s by default), far below librdkafka's `max.poll.interval.ms` (5 minutes).
 
 use crate::metrics::{BreakerState, ProjectorMetrics};
 use ordo_protocol::Backoff;

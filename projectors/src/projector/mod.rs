@@ -9,33 +9,33 @@
 //!
 //! Decisions:
 //! - Batches close at `max_batch` records or `max_wait` after their first record
-//!   ([`batch`]); with a zero wait (job views) a batch is what the consumer has ready.
+//!   (`batch`); with a zero wait (job views) a batch is what the consumer has ready.
 //! - A gap (the sink's sequence check refused an event because an earlier one of the same
 //!   job is missing) is never skipped: unless the sink repairs it, the partition's offset is
 //!   stored up to the waiting record, the consumer seeks back to it, and it is retried with
 //!   backoff, logged and counted, until the read model is repaired (for example with
 //!   `ordo replay --job`). Other partitions of the batch go on.
 //! - A record the sink cannot decode is copied to the parking topic with the reason in a
-//!   header ([`parking`]), and the projector goes on.
-//! - Sink failures go through a circuit breaker ([`breaker`]): retried in place a few times,
+//!   header (`parking`), and the projector goes on.
+//! - Sink failures go through a circuit breaker (`breaker`): retried in place a few times,
 //!   then the breaker opens, the assigned partitions are paused and the consumer is still
 //!   polled (so the member stays in the group), and after a cool-down one trial write
 //!   decides. Nothing is stored past an unwritten record.
 //! - A sink that keeps its offsets with its data has its partitions assigned there
-//!   ([`partitions`]), not at the group's committed offsets.
+//!   (`partitions`), not at the group's committed offsets.
 //! - Parking and topic-creation failures are retried in place with capped exponential
-//!   backoff until they succeed or the process stops ([`retry`]).
+//!   backoff until they succeed or the process stops (`retry`).
 //!
-//! One file per job: [`batch`], [`partitions`], [`parking`], [`breaker`], [`retry`],
-//! [`events`] (librdkafka's callbacks), [`sink`] (the trait).
+//! One file per job: `batch`, `partitions`, `parking`, `breaker`, `retry`,
+//! `events` (librdkafka's callbacks), `sink` (the trait).
 
 mod batch;
-pub mod breaker;
+mod breaker;
 mod events;
 mod parking;
 mod partitions;
 mod retry;
-pub mod sink;
+mod sink;
 
 pub use breaker::BreakerConfig;
 pub use sink::{GapResolution, Outcome, Sink};

@@ -57,8 +57,8 @@ pub trait Sink: Send {
         items: &[Self::Item],
     ) -> impl Future<Output = anyhow::Result<Vec<Outcome>>> + Send;
 
-    /// A gap met by `item`: repair it and go on, or wait (the default). Called once per
-    /// partition and batch, for the first gap not repaired.
+    /// A gap met by `item`: repair it and go on, or wait (the default). Called for the gaps
+    /// of a partition in record order until one is not repaired: the partition waits there.
     fn resolve_gap(
         &mut self,
         _item: &Self::Item,

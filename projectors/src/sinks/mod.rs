@@ -1,7 +1,6 @@
-//! The read models the projector writes, one module per sink, each the same layout: the
-//! sink's struct and constructor, its item, `Sink::decode`, `Sink::write`, and the hooks it
-//! uses; then its tests' helpers, if any.
+//! The read models the projector writes, one module per sink, all laid out alike: the entry
+//! point the binary runs (`run`: the projector loop with this sink), the sink's struct and
+//! constructor, then its [`crate::Sink`] implementation (decode, write, and the hooks it
+//! uses).
 
 pub mod redis_views;
-
-pub use redis_views::RedisViews;

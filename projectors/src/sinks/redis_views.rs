@@ -4,12 +4,26 @@
 //! event is a gap (the partition waits; see [`crate::projector`]). Jobs put in a ready set
 //! wake the claims waiting for one.
 
-use crate::projector::{Outcome, Sink};
+use crate::projector::{self, Outcome, ProjectorConfig, Sink};
+use crate::ProjectorMetrics;
 use chrono::DateTime;
 use ordo_domain::EventEnvelope;
 use ordo_read_model::{namespace, ApplyOutcome, JobViews, ViewUpdate};
 use rdkafka::message::{BorrowedMessage, Message};
 use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the `redis-views` projector: `config.topic` into the live namespace under
+/// `config.prefix`, until `shutdown`.
+pub async fn run(
+    config: ProjectorConfig,
+    redis: ConnectionManager,
+    metrics: ProjectorMetrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let sink = RedisViews::new(redis, &config.prefix);
+    projector::run(config, sink, metrics, shutdown).await
+}
 
 pub struct RedisViews {
     redis: ConnectionManager,

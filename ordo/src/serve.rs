@@ -327,7 +327,7 @@ async fn spawn_projector(
 ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
     let redis = connect_redis(args).await?;
     let metrics = ProjectorMetrics::register(registry, &config.name)?;
-    Ok(tokio::spawn(ordo_projectors::run(
+    Ok(tokio::spawn(ordo_projectors::run_redis_views(
         config,
         redis,
         metrics,

@@ -1,8 +1,8 @@
 //! Prometheus instruments of the projectors, labelled by projector name (a small, fixed set).
 
 use prometheus::{
-    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry,
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// What happened to one consumed record.
@@ -38,6 +38,8 @@ pub struct ProjectorMetrics {
     pub lag: prometheus::Histogram,
     consumer_lag: IntGaugeVec,
     errors: IntCounterVec,
+    breaker_state: IntGauge,
+    breaker_transitions: IntCounterVec,
     projector: String,
 }
 
@@ -72,15 +74,33 @@ impl ProjectorMetrics {
             ),
             &["projector", "kind"],
         )?;
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "ordo_projector_breaker_state",
+                "State of the circuit breaker around a projector's sink: 0 closed, 1 half-open, 2 open.",
+            ),
+            &["projector"],
+        )?;
+        let breaker_transitions = IntCounterVec::new(
+            Opts::new(
+                "ordo_projector_breaker_transitions_total",
+                "Changes of the circuit breaker around a projector's sink, by the state entered.",
+            ),
+            &["projector", "state"],
+        )?;
         registry.register(Box::new(records.clone()))?;
         registry.register(Box::new(lag.clone()))?;
         registry.register(Box::new(consumer_lag.clone()))?;
         registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(breaker_state.clone()))?;
+        registry.register(Box::new(breaker_transitions.clone()))?;
         Ok(Self {
             records: RecordOutcome::ALL.map(|o| records.with_label_values(&[projector, o.label()])),
             lag: lag.with_label_values(&[projector]),
             consumer_lag,
             errors,
+            breaker_state: breaker_state.with_label_values(&[projector]),
+            breaker_transitions,
             projector: projector.to_owned(),
         })
     }
@@ -94,7 +114,7 @@ impl ProjectorMetrics {
         self.records[outcome as usize].get()
     }
 
-    /// `kind` is `kafka`, `redis` or `parking`.
+    /// `kind` is `kafka`, `parking`, or the system behind the sink (`redis`).
     pub fn error(&self, kind: &str) {
         self.errors
             .with_label_values(&[&self.projector, kind])
@@ -112,5 +132,38 @@ impl ProjectorMetrics {
         let _ = self
             .consumer_lag
             .remove_label_values(&[&self.projector, &partition.to_string()]);
+    }
+
+    /// Records that the breaker entered `state`.
+    pub fn breaker(&self, state: BreakerState) {
+        self.breaker_state.set(state as i64);
+        self.breaker_transitions
+            .with_label_values(&[&self.projector, state.label()])
+            .inc();
+    }
+
+    /// Times the breaker entered `state` so far (tests wait on it).
+    pub fn breaker_count(&self, state: BreakerState) -> u64 {
+        self.breaker_transitions
+            .with_label_values(&[&self.projector, state.label()])
+            .get()
+    }
+}
+
+/// The state of the circuit breaker around a sink; the value is the state gauge's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed = 0,
+    HalfOpen = 1,
+    Open = 2,
+}
+
+impl BreakerState {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::HalfOpen => "half_open",
+            Self::Open => "open",
+        }
     }
 }

@@ -65,7 +65,7 @@ pub async fn run(args: &GlobalArgs, bench: ProjectBenchArgs) -> anyhow::Result<(
     };
     let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let projector = tokio::spawn(ordo_projectors::run(
+    let projector = tokio::spawn(ordo_projectors::run_redis_views(
         config,
         redis.clone(),
         metrics.clone(),

@@ -60,7 +60,7 @@ impl InProcessProjector {
         let metrics =
             ProjectorMetrics::register(&prometheus::Registry::new(), "redis-views").unwrap();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(ordo_projectors::run(
+        let task = tokio::spawn(ordo_projectors::run_redis_views(
             config.clone(),
             prefix.redis.clone(),
             metrics.clone(),

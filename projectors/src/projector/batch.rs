@@ -1,0 +1,96 @@
+//! Batching by size and by time: a batch closes at `max_batch` records, or `max_wait` after
+//! its first record, whichever comes first. Records that are ready are always taken, so with
+//! a zero `max_wait` a batch is what the consumer has ready: one record when the stream is
+//! quiet (low latency), `max_batch` under load (throughput).
+
+use super::events::ConsumerEvents;
+use super::{Projector, Sink};
+use futures::StreamExt;
+use rdkafka::consumer::MessageStream;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message};
+use std::collections::BTreeMap;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The decoded records of one batch, with where each came from.
+pub(super) struct Batch<T> {
+    pub items: Vec<T>,
+    /// (partition, offset) of each item.
+    pub sources: Vec<(i32, i64)>,
+    /// The offset after the last record of each partition, parked ones included: what is
+    /// stored once the items are written.
+    pub next_offsets: BTreeMap<i32, i64>,
+    /// Records taken from the consumer, parked ones and consumer errors included.
+    pub records: usize,
+}
+
+impl<T> Batch<T> {
+    fn new() -> Self {
+        Self {
+            items: Vec::new(),
+            sources: Vec::new(),
+            next_offsets: BTreeMap::new(),
+            records: 0,
+        }
+    }
+}
+
+impl<S: Sink> Projector<'_, S> {
+    /// The next batch. `None` at shutdown or when the consumer is gone; an empty batch when
+    /// partitions were assigned that wait for the sink's offsets.
+    pub(super) async fn collect(
+        &mut self,
+        stream: &mut MessageStream<'_, ConsumerEvents>,
+        shutdown: &CancellationToken,
+    ) -> Option<Batch<S::Item>> {
+        let mut batch = Batch::new();
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = self.rebalances.assigned.notified() => return Some(batch),
+            message = stream.next() => message?,
+        };
+        self.add(&mut batch, first, shutdown).await?;
+        let deadline = Instant::now() + self.config.max_wait;
+        while batch.records < self.config.max_batch {
+            // The stream is polled before the deadline is checked: a past deadline still
+            // takes what is ready.
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(message)) => self.add(&mut batch, message, shutdown).await?,
+                Ok(None) => return None,
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// Decodes a record into the batch, or parks it; `None` when shutdown interrupted the
+    /// parking.
+    pub(super) async fn add(
+        &mut self,
+        batch: &mut Batch<S::Item>,
+        message: KafkaResult<BorrowedMessage<'_>>,
+        shutdown: &CancellationToken,
+    ) -> Option<()> {
+        batch.records += 1;
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                // librdkafka recovers by itself; the error is only reported.
+                tracing::warn!(%error, "kafka consumer error");
+                self.metrics.error("kafka");
+                return Some(());
+            }
+        };
+        let (partition, offset) = (message.partition(), message.offset());
+        match self.sink.decode(&message) {
+            Ok(item) => {
+                batch.items.push(item);
+                batch.sources.push((partition, offset));
+            }
+            Err(reason) => self.park(&message, &reason, shutdown).await?,
+        }
+        batch.next_offsets.insert(partition, offset + 1);
+        Some(())
+    }
+}

@@ -1,0 +1,367 @@
+//! The projector: one Kafka consumer loop, the same for every read model, writing to a
+//! [`Sink`]. A consumer group on one topic whose batches are written by the sink, with
+//! offsets stored only after the write succeeded.
+//!
+//! Offsets are stored after each batch and committed by librdkafka in the background (every
+//! second, and on rebalance and close), not with a request per batch: under load batches
+//! come hundreds per second, and a crash only means redelivery, which the sinks absorb (a
+//! sequence check, or offsets kept with their data).
+//!
+//! Decisions:
+//! - Batches close at `max_batch` records or `max_wait` after their first record
+//!   (`batch`); with a zero wait (job views) a batch is what the consumer has ready.
+//! - A gap (the sink's sequence check refused an event because an earlier one of the same
+//!   job is missing) is never skipped: unless the sink repairs it, the partition's offset is
+//!   stored up to the waiting record, the consumer seeks back to it, and it is retried with
+//!   backoff, logged and counted, until the read model is repaired (for example with
+//!   `ordo replay --job`). Other partitions of the batch go on.
+//! - A record the sink cannot decode is copied to the parking topic with the reason in a
+//!   header (`parking`), and the projector goes on.
+//! - Sink failures go through a circuit breaker (`breaker`): retried in place a few times,
+//!   then the breaker opens, the assigned partitions are paused and the consumer is still
+//!   polled (so the member stays in the group), and after a cool-down one trial write
+//!   decides. Nothing is stored past an unwritten record.
+//! - A sink that keeps its offsets with its data has its partitions assigned there
+//!   (`partitions`), not at the group's committed offsets.
+//! - Parking and topic-creation failures are retried in place with capped exponential
+//!   backoff until they succeed or the process stops (`retry`).
+//!
+//! One file per job: `batch`, `partitions`, `parking`, `breaker`, `retry`,
+//! `events` (librdkafka's callbacks), `sink` (the trait).
+
+mod batch;
+mod breaker;
+mod events;
+mod parking;
+mod partitions;
+mod retry;
+mod sink;
+
+pub use breaker::BreakerConfig;
+pub use sink::{GapResolution, Outcome, Sink};
+
+use crate::metrics::{ProjectorMetrics, RecordOutcome};
+use batch::Batch;
+use breaker::{Breaker, Next};
+use chrono::Utc;
+use events::{ConsumerEvents, ProjectorConsumer, Rebalances};
+use futures::StreamExt;
+use ordo_common::kafka;
+use ordo_protocol::Backoff;
+use parking::Parking;
+use rdkafka::consumer::{Consumer, MessageStream};
+use rdkafka::message::{BorrowedMessage, Message};
+use retry::Retry;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The job topic Debezium's EventRouter and the relay write (`outbox.event.${aggregatetype}`).
+pub const DEFAULT_TOPIC: &str = "outbox.event.job";
+
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    /// Names the consumer group and the parking topic by default.
+    pub name: String,
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    pub parking_topic: String,
+    /// Key prefix of the Redis read model (the `redis-views` sink); the live namespace under
+    /// it is resolved per batch.
+    pub prefix: String,
+    /// Partitions of the topic if the projector has to create it.
+    pub topic_partitions: i32,
+    pub max_batch: usize,
+    /// How long a batch may wait for more records after its first; zero takes what is ready.
+    pub max_wait: Duration,
+    /// Longest wait for one call of the sink.
+    pub write_timeout: Duration,
+    /// A new group member waits about half of this before its first record.
+    pub session_timeout: Duration,
+    /// How often librdkafka reports consumer lag.
+    pub statistics_interval: Duration,
+    /// Between retries of Kafka calls, of a waiting record, and of sink writes before the
+    /// breaker opens.
+    pub backoff: Backoff,
+    pub breaker: BreakerConfig,
+}
+
+impl ProjectorConfig {
+    pub fn new(name: &str, brokers: &str, prefix: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            brokers: brokers.to_owned(),
+            topic: DEFAULT_TOPIC.to_owned(),
+            group: format!("ordo-projector-{name}"),
+            parking_topic: format!("ordo.parked.{name}"),
+            prefix: prefix.to_owned(),
+            topic_partitions: 6,
+            max_batch: 2_000,
+            max_wait: Duration::ZERO,
+            write_timeout: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(6),
+            statistics_interval: Duration::from_secs(5),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// Consumes `config.topic` into `sink` until `shutdown` is cancelled. Fails only when the
+/// Kafka clients cannot be made at all (bad settings); outages of Kafka and of the sink are
+/// waited out.
+pub async fn run<S: Sink>(
+    config: ProjectorConfig,
+    sink: S,
+    metrics: ProjectorMetrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(config.max_batch >= 1, "max_batch must be at least 1");
+    // Brokers here do not auto-create topics, and a subscription to a missing topic idles
+    // until the next metadata refresh: create it (as the relay would) so start order is free.
+    let mut retry = Retry::new(config.backoff, "kafka");
+    while let Err(error) =
+        kafka::ensure_topic(&config.brokers, &config.topic, config.topic_partitions).await
+    {
+        if !retry.failed(error, &metrics, &shutdown).await {
+            return Ok(());
+        }
+    }
+    let rebalances = Arc::new(Rebalances::new(sink.keeps_offsets()));
+    let consumer = events::consumer(&config, metrics.clone(), rebalances.clone())?;
+    consumer.subscribe(&[&config.topic])?;
+    tracing::info!(
+        projector = %config.name,
+        sink = sink.name(),
+        topic = %config.topic,
+        group = %config.group,
+        "projector consuming"
+    );
+    let mut projector = Projector {
+        breaker: Breaker::new(config.breaker, config.backoff, metrics.clone(), sink.name()),
+        parking: Parking::new(&config)?,
+        sink,
+        consumer: &consumer,
+        rebalances,
+        metrics,
+        gap_streak: 0,
+        config: &config,
+    };
+    projector.consume(&shutdown).await;
+    tracing::info!(projector = %config.name, "projector stopped");
+    Ok(())
+}
+
+struct Projector<'a, S> {
+    config: &'a ProjectorConfig,
+    consumer: &'a ProjectorConsumer,
+    rebalances: Arc<Rebalances>,
+    sink: S,
+    breaker: Breaker,
+    parking: Parking,
+    metrics: ProjectorMetrics,
+    /// Consecutive batches that met a gap, for the backoff between them.
+    gap_streak: u32,
+}
+
+impl<S: Sink> Projector<'_, S> {
+    async fn consume(&mut self, shutdown: &CancellationToken) {
+        let consumer = self.consumer;
+        let mut stream = consumer.stream();
+        loop {
+            if let Some(partitions) = self.rebalances.take_pending() {
+                if self
+                    .assign_at_sink_offsets(partitions, shutdown)
+                    .await
+                    .is_none()
+                {
+                    return;
+                }
+            }
+            let Some(mut batch) = self.collect(&mut stream, shutdown).await else {
+                return;
+            };
+            if batch.records == 0 {
+                continue;
+            }
+            let written = self.write(&mut batch, &mut stream, shutdown).await;
+            self.resume();
+            let Some(outcomes) = written else { return };
+            if self.settle(batch, outcomes, shutdown).await.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Writes the batch through the breaker until it succeeds; `None` at shutdown. While the
+    /// breaker is open the partitions are paused and the stream polled; a record fetched
+    /// before the pause took hold joins the batch (it follows the batch's records of its
+    /// partition, and librdkafka's pre-fetch queue bounds how many there can be).
+    async fn write(
+        &mut self,
+        batch: &mut Batch<S::Item>,
+        stream: &mut MessageStream<'_, ConsumerEvents>,
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<Outcome>> {
+        if batch.items.is_empty() {
+            return Some(Vec::new());
+        }
+        loop {
+            if let Next::OpenUntil(until) = self.breaker.next() {
+                self.pause();
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep_until(until) => break,
+                        message = stream.next() => self.add(batch, message?, shutdown).await?,
+                    }
+                }
+                continue;
+            }
+            let error = match self.write_once(&batch.items).await {
+                Ok(outcomes) => {
+                    self.breaker.succeeded();
+                    return Some(outcomes);
+                }
+                Err(error) => error,
+            };
+            self.metrics.error(self.sink.backend());
+            tracing::warn!(
+                error = format!("{error:#}"),
+                sink = self.sink.name(),
+                records = batch.items.len(),
+                "sink write failed; nothing past the batch is stored"
+            );
+            if let Some(delay) = self.breaker.failed() {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+        }
+    }
+
+    async fn write_once(&mut self, items: &[S::Item]) -> anyhow::Result<Vec<Outcome>> {
+        let outcomes = tokio::time::timeout(self.config.write_timeout, self.sink.write(items))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within {:?}", self.config.write_timeout))??;
+        anyhow::ensure!(
+            outcomes.len() == items.len(),
+            "the sink answered {} outcomes for {} items",
+            outcomes.len(),
+            items.len()
+        );
+        Ok(outcomes)
+    }
+
+    /// Counts the outcomes, stores the offsets of what was written, and holds partitions at
+    /// their first gap; `None` when shutdown came or a seek failed.
+    async fn settle(
+        &mut self,
+        batch: Batch<S::Item>,
+        outcomes: Vec<Outcome>,
+        shutdown: &CancellationToken,
+    ) -> Option<()> {
+        let now = Utc::now();
+        let mut waiting = BTreeMap::new();
+        for ((outcome, item), (partition, offset)) in
+            outcomes.into_iter().zip(&batch.items).zip(batch.sources)
+        {
+            let detail = match outcome {
+                Outcome::Applied { occurred_at } => {
+                    self.metrics.record(RecordOutcome::Applied, 1);
+                    let lag = (now - occurred_at).num_microseconds().unwrap_or(0);
+                    self.metrics.lag.observe(lag.max(0) as f64 / 1e6);
+                    continue;
+                }
+                Outcome::Duplicate => {
+                    self.metrics.record(RecordOutcome::Duplicate, 1);
+                    continue;
+                }
+                Outcome::Gap { detail } => detail,
+            };
+            self.metrics.record(RecordOutcome::Gap, 1);
+            // Records of one partition come in offset order: the first gap not repaired wins.
+            if waiting.contains_key(&partition) || self.repaired(item, &detail).await {
+                continue;
+            }
+            tracing::warn!(
+                projector = %self.config.name,
+                detail,
+                partition,
+                offset,
+                "gap: an earlier event is missing from the read model; the partition waits \
+                 here (repair with `ordo replay --job`)"
+            );
+            waiting.insert(partition, offset);
+        }
+        let mut next_offsets = batch.next_offsets;
+        next_offsets.extend(&waiting);
+        self.store_offsets(&next_offsets);
+        if waiting.is_empty() {
+            self.gap_streak = 0;
+            return Some(());
+        }
+        self.seek_back(&waiting)?;
+        self.gap_streak += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(self.config.backoff.delay(self.gap_streak)) => Some(()),
+            _ = shutdown.cancelled() => None,
+        }
+    }
+
+    /// Whether the sink repaired the gap `item` met.
+    async fn repaired(&mut self, item: &S::Item, detail: &str) -> bool {
+        let resolved = tokio::time::timeout(self.config.write_timeout, self.sink.resolve_gap(item))
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "no answer within {:?}",
+                    self.config.write_timeout
+                ))
+            });
+        match resolved {
+            Ok(GapResolution::Repaired) => {
+                tracing::info!(projector = %self.config.name, detail, "gap repaired by the sink");
+                true
+            }
+            Ok(GapResolution::Wait) => false,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    detail,
+                    "the sink could not repair a gap"
+                );
+                self.metrics.error(self.sink.backend());
+                false
+            }
+        }
+    }
+
+    async fn park(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        reason: &str,
+        shutdown: &CancellationToken,
+    ) -> Option<()> {
+        tracing::warn!(
+            projector = %self.config.name,
+            partition = message.partition(),
+            offset = message.offset(),
+            reason,
+            parking_topic = %self.config.parking_topic,
+            "parking a record this projector cannot apply"
+        );
+        let mut retry = Retry::new(self.config.backoff, "parking");
+        while let Err(error) = self.parking.send(self.config, message, reason).await {
+            retry
+                .failed(error, &self.metrics, shutdown)
+                .await
+                .then_some(())?;
+        }
+        self.metrics.record(RecordOutcome::Parked, 1);
+        Some(())
+    }
+}

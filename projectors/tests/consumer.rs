@@ -1,0 +1,478 @@
+//! The consumer loop against the real broker, writing to a sink that keeps what it was given
+//! in memory: batching, offsets, parking, sink-kept offsets, gap repair and the breaker. Each
+//! test has its own topic and consumer group.
+
+use chrono::Utc;
+use ordo_common::kafka;
+use ordo_projectors::metrics::{BreakerState, RecordOutcome};
+use ordo_projectors::projector::{BreakerConfig, GapResolution, Outcome, Sink};
+use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
+use ordo_protocol::Backoff;
+use ordo_testkit::stack::{kafka_brokers, unique};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One record as the sink got it.
+#[derive(Debug, Clone, PartialEq)]
+struct Item {
+    partition: i32,
+    offset: i64,
+    value: String,
+}
+
+/// What a [`MemorySink`] was given, and how it behaves; shared with the test.
+#[derive(Default)]
+struct Memory {
+    batches: Vec<Vec<Item>>,
+    /// Write attempts so far, failed ones included.
+    attempts: usize,
+    /// Attempts with these numbers (from 1) fail.
+    failing: Range<usize>,
+    /// With `keeps_offsets`: the next offset per partition, as stored with the data.
+    stored: BTreeMap<i32, i64>,
+}
+
+#[derive(Clone, Default)]
+struct MemorySink {
+    memory: Arc<Mutex<Memory>>,
+    keeps_offsets: bool,
+    repairs_gaps: bool,
+}
+
+impl MemorySink {
+    fn failing(attempts: Range<usize>) -> Self {
+        let sink = Self::default();
+        sink.memory.lock().unwrap().failing = attempts;
+        sink
+    }
+
+    fn batches(&self) -> Vec<Vec<Item>> {
+        self.memory.lock().unwrap().batches.clone()
+    }
+
+    fn items(&self) -> Vec<Item> {
+        self.batches().concat()
+    }
+
+    fn attempts(&self) -> usize {
+        self.memory.lock().unwrap().attempts
+    }
+}
+
+impl Sink for MemorySink {
+    type Item = Item;
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    /// Values starting with `bad` are unreadable.
+    fn decode(&self, record: &BorrowedMessage<'_>) -> Result<Item, String> {
+        let value = String::from_utf8_lossy(record.payload().unwrap_or_default()).into_owned();
+        if value.starts_with("bad") {
+            return Err(format!("unreadable value {value}"));
+        }
+        Ok(Item {
+            partition: record.partition(),
+            offset: record.offset(),
+            value,
+        })
+    }
+
+    /// Values starting with `gap` meet a gap the first time they are written.
+    async fn write(&mut self, items: &[Item]) -> anyhow::Result<Vec<Outcome>> {
+        let mut memory = self.memory.lock().unwrap();
+        memory.attempts += 1;
+        let attempt = memory.attempts;
+        anyhow::ensure!(!memory.failing.contains(&attempt), "write {attempt} fails");
+        let seen: Vec<String> = memory
+            .batches
+            .concat()
+            .into_iter()
+            .map(|i| i.value)
+            .collect();
+        let outcomes = items
+            .iter()
+            .map(|item| {
+                if item.value.starts_with("gap") && !seen.contains(&item.value) {
+                    Outcome::Gap {
+                        detail: item.value.clone(),
+                    }
+                } else {
+                    Outcome::Applied {
+                        occurred_at: Utc::now(),
+                    }
+                }
+            })
+            .collect();
+        for item in items {
+            memory.stored.insert(item.partition, item.offset + 1);
+        }
+        memory.batches.push(items.to_vec());
+        Ok(outcomes)
+    }
+
+    async fn resolve_gap(&mut self, _item: &Item) -> anyhow::Result<GapResolution> {
+        Ok(if self.repairs_gaps {
+            GapResolution::Repaired
+        } else {
+            GapResolution::Wait
+        })
+    }
+
+    fn keeps_offsets(&self) -> bool {
+        self.keeps_offsets
+    }
+
+    async fn stored_offsets(
+        &mut self,
+        _topic: &str,
+        partitions: &[i32],
+    ) -> anyhow::Result<Vec<(i32, i64)>> {
+        let memory = self.memory.lock().unwrap();
+        Ok(partitions
+            .iter()
+            .filter_map(|p| Some((*p, *memory.stored.get(p)?)))
+            .collect())
+    }
+}
+
+/// A projector of `sink` running in the test process.
+struct Running {
+    metrics: ProjectorMetrics,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    fn start(config: ProjectorConfig, sink: MemorySink) -> Self {
+        let metrics =
+            ProjectorMetrics::register(&prometheus::Registry::new(), &config.name).unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(ordo_projectors::run(
+            config,
+            sink,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+        Self {
+            metrics,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("projector task").expect("projector");
+    }
+}
+
+/// The settings of a test: its own topic and group, short session and backoff.
+fn config(topic: &str, partitions: i32) -> ProjectorConfig {
+    ProjectorConfig {
+        topic: topic.to_owned(),
+        group: unique("ordo-test-consumer-"),
+        parking_topic: format!("{topic}.parked"),
+        topic_partitions: partitions,
+        session_timeout: Duration::from_secs(2),
+        backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(50)),
+        ..ProjectorConfig::new("memory", &kafka_brokers(), "")
+    }
+}
+
+/// Produces `values` to `partition` of `topic` (made with `partitions` if missing).
+async fn produce(topic: &str, partitions: i32, partition: i32, values: &[&str]) {
+    kafka::ensure_topic(&kafka_brokers(), topic, partitions)
+        .await
+        .expect("create topic");
+    let producer = kafka::producer(&kafka_brokers(), Duration::from_secs(30)).expect("producer");
+    for value in values {
+        send(&producer, topic, partition, value).await;
+    }
+}
+
+async fn send(producer: &kafka::Producer, topic: &str, partition: i32, value: &str) {
+    producer
+        .send(
+            FutureRecord::<str, str>::to(topic)
+                .partition(partition)
+                .payload(value),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("record acknowledged");
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < WAIT, "not within {WAIT:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn values(items: &[Item]) -> Vec<&str> {
+    items.iter().map(|i| i.value.as_str()).collect()
+}
+
+fn offsets(items: &[Item]) -> Vec<i64> {
+    items.iter().map(|i| i.offset).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_closes_at_max_batch_records() {
+    let topic = unique("ordo-test-consumer-");
+    let records: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
+    produce(
+        &topic,
+        1,
+        0,
+        &records.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let sink = MemorySink::default();
+    let projector = Running::start(
+        ProjectorConfig {
+            max_batch: 4,
+            // Long enough that every record is fetched before a batch could close by time.
+            max_wait: Duration::from_secs(2),
+            ..config(&topic, 1)
+        },
+        sink.clone(),
+    );
+    wait_until("10 records written", || sink.items().len() == 10).await;
+    projector.stop().await;
+    let sizes: Vec<usize> = sink.batches().iter().map(Vec::len).collect();
+    // The last batch closes after `max_wait`, with the 2 records left.
+    assert_eq!(sizes, [4, 4, 2]);
+    assert_eq!(values(&sink.items()), records);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_takes_what_comes_within_max_wait_of_its_first_record() {
+    let topic = unique("ordo-test-consumer-");
+    produce(&topic, 1, 0, &["first"]).await;
+    let sink = MemorySink::default();
+    let projector = Running::start(
+        ProjectorConfig {
+            max_wait: Duration::from_secs(5),
+            ..config(&topic, 1)
+        },
+        sink.clone(),
+    );
+    wait_until("the first record written", || sink.items().len() == 1).await;
+    // Produced one by one, well within the wait: one batch, closed by time.
+    let producer = kafka::producer(&kafka_brokers(), Duration::from_secs(30)).expect("producer");
+    for value in ["a", "b", "c", "d", "e"] {
+        send(&producer, &topic, 0, value).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_until("6 records written", || sink.items().len() == 6).await;
+    projector.stop().await;
+    let batches = sink.batches();
+    let batches: Vec<Vec<&str>> = batches.iter().map(|b| values(b)).collect();
+    assert_eq!(batches, [vec!["first"], vec!["a", "b", "c", "d", "e"]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_stored_only_after_a_successful_write() {
+    let topic = unique("ordo-test-consumer-");
+    let records: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
+    produce(
+        &topic,
+        1,
+        0,
+        &records.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let config = ProjectorConfig {
+        max_batch: 4,
+        ..config(&topic, 1)
+    };
+
+    // The first write succeeds, every later one fails.
+    let failing = MemorySink::failing(2..usize::MAX);
+    let first = Running::start(config.clone(), failing.clone());
+    wait_until("a failed write after the first batch", || {
+        failing.attempts() >= 3
+    })
+    .await;
+    first.stop().await;
+    let written = failing.items();
+    assert!(!written.is_empty() && written.len() < 10, "{written:?}");
+
+    // The next member of the group starts right after what was written: nothing lost,
+    // nothing committed past the failure.
+    let next = MemorySink::default();
+    let second = Running::start(config, next.clone());
+    wait_until("the rest written", || {
+        next.items().last().is_some_and(|i| i.offset == 9)
+    })
+    .await;
+    second.stop().await;
+    let expected: Vec<i64> = (written.len() as i64..10).collect();
+    assert_eq!(offsets(&next.items()), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_records_are_parked_with_their_reason() {
+    let topic = unique("ordo-test-consumer-");
+    produce(&topic, 1, 0, &["ok-1", "bad-1", "ok-2"]).await;
+    let sink = MemorySink::default();
+    let config = config(&topic, 1);
+    let projector = Running::start(config.clone(), sink.clone());
+    wait_until("both readable records written", || sink.items().len() == 2).await;
+    assert_eq!(projector.metrics.count(RecordOutcome::Parked), 1);
+    projector.stop().await;
+    assert_eq!(values(&sink.items()), ["ok-1", "ok-2"]);
+
+    let parked = tokio::task::spawn_blocking(move || read_one(&config.parking_topic))
+        .await
+        .unwrap();
+    assert_eq!(parked.value, "bad-1");
+    assert_eq!(
+        parked.headers["ordo.parked.reason"],
+        "unreadable value bad-1"
+    );
+    assert_eq!(parked.headers["ordo.parked.projector"], "memory");
+    assert_eq!(parked.headers["ordo.parked.topic"], topic);
+    assert_eq!(parked.headers["ordo.parked.offset"], "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_start_at_the_offsets_the_sink_keeps() {
+    let topic = unique("ordo-test-consumer-");
+    produce(&topic, 2, 0, &["p0-0", "p0-1", "p0-2", "p0-3", "p0-4"]).await;
+    produce(&topic, 2, 1, &["p1-0", "p1-1"]).await;
+    let sink = MemorySink {
+        keeps_offsets: true,
+        ..MemorySink::default()
+    };
+    // What the sink wrote before: partition 0 up to offset 3; nothing of partition 1, which
+    // starts where the group stands (the beginning: a new group).
+    sink.memory.lock().unwrap().stored.insert(0, 3);
+    let projector = Running::start(config(&topic, 2), sink.clone());
+    wait_until("4 records written", || sink.items().len() == 4).await;
+    // Nothing else comes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    projector.stop().await;
+    let mut written = values(&sink.items())
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    written.sort();
+    assert_eq!(written, ["p0-3", "p0-4", "p1-0", "p1-1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_the_sink_repairs_does_not_hold_the_partition() {
+    let topic = unique("ordo-test-consumer-");
+    produce(&topic, 1, 0, &["a", "gap-1", "b"]).await;
+    let sink = MemorySink {
+        repairs_gaps: true,
+        ..MemorySink::default()
+    };
+    let projector = Running::start(
+        ProjectorConfig {
+            max_wait: Duration::from_secs(1),
+            ..config(&topic, 1)
+        },
+        sink.clone(),
+    );
+    wait_until("3 records written", || sink.items().len() == 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(projector.metrics.count(RecordOutcome::Gap), 1);
+    assert_eq!(projector.metrics.count(RecordOutcome::Applied), 2);
+    projector.stop().await;
+    // Written once: the partition went on past the repaired gap.
+    assert_eq!(values(&sink.items()), ["a", "gap-1", "b"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_opens_after_repeated_failures_and_closes_after_a_successful_trial() {
+    let topic = unique("ordo-test-consumer-");
+    produce(&topic, 1, 0, &["a", "b", "c"]).await;
+    // 3 failures open it; the trials after the first two cool-downs fail too; the third
+    // succeeds.
+    let sink = MemorySink::failing(1..6);
+    let projector = Running::start(
+        ProjectorConfig {
+            max_wait: Duration::from_secs(1),
+            breaker: BreakerConfig {
+                threshold: 3,
+                cool_down: Backoff::new(Duration::from_millis(100), Duration::from_millis(300)),
+            },
+            ..config(&topic, 1)
+        },
+        sink.clone(),
+    );
+    wait_until("the records written", || !sink.items().is_empty()).await;
+    // Records produced after the breaker closed still come: the partition was resumed.
+    produce(&topic, 1, 0, &["d"]).await;
+    wait_until("the later record written", || sink.items().len() == 4).await;
+    let metrics = projector.metrics.clone();
+    projector.stop().await;
+    assert_eq!(sink.attempts(), 7);
+    assert_eq!(values(&sink.items()), ["a", "b", "c", "d"]);
+    assert_eq!(metrics.breaker_count(BreakerState::Open), 3);
+    assert_eq!(metrics.breaker_count(BreakerState::HalfOpen), 3);
+    assert_eq!(metrics.breaker_count(BreakerState::Closed), 1);
+}
+
+/// A record read back from a topic.
+struct Read {
+    value: String,
+    headers: BTreeMap<String, String>,
+}
+
+/// The first record of partition 0 of `topic`.
+fn read_one(topic: &str) -> Read {
+    let consumer: BaseConsumer = kafka::client_config(&kafka_brokers())
+        .set("group.id", unique("ordo-test-reader-"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut partitions = TopicPartitionList::new();
+    partitions
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&partitions).expect("assign");
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < WAIT, "nothing in {topic}");
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.expect("kafka read");
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                        (h.key.to_owned(), value.into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Read {
+            value: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+            headers,
+        };
+    }
+}

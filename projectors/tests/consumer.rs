@@ -5,7 +5,7 @@
 use chrono::Utc;
 use ordo_common::kafka;
 use ordo_projectors::metrics::{BreakerState, RecordOutcome};
-use ordo_projectors::projector::{BreakerConfig, GapResolution, Outcome, Sink};
+use ordo_projectors::projector::{BreakerConfig, GapResolution, Sink, WriteOutcome};
 use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
 use ordo_protocol::Backoff;
 use ordo_testkit::stack::{kafka_brokers, unique};
@@ -93,7 +93,7 @@ impl Sink for MemorySink {
     }
 
     /// Values starting with `gap` meet a gap the first time they are written.
-    async fn write(&mut self, items: &[Item]) -> anyhow::Result<Vec<Outcome>> {
+    async fn write(&mut self, items: &[Item]) -> anyhow::Result<Vec<WriteOutcome>> {
         let mut memory = self.memory.lock().unwrap();
         memory.attempts += 1;
         let attempt = memory.attempts;
@@ -108,11 +108,11 @@ impl Sink for MemorySink {
             .iter()
             .map(|item| {
                 if item.value.starts_with("gap") && !seen.contains(&item.value) {
-                    Outcome::Gap {
+                    WriteOutcome::Gap {
                         detail: item.value.clone(),
                     }
                 } else {
-                    Outcome::Applied {
+                    WriteOutcome::Applied {
                         occurred_at: Utc::now(),
                     }
                 }

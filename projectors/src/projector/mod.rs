@@ -38,7 +38,7 @@ mod retry;
 mod sink;
 
 pub use breaker::BreakerConfig;
-pub use sink::{GapResolution, Outcome, Sink};
+pub use sink::{GapResolution, Sink, WriteOutcome};
 
 use crate::metrics::{ProjectorMetrics, RecordOutcome};
 use batch::Batch;
@@ -204,7 +204,7 @@ impl<S: Sink> Projector<'_, S> {
         batch: &mut Batch<S::Item>,
         stream: &mut MessageStream<'_, ConsumerEvents>,
         shutdown: &CancellationToken,
-    ) -> Option<Vec<Outcome>> {
+    ) -> Option<Vec<WriteOutcome>> {
         if batch.items.is_empty() {
             return Some(Vec::new());
         }
@@ -243,7 +243,7 @@ impl<S: Sink> Projector<'_, S> {
         }
     }
 
-    async fn write_once(&mut self, items: &[S::Item]) -> anyhow::Result<Vec<Outcome>> {
+    async fn write_once(&mut self, items: &[S::Item]) -> anyhow::Result<Vec<WriteOutcome>> {
         let outcomes = tokio::time::timeout(self.config.write_timeout, self.sink.write(items))
             .await
             .map_err(|_| anyhow::anyhow!("no answer within {:?}", self.config.write_timeout))??;
@@ -261,7 +261,7 @@ impl<S: Sink> Projector<'_, S> {
     async fn settle(
         &mut self,
         batch: Batch<S::Item>,
-        outcomes: Vec<Outcome>,
+        outcomes: Vec<WriteOutcome>,
         shutdown: &CancellationToken,
     ) -> Option<()> {
         let now = Utc::now();
@@ -270,17 +270,17 @@ impl<S: Sink> Projector<'_, S> {
             outcomes.into_iter().zip(&batch.items).zip(batch.sources)
         {
             let detail = match outcome {
-                Outcome::Applied { occurred_at } => {
+                WriteOutcome::Applied { occurred_at } => {
                     self.metrics.record(RecordOutcome::Applied, 1);
                     let lag = (now - occurred_at).num_microseconds().unwrap_or(0);
                     self.metrics.lag.observe(lag.max(0) as f64 / 1e6);
                     continue;
                 }
-                Outcome::Duplicate => {
+                WriteOutcome::Duplicate => {
                     self.metrics.record(RecordOutcome::Duplicate, 1);
                     continue;
                 }
-                Outcome::Gap { detail } => detail,
+                WriteOutcome::Gap { detail } => detail,
             };
             self.metrics.record(RecordOutcome::Gap, 1);
             // Records of one partition come in offset order: the first gap not repaired wins.

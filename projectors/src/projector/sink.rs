@@ -7,7 +7,7 @@ use std::future::Future;
 
 /// What became of one item of a written batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum WriteOutcome {
     /// Written; `occurred_at` is the event's time, for `ordo_projection_lag_seconds`.
     Applied { occurred_at: DateTime<Utc> },
     /// Already in the read model (a redelivery or a duplicate).
@@ -55,7 +55,7 @@ pub trait Sink: Send {
     fn write(
         &mut self,
         items: &[Self::Item],
-    ) -> impl Future<Output = anyhow::Result<Vec<Outcome>>> + Send;
+    ) -> impl Future<Output = anyhow::Result<Vec<WriteOutcome>>> + Send;
 
     /// A gap met by `item`: repair it and go on, or wait (the default). Called for the gaps
     /// of a partition in record order until one is not repaired: the partition waits there.

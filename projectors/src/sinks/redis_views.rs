@@ -4,7 +4,7 @@
 //! event is a gap (the partition waits; see [`crate::projector`]). Jobs put in a ready set
 //! wake the claims waiting for one.
 
-use crate::projector::{self, Outcome, ProjectorConfig, Sink};
+use crate::projector::{self, ProjectorConfig, Sink, WriteOutcome};
 use crate::ProjectorMetrics;
 use chrono::DateTime;
 use ordo_domain::EventEnvelope;
@@ -71,7 +71,7 @@ impl Sink for RedisViews {
         Ok(ViewUpdate::of(&envelope, &event))
     }
 
-    async fn write(&mut self, updates: &[ViewUpdate]) -> anyhow::Result<Vec<Outcome>> {
+    async fn write(&mut self, updates: &[ViewUpdate]) -> anyhow::Result<Vec<WriteOutcome>> {
         let live = namespace::active(&mut self.redis, &self.prefix).await?;
         self.views.set_namespace(live);
         let outcomes = self.views.apply(updates).await?;
@@ -79,12 +79,12 @@ impl Sink for RedisViews {
             .into_iter()
             .zip(updates)
             .map(|(outcome, update)| match outcome {
-                ApplyOutcome::Applied => Outcome::Applied {
+                ApplyOutcome::Applied => WriteOutcome::Applied {
                     // The update keeps the event's time in milliseconds.
                     occurred_at: DateTime::from_timestamp_millis(update.at_ms).unwrap_or_default(),
                 },
-                ApplyOutcome::Duplicate => Outcome::Duplicate,
-                ApplyOutcome::Gap { last } => Outcome::Gap {
+                ApplyOutcome::Duplicate => WriteOutcome::Duplicate,
+                ApplyOutcome::Gap { last } => WriteOutcome::Gap {
                     detail: format!(
                         "job {} event #{} refused: its view stands at #{last}",
                         update.job_id, update.sequence

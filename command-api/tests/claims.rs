@@ -31,7 +31,7 @@ fn worker_claim(body: serde_json::Value) -> WorkerClaim {
 
 /// An app whose clock stands still at the returned time, with one `report.build` job of the
 /// default tenant projected into queue `reports` (its id is returned).
-async fn one_job_at_a_standstill() -> (DateTime<Utc>, TestApp, ClaimService, String) {
+async fn one_job_at_a_standstill() -> (DateTime<Utc>, TestApp, Arc<ClaimService>, String) {
     let now = Utc::now();
     let services = JobServices {
         clock: Arc::new(ManualClock::new(now)),

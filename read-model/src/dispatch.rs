@@ -9,7 +9,13 @@
 use crate::keys;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisResult, Script};
+use std::sync::LazyLock;
 use std::time::Duration;
+
+// Scripts are hashed once per process and shared: a handle is cloned per request.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(scored_script!("lua/claim.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(scored_script!("lua/release.lua")));
+static EXPIRED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/expired.lua")));
 
 /// A job popped for a worker: it may start attempt `attempt` of the job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,19 +47,11 @@ pub struct TenantQueue {
 #[derive(Clone)]
 pub struct DispatchQueues {
     connection: ConnectionManager,
-    claim: Script,
-    release: Script,
-    expired: Script,
 }
 
 impl DispatchQueues {
     pub fn new(connection: ConnectionManager) -> Self {
-        Self {
-            connection,
-            claim: Script::new(scored_script!("lua/claim.lua")),
-            release: Script::new(scored_script!("lua/release.lua")),
-            expired: Script::new(include_str!("lua/expired.lua")),
-        }
+        Self { connection }
     }
 
     /// Claims up to `max` jobs of `tenant` from `queues` (in that order of preference) in
@@ -70,8 +68,7 @@ impl DispatchQueues {
         if max == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
-        let flat: Vec<String> = self
-            .claim
+        let flat: Vec<String> = CLAIM
             .arg(namespace)
             .arg(tenant)
             .arg(now_ms)
@@ -99,7 +96,7 @@ impl DispatchQueues {
         claim: &Claim,
         enqueued_ms: i64,
     ) -> RedisResult<()> {
-        self.release
+        RELEASE
             .key(keys::job(namespace, &claim.job_id))
             .key(keys::dispatch(namespace, "running", tenant, &claim.queue))
             .key(keys::dispatch(namespace, "ready", tenant, &claim.queue))
@@ -133,8 +130,7 @@ impl DispatchQueues {
         now_ms: i64,
         limit: usize,
     ) -> RedisResult<Vec<ExpiredLease>> {
-        let flat: Vec<String> = self
-            .expired
+        let flat: Vec<String> = EXPIRED
             .key(keys::dispatch(
                 namespace,
                 "running",

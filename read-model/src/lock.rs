@@ -5,19 +5,12 @@
 
 use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
+use std::sync::LazyLock;
 use std::time::Duration;
 
-const RENEW: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0";
-
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0";
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lock_renew.lua")));
+static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/lock_release.lua")));
 
 pub struct SingletonLock {
     connection: ConnectionManager,
@@ -25,7 +18,6 @@ pub struct SingletonLock {
     ttl: Duration,
     /// The fencing token while held.
     token: Option<u64>,
-    renew: Script,
 }
 
 impl SingletonLock {
@@ -36,7 +28,6 @@ impl SingletonLock {
             key: format!("{prefix}:lock:{name}"),
             ttl,
             token: None,
-            renew: Script::new(RENEW),
         }
     }
 
@@ -45,8 +36,7 @@ impl SingletonLock {
     pub async fn hold(&mut self) -> RedisResult<Option<u64>> {
         let ttl = self.ttl.as_millis() as u64;
         if let Some(token) = self.token {
-            let renewed: i64 = self
-                .renew
+            let renewed: i64 = RENEW
                 .key(&self.key)
                 .arg(token)
                 .arg(ttl)
@@ -80,7 +70,7 @@ impl SingletonLock {
     /// Lets the lock go at once (on shutdown), if this holder still has it.
     pub async fn release(&mut self) -> RedisResult<()> {
         if let Some(token) = self.token.take() {
-            let _: i64 = Script::new(RELEASE)
+            let _: i64 = RELEASE
                 .key(&self.key)
                 .arg(token)
                 .invoke_async(&mut self.connection)

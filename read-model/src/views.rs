@@ -8,6 +8,11 @@ use crate::view::ViewUpdate;
 use ordo_domain::JobStatus;
 use redis::aio::ConnectionManager;
 use redis::{Pipeline, RedisResult, Script};
+use std::sync::LazyLock;
+
+// Hashed once per process and shared by every handle.
+static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(scored_script!("lua/apply.lua")));
+static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/forget.lua")));
 
 /// What the script did with one update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +31,6 @@ pub enum ApplyOutcome {
 pub struct JobViews {
     connection: ConnectionManager,
     namespace: String,
-    apply: Script,
-    forget: Script,
     /// Where jobs put in a ready set are announced ('' = nowhere).
     wake_channel: String,
 }
@@ -37,8 +40,6 @@ impl JobViews {
         Self {
             connection,
             namespace: namespace.to_owned(),
-            apply: Script::new(scored_script!("lua/apply.lua")),
-            forget: Script::new(include_str!("lua/forget.lua")),
             wake_channel: String::new(),
         }
     }
@@ -72,7 +73,7 @@ impl JobViews {
             let (kind, ms) = update.placement.wire();
             let cmd = pipe
                 .cmd("EVALSHA")
-                .arg(self.apply.get_hash())
+                .arg(APPLY.get_hash())
                 .arg(0)
                 .arg(&self.namespace)
                 .arg(&update.tenant)
@@ -96,8 +97,7 @@ impl JobViews {
                 cmd.arg(label);
             }
         }
-        let replies: Vec<(i64, u64)> =
-            query_scripted(&mut self.connection, &self.apply, &pipe).await?;
+        let replies: Vec<(i64, u64)> = query_scripted(&mut self.connection, &APPLY, &pipe).await?;
         Ok(replies
             .into_iter()
             .map(|(code, last)| match code {
@@ -123,7 +123,7 @@ impl JobViews {
             };
             let cmd = pipe
                 .cmd("EVALSHA")
-                .arg(self.forget.get_hash())
+                .arg(FORGET.get_hash())
                 .arg(0)
                 .arg(&self.namespace)
                 .arg(&update.job_id)
@@ -139,7 +139,7 @@ impl JobViews {
         if pipe.cmd_iter().next().is_none() {
             return Ok(());
         }
-        query_scripted(&mut self.connection, &self.forget, &pipe).await
+        query_scripted(&mut self.connection, &FORGET, &pipe).await
     }
 }
 

@@ -45,10 +45,10 @@ impl Default for ApiConfig {
 pub struct AppState {
     pub bus: Arc<JobCommandBus>,
     pub pool: PgPool,
-    pub metrics: ApiMetrics,
+    pub metrics: Arc<ApiMetrics>,
     pub config: Arc<ApiConfig>,
     /// Hands jobs to workers; without it the claims of the worker protocol answer 503.
-    pub claims: Option<ClaimService>,
+    pub claims: Option<Arc<ClaimService>>,
     /// Where job log lines go; without it `POST /api/v1/jobs/{id}/logs` answers 503.
     pub logs: Option<LogSink>,
 }
@@ -76,7 +76,7 @@ impl AppState {
         Self {
             bus: Arc::new(JobCommandBus::new(pool.clone(), services, commands)),
             pool,
-            metrics: ApiMetrics::register(registry).expect(ONCE),
+            metrics: Arc::new(ApiMetrics::register(registry).expect(ONCE)),
             config: Arc::new(config),
             claims: None,
             logs: None,
@@ -92,7 +92,12 @@ impl AppState {
         prefix: &str,
     ) -> Self {
         Self {
-            claims: Some(ClaimService::new(self.bus.clone(), redis, client, prefix)),
+            claims: Some(Arc::new(ClaimService::new(
+                self.bus.clone(),
+                redis,
+                client,
+                prefix,
+            ))),
             ..self
         }
     }

@@ -7,7 +7,8 @@ mod common;
 
 use common::platform::DevProcess;
 use common::read_model::TestPrefix;
-use common::{read_topic, TestDb};
+use common::TestDb;
+use ordo_testkit::kafka::read_topic;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -4,11 +4,12 @@
 mod common;
 
 use common::read_model::{produce, record, InProcessProjector, TestPrefix};
-use common::{read_topic, unique};
+use common::unique;
 use ordo_domain::sample;
 use ordo_domain::spec::{QueueName, TenantId};
 use ordo_projectors::metrics::RecordOutcome;
 use ordo_read_model::{keys, JobViews, ViewUpdate};
+use ordo_testkit::kafka::read_topic;
 use redis::AsyncCommands;
 use std::time::Duration;
 

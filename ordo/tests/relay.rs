@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use ordo_testkit::kafka::{read_topic, Consumed};
 use std::collections::HashSet;
 use std::time::Duration;
 use uuid::Uuid;

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use ordo_testkit::kafka::{read_topic, Consumed};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

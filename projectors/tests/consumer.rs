@@ -8,11 +8,10 @@ use ordo_projectors::metrics::{BreakerState, RecordOutcome};
 use ordo_projectors::projector::{BreakerConfig, GapResolution, Sink, WriteOutcome};
 use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
 use ordo_protocol::Backoff;
+use ordo_testkit::kafka::read_topic;
 use ordo_testkit::stack::{kafka_brokers, unique};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -205,6 +204,14 @@ async fn produce(topic: &str, partitions: i32, partition: i32, values: &[&str]) 
     }
 }
 
+/// `r0` … `r{count - 1}` on a new one-partition topic; returns them.
+async fn produce_numbered(topic: &str, count: usize) -> Vec<String> {
+    let records: Vec<String> = (0..count).map(|i| format!("r{i}")).collect();
+    let values: Vec<&str> = records.iter().map(String::as_str).collect();
+    produce(topic, 1, 0, &values).await;
+    records
+}
+
 async fn send(producer: &kafka::Producer, topic: &str, partition: i32, value: &str) {
     producer
         .send(
@@ -237,14 +244,7 @@ fn offsets(items: &[Item]) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_closes_at_max_batch_records() {
     let topic = unique("ordo-test-consumer-");
-    let records: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
-    produce(
-        &topic,
-        1,
-        0,
-        &records.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await;
+    let records = produce_numbered(&topic, 10).await;
     let sink = MemorySink::default();
     let projector = Running::start(
         ProjectorConfig {
@@ -292,14 +292,7 @@ async fn a_batch_takes_what_comes_within_max_wait_of_its_first_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_are_stored_only_after_a_successful_write() {
     let topic = unique("ordo-test-consumer-");
-    let records: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
-    produce(
-        &topic,
-        1,
-        0,
-        &records.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await;
+    produce_numbered(&topic, 10).await;
     let config = ProjectorConfig {
         max_batch: 4,
         ..config(&topic, 1)
@@ -341,17 +334,19 @@ async fn unreadable_records_are_parked_with_their_reason() {
     projector.stop().await;
     assert_eq!(values(&sink.items()), ["ok-1", "ok-2"]);
 
-    let parked = tokio::task::spawn_blocking(move || read_one(&config.parking_topic))
-        .await
-        .unwrap();
-    assert_eq!(parked.value, "bad-1");
+    let parked = tokio::task::spawn_blocking(move || {
+        read_topic(&config.parking_topic, WAIT, |read| !read.is_empty()).remove(0)
+    })
+    .await
+    .unwrap();
+    assert_eq!(parked.value.as_deref(), Some(&b"bad-1"[..]));
     assert_eq!(
-        parked.headers["ordo.parked.reason"],
-        "unreadable value bad-1"
+        parked.header("ordo.parked.reason"),
+        Some("unreadable value bad-1")
     );
-    assert_eq!(parked.headers["ordo.parked.projector"], "memory");
-    assert_eq!(parked.headers["ordo.parked.topic"], topic);
-    assert_eq!(parked.headers["ordo.parked.offset"], "1");
+    assert_eq!(parked.header("ordo.parked.projector"), Some("memory"));
+    assert_eq!(parked.header("ordo.parked.topic"), Some(topic.as_str()));
+    assert_eq!(parked.header("ordo.parked.offset"), Some("1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,47 +427,4 @@ async fn the_breaker_opens_after_repeated_failures_and_closes_after_a_successful
     assert_eq!(metrics.breaker_count(BreakerState::Open), 3);
     assert_eq!(metrics.breaker_count(BreakerState::HalfOpen), 3);
     assert_eq!(metrics.breaker_count(BreakerState::Closed), 1);
-}
-
-/// A record read back from a topic.
-struct Read {
-    value: String,
-    headers: BTreeMap<String, String>,
-}
-
-/// The first record of partition 0 of `topic`.
-fn read_one(topic: &str) -> Read {
-    let consumer: BaseConsumer = kafka::client_config(&kafka_brokers())
-        .set("group.id", unique("ordo-test-reader-"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut partitions = TopicPartitionList::new();
-    partitions
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&partitions).expect("assign");
-    let started = Instant::now();
-    loop {
-        assert!(started.elapsed() < WAIT, "nothing in {topic}");
-        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let message = message.expect("kafka read");
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
-                        (h.key.to_owned(), value.into_owned())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        return Read {
-            value: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
-            headers,
-        };
-    }
 }

@@ -6,6 +6,7 @@
 //!   `ORDO_KAFKA_BROKERS`) and names no other run uses;
 //! - [`TestDb`]: a migrated scratch database, dropped with the value;
 //! - [`TestPrefix`]: a Redis key prefix, its keys deleted with the value;
+//! - [`kafka`]: a topic read back from the beginning, records with their headers;
 //! - [`http`]: a router served on an ephemeral port, and assertions on JSON and problem+json
 //!   answers;
 //! - [`domain`]: command metadata and tenants for tests that drive the domain directly;
@@ -14,6 +15,7 @@
 pub mod domain;
 pub mod events;
 pub mod http;
+pub mod kafka;
 pub mod stack;
 
 mod db;

@@ -152,9 +152,9 @@ pub struct TopicReader {
 }
 
 impl TopicReader {
-    /// Reads `topic` on `brokers` from the beginning (see [`super::assigned_consumer`]).
+    /// Reads `topic` on `brokers` from the beginning (see `ordo_testkit::kafka::assigned_consumer`).
     pub fn open(brokers: &str, topic: &str, timeout: Duration) -> Self {
-        let consumer = super::assigned_consumer(brokers, topic, timeout);
+        let consumer = ordo_testkit::kafka::assigned_consumer(brokers, topic, timeout);
         Self {
             consumer,
             topic: topic.to_owned(),

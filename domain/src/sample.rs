@@ -71,15 +71,29 @@ pub fn lifecycle(
         result: json!({"ok": true}),
         at: start,
     });
+    let metadata = CommandMetadata {
+        tenant: tenant.to_string(),
+        actor: "sample".into(),
+        correlation_id: job_id.to_owned(),
+        occurred_at: start,
+    };
+    envelopes(job_id, &metadata, &events)
+}
+
+/// The envelopes of `events` of job `job_id`, numbered from 1, with `metadata`; the first
+/// occurred at `metadata.occurred_at` and each next one a millisecond later.
+pub fn envelopes(
+    job_id: &str,
+    metadata: &CommandMetadata,
+    events: &[JobEvent],
+) -> Vec<EventEnvelope> {
     events
         .iter()
         .enumerate()
         .map(|(i, event)| {
             let metadata = CommandMetadata {
-                tenant: tenant.to_string(),
-                actor: "sample".into(),
-                correlation_id: job_id.to_owned(),
-                occurred_at: start + Duration::milliseconds(i as i64),
+                occurred_at: metadata.occurred_at + Duration::milliseconds(i as i64),
+                ..metadata.clone()
             };
             EventEnvelope::of(job_id, i as u64 + 1, &metadata, event)
         })

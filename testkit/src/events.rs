@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use ordo_domain::spec::{
     JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs, WorkerId,
 };
-use ordo_domain::{CommandMetadata, EventEnvelope, JobEvent, JobSpec, RetryPolicy};
+use ordo_domain::{sample, CommandMetadata, EventEnvelope, JobEvent, JobSpec, RetryPolicy};
 use serde_json::json;
 
 pub fn spec(tenant: &str, job_type: &str, queue: &str, labels: &[(&str, &str)]) -> JobSpec {
@@ -83,17 +83,11 @@ pub fn envelopes(
     start: DateTime<Utc>,
     events: &[JobEvent],
 ) -> Vec<EventEnvelope> {
-    events
-        .iter()
-        .enumerate()
-        .map(|(i, event)| {
-            let metadata = CommandMetadata {
-                tenant: tenant.to_owned(),
-                actor: "test".into(),
-                correlation_id: "c".into(),
-                occurred_at: start + Duration::milliseconds(i as i64),
-            };
-            EventEnvelope::of(id, i as u64 + 1, &metadata, event)
-        })
-        .collect()
+    let metadata = CommandMetadata {
+        tenant: tenant.to_owned(),
+        actor: "test".into(),
+        correlation_id: "c".into(),
+        occurred_at: start,
+    };
+    sample::envelopes(id, &metadata, events)
 }

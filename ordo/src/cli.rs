@@ -390,6 +390,14 @@ pub struct ProjectorArgs {
         default_value_t = 6_000
     )]
     pub projector_session_timeout_ms: u64,
+    /// Gaps repaired per second at most, each by rebuilding the job's view from the event
+    /// store (`ordo replay --job`); 0 leaves gaps waiting for a manual repair.
+    #[arg(
+        long,
+        env = "ORDO_PROJECTOR_GAP_REPAIRS_PER_SECOND",
+        default_value_t = ordo_projectors::replay::DEFAULT_REPAIRS_PER_SECOND
+    )]
+    pub gap_repairs_per_second: u32,
 }
 
 impl ProjectorArgs {
@@ -420,6 +428,7 @@ impl ProjectorArgs {
             topic_partitions: global.topic_partitions()?,
             max_batch: self.projector_max_batch,
             session_timeout: Duration::from_millis(self.projector_session_timeout_ms),
+            gap_repairs_per_second: self.gap_repairs_per_second,
             ..defaults
         })
     }

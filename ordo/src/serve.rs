@@ -14,6 +14,7 @@ use ordo_common::db;
 use ordo_common::http::{finish, render_metrics};
 use ordo_domain::JobServices;
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};
+use ordo_projectors::replay::JobRepair;
 use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
 use ordo_query_api::{QueryConfig, QueryState};
 use prometheus::Registry;
@@ -327,9 +328,19 @@ async fn spawn_projector(
 ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
     let redis = connect_redis(args).await?;
     let metrics = ProjectorMetrics::register(registry, &config.name)?;
+    let repair = match config.gap_repairs_per_second {
+        0 => None,
+        per_second => Some(JobRepair::new(
+            db::connect(&args.db_config())?,
+            redis.clone(),
+            &config.prefix,
+            per_second,
+        )),
+    };
     Ok(tokio::spawn(ordo_projectors::run_redis_views(
         config,
         redis,
+        repair,
         metrics,
         shutdown.clone(),
     )))

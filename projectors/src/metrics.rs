@@ -13,18 +13,29 @@ pub enum RecordOutcome {
     Duplicate,
     /// An earlier event of the job is missing; the record waits.
     Gap,
+    /// Met a gap that the sink repaired (it rebuilt the job from the event store); the
+    /// partition went on.
+    Repaired,
     /// Unparseable or unknown; sent to the parking topic.
     Parked,
 }
 
 impl RecordOutcome {
-    const ALL: [Self; 4] = [Self::Applied, Self::Duplicate, Self::Gap, Self::Parked];
+    /// In declaration order: `record` indexes the counters by discriminant.
+    const ALL: [Self; 5] = [
+        Self::Applied,
+        Self::Duplicate,
+        Self::Gap,
+        Self::Repaired,
+        Self::Parked,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Self::Applied => "applied",
             Self::Duplicate => "duplicate",
             Self::Gap => "gap",
+            Self::Repaired => "repaired",
             Self::Parked => "parked",
         }
     }
@@ -33,7 +44,7 @@ impl RecordOutcome {
 /// The instruments of one projector.
 #[derive(Clone)]
 pub struct ProjectorMetrics {
-    records: [IntCounter; 4],
+    records: [IntCounter; 5],
     /// `ordo_projection_lag_seconds`: from the event's `occurred_at` to its write.
     pub lag: prometheus::Histogram,
     consumer_lag: IntGaugeVec,

@@ -7,7 +7,7 @@ use crate::keys;
 use crate::view::ViewUpdate;
 use ordo_domain::JobStatus;
 use redis::aio::ConnectionManager;
-use redis::{Pipeline, RedisResult, Script};
+use redis::{AsyncCommands, Pipeline, RedisResult, Script};
 use std::sync::LazyLock;
 
 // Hashed once per process and shared by every handle.
@@ -61,6 +61,15 @@ impl JobViews {
     /// Writes into `namespace` from now on (after a blue/green switch).
     pub fn set_namespace(&mut self, namespace: String) {
         self.namespace = namespace;
+    }
+
+    /// The last event applied to the view of `job_id` (0 without a view).
+    pub async fn sequence(&mut self, job_id: &str) -> RedisResult<u64> {
+        let sequence: Option<u64> = self
+            .connection
+            .hget(keys::job(&self.namespace, job_id), "sequence")
+            .await?;
+        Ok(sequence.unwrap_or(0))
     }
 
     /// Applies `updates` in order, in one round trip.

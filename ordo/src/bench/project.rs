@@ -65,9 +65,11 @@ pub async fn run(args: &GlobalArgs, bench: ProjectBenchArgs) -> anyhow::Result<(
     };
     let shutdown = CancellationToken::new();
     let started = Instant::now();
+    // No gap repair: the records are generated, not in an event store.
     let projector = tokio::spawn(ordo_projectors::run_redis_views(
         config,
         redis.clone(),
+        None,
         metrics.clone(),
         shutdown.clone(),
     ));

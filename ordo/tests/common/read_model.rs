@@ -5,6 +5,7 @@ use super::{kafka_brokers, unique};
 use ordo_common::kafka;
 use ordo_domain::EventEnvelope;
 use ordo_projectors::metrics::RecordOutcome;
+use ordo_projectors::replay::{JobRepair, DEFAULT_REPAIRS_PER_SECOND};
 use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
 pub use ordo_testkit::TestPrefix;
 use rdkafka::producer::FutureRecord;
@@ -47,7 +48,33 @@ pub struct InProcessProjector {
 }
 
 impl InProcessProjector {
+    /// Gaps wait: the projector has no event store to repair them from.
     pub async fn start(topic: &str, partitions: i32, prefix: &TestPrefix) -> Self {
+        Self::spawn(topic, partitions, prefix, None).await
+    }
+
+    /// Gaps are repaired from the event store of `db`.
+    pub async fn start_repairing(
+        topic: &str,
+        partitions: i32,
+        prefix: &TestPrefix,
+        db: &super::TestDb,
+    ) -> Self {
+        let repair = JobRepair::new(
+            db.pool.clone(),
+            prefix.redis.clone(),
+            &prefix.prefix,
+            DEFAULT_REPAIRS_PER_SECOND,
+        );
+        Self::spawn(topic, partitions, prefix, Some(repair)).await
+    }
+
+    async fn spawn(
+        topic: &str,
+        partitions: i32,
+        prefix: &TestPrefix,
+        repair: Option<JobRepair>,
+    ) -> Self {
         let config = ProjectorConfig {
             topic: topic.to_owned(),
             group: unique("ordo-test-projector-"),
@@ -63,6 +90,7 @@ impl InProcessProjector {
         let task = tokio::spawn(ordo_projectors::run_redis_views(
             config.clone(),
             prefix.redis.clone(),
+            repair,
             metrics.clone(),
             shutdown.clone(),
         ));

@@ -86,6 +86,9 @@ pub struct ProjectorConfig {
     /// breaker opens.
     pub backoff: Backoff,
     pub breaker: BreakerConfig,
+    /// Gaps the `redis-views` sink repairs per second from the event store, when the role
+    /// has one (0: none; gaps wait for `ordo replay --job`).
+    pub gap_repairs_per_second: u32,
 }
 
 impl ProjectorConfig {
@@ -105,6 +108,7 @@ impl ProjectorConfig {
             statistics_interval: Duration::from_secs(5),
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             breaker: BreakerConfig::default(),
+            gap_repairs_per_second: crate::replay::DEFAULT_REPAIRS_PER_SECOND,
         }
     }
 }
@@ -282,11 +286,16 @@ impl<S: Sink> Projector<'_, S> {
                 }
                 WriteOutcome::Gap { detail } => detail,
             };
-            self.metrics.record(RecordOutcome::Gap, 1);
             // Records of one partition come in offset order: the first gap not repaired wins.
-            if waiting.contains_key(&partition) || self.repaired(item, &detail).await {
+            if waiting.contains_key(&partition) {
+                self.metrics.record(RecordOutcome::Gap, 1);
                 continue;
             }
+            if self.repaired(item, &detail).await {
+                self.metrics.record(RecordOutcome::Repaired, 1);
+                continue;
+            }
+            self.metrics.record(RecordOutcome::Gap, 1);
             tracing::warn!(
                 projector = %self.config.name,
                 detail,

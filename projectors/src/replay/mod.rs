@@ -15,13 +15,15 @@
 //! - [`run`] with [`Mode::DryRun`]: read and decode, write nothing.
 //! - [`verify`]: replay into a scratch namespace and list every difference from the live one
 //!   (`ordo_read_model::compare`).
-
+//! - [`JobRepair`]: the in-place repair of one job at a time, rate-limited, for the live
+//!   projector when it meets a gap.
 //!
 //! Here are the public types and the entry points; `passes` orders the work (the main
-//! pass, the switch, the catch-up), `writer` decodes stored events and applies them, and
-//! `source` reads them from PostgreSQL.
+//! pass, the switch, the catch-up), `writer` decodes stored events and applies them,
+//! `source` reads them from PostgreSQL, and `repair` serves the projector.
 
 mod passes;
+mod repair;
 mod source;
 mod writer;
 
@@ -31,6 +33,7 @@ pub use ordo_read_model::Difference;
 use ordo_read_model::{compare, namespace};
 use passes::{catch_up, into, main_pass, open};
 use redis::aio::ConnectionManager;
+pub use repair::{JobRepair, DEFAULT_REPAIRS_PER_SECOND};
 use sqlx::PgPool;
 use std::fmt;
 use std::time::{Duration, Instant};

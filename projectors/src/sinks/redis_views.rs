@@ -1,10 +1,13 @@
 //! `redis-views`: job views, indexes, counters and dispatch queues in Redis. Each record is
 //! an [`EventEnvelope`] of a job event, written as a [`ViewUpdate`] through [`JobViews`],
 //! whose script checks the job's sequence: redeliveries are duplicates, and a missing earlier
-//! event is a gap (the partition waits; see [`crate::projector`]). Jobs put in a ready set
-//! wake the claims waiting for one.
+//! event is a gap. With a [`JobRepair`], a gap is repaired at once: the job's view is rebuilt
+//! from the event store (as `ordo replay --job` would) and the partition goes on; without
+//! one, or when the store does not have the missing events yet, the partition waits (see
+//! [`crate::projector`]). Jobs put in a ready set wake the claims waiting for one.
 
-use crate::projector::{self, ProjectorConfig, Sink, WriteOutcome};
+use crate::projector::{self, GapResolution, ProjectorConfig, Sink, WriteOutcome};
+use crate::replay::JobRepair;
 use crate::ProjectorMetrics;
 use chrono::DateTime;
 use ordo_domain::EventEnvelope;
@@ -14,14 +17,16 @@ use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the `redis-views` projector: `config.topic` into the live namespace under
-/// `config.prefix`, until `shutdown`.
+/// `config.prefix`, repairing gaps with `repair` if given, until `shutdown`.
 pub async fn run(
     config: ProjectorConfig,
     redis: ConnectionManager,
+    repair: Option<JobRepair>,
     metrics: ProjectorMetrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let sink = RedisViews::new(redis, &config.prefix);
+    let mut sink = RedisViews::new(redis, &config.prefix);
+    sink.repair = repair;
     projector::run(config, sink, metrics, shutdown).await
 }
 
@@ -29,6 +34,7 @@ pub struct RedisViews {
     redis: ConnectionManager,
     views: JobViews,
     prefix: String,
+    repair: Option<JobRepair>,
 }
 
 impl RedisViews {
@@ -39,6 +45,7 @@ impl RedisViews {
             views: JobViews::new(redis.clone(), prefix).waking_claims(prefix),
             redis,
             prefix: prefix.to_owned(),
+            repair: None,
         }
     }
 }
@@ -92,5 +99,30 @@ impl Sink for RedisViews {
                 },
             })
             .collect())
+    }
+
+    /// Rebuilds the job from the event store, unless an earlier repair in the batch (one per
+    /// job is enough: it re-applies the whole stored history) already brought the view this
+    /// far. Repaired only when the view now has the waiting event.
+    async fn resolve_gap(&mut self, update: &ViewUpdate) -> anyhow::Result<GapResolution> {
+        let Some(repair) = &mut self.repair else {
+            return Ok(GapResolution::Wait);
+        };
+        if self.views.sequence(&update.job_id).await? < update.sequence {
+            let summary = repair.job(&update.job_id).await?;
+            tracing::info!(
+                job_id = %update.job_id,
+                events = summary.events,
+                applied = summary.applied,
+                "rebuilt a job's view from the event store"
+            );
+        }
+        Ok(
+            if self.views.sequence(&update.job_id).await? >= update.sequence {
+                GapResolution::Repaired
+            } else {
+                GapResolution::Wait
+            },
+        )
     }
 }

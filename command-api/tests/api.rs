@@ -850,6 +850,24 @@ async fn health_and_readiness() {
 }
 
 #[tokio::test]
+async fn readiness_reports_each_role_and_fails_while_one_is_not_ready() {
+    let app = TestApp::spawn().await;
+    let projector = app.state.readiness.role("projector redis-views");
+    let ready = success(send(app.get("/readyz")).await, 200).await;
+    assert_eq!(ready["roles"], json!({"projector redis-views": null}));
+
+    projector.not_ready("stalled: 3 records to read and the group's offsets have not moved");
+    let resp = send(app.get("/readyz")).await;
+    assert_eq!(header(&resp, "retry-after"), "1");
+    let body = problem_of(resp, 503, "unavailable").await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("projector redis-views: stalled"), "{body}");
+
+    projector.ready();
+    success(send(app.get("/readyz")).await, 200).await;
+}
+
+#[tokio::test]
 async fn readiness_fails_without_the_database() {
     let pool = db::connect(&DbConfig {
         url: "postgres://postgres@127.0.0.1:1/x".into(),

@@ -3,6 +3,7 @@
 //!
 //! - [`db`]: the PostgreSQL pool (with timeouts), the embedded `migrations/postgres`, and
 //!   scratch databases for tests and benchmarks;
+//! - [`health`]: the readiness of each role of a process, for `/readyz`;
 //! - [`http`]: what the HTTP APIs share: the tenant header, problem+json fallbacks, HTTP
 //!   metrics, and [`http::finish`], which adds them once to the merged routes of a process;
 //! - [`kafka`]: client settings, librdkafka logs forwarded to `tracing`, the idempotent
@@ -13,6 +14,7 @@
 //! workers embed without this crate's Kafka and HTTP server dependencies.
 
 pub mod db;
+pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod problem;

@@ -398,6 +398,14 @@ pub struct ProjectorArgs {
         default_value_t = ordo_projectors::replay::DEFAULT_REPAIRS_PER_SECOND
     )]
     pub gap_repairs_per_second: u32,
+    /// With records to read and the group's offsets standing still this long, the projector
+    /// is stalled: `/readyz` answers 503 with the reason and the consumer is recreated.
+    #[arg(
+        long,
+        env = "ORDO_PROJECTOR_STALL_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub projector_stall_timeout_ms: u64,
 }
 
 impl ProjectorArgs {
@@ -409,6 +417,10 @@ impl ProjectorArgs {
         anyhow::ensure!(
             self.projector_session_timeout_ms >= 1_000,
             "--projector-session-timeout-ms must be at least 1000"
+        );
+        anyhow::ensure!(
+            self.projector_stall_timeout_ms >= 1_000,
+            "--projector-stall-timeout-ms must be at least 1000"
         );
         let defaults = ProjectorConfig::new(
             self.projector.as_str(),
@@ -429,6 +441,7 @@ impl ProjectorArgs {
             max_batch: self.projector_max_batch,
             session_timeout: Duration::from_millis(self.projector_session_timeout_ms),
             gap_repairs_per_second: self.gap_repairs_per_second,
+            stall_timeout: Duration::from_millis(self.projector_stall_timeout_ms),
             ..defaults
         })
     }

@@ -11,7 +11,9 @@ use ordo_command_api::logs::LogSink;
 use ordo_command_api::reaper::{self, ReaperConfig};
 use ordo_command_api::{http::api_routes, router, AppState, CommandMetrics, JobCommandBus};
 use ordo_common::db;
+use ordo_common::health::Readiness;
 use ordo_common::http::{finish, render_metrics};
+use ordo_common::Problem;
 use ordo_domain::JobServices;
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};
 use ordo_projectors::replay::JobRepair;
@@ -82,11 +84,12 @@ impl Platform {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let registry = Registry::new();
+        let readiness = Readiness::default();
         let mut tasks = Vec::new();
         if let Some(relay) = relay {
             tasks.push(spawn_relay(relay, &registry, shutdown)?);
         }
-        tasks.push(spawn_projector(args, projector, &registry, shutdown).await?);
+        tasks.push(spawn_projector(args, projector, &registry, &readiness, shutdown).await?);
         let pool = db::connect(&args.db_config())?;
         let redis = connect_redis(args).await?;
         let state = AppState::with_registry(
@@ -96,7 +99,8 @@ impl Platform {
             registry.clone(),
         )
         .with_dispatch(redis.clone(), redis_client(args)?, &args.redis_prefix)
-        .with_logs(log_sink(args).await?);
+        .with_logs(log_sink(args).await?)
+        .with_readiness(readiness);
         tasks.push(spawn_reaper(args, state.bus.clone(), redis, shutdown));
         let http_metrics = state.metrics.http().clone();
         let query = query_state(args, query).await?;
@@ -125,7 +129,12 @@ pub async fn worker(args: &WorkerArgs, metrics_addr: SocketAddr) -> anyhow::Resu
     let shutdown = shutdown_token();
     let worker = spawn_worker(args, args.client(&args.api_url)?, &registry, &shutdown)?;
     let (served, worked) = tokio::join!(
-        serve_metrics(metrics_addr, registry, shutdown.clone()),
+        serve_metrics(
+            metrics_addr,
+            registry,
+            Readiness::default(),
+            shutdown.clone()
+        ),
         worker
     );
     worked??;
@@ -144,7 +153,12 @@ pub async fn reaper(args: &GlobalArgs, metrics_addr: SocketAddr) -> anyhow::Resu
     ));
     let reaper = spawn_reaper(args, bus, connect_redis(args).await?, &shutdown);
     let (served, reaped) = tokio::join!(
-        serve_metrics(metrics_addr, registry, shutdown.clone()),
+        serve_metrics(
+            metrics_addr,
+            registry,
+            Readiness::default(),
+            shutdown.clone()
+        ),
         reaper
     );
     reaped??;
@@ -178,7 +192,12 @@ pub async fn relay(
     let shutdown = shutdown_token();
     let relay = spawn_relay(relay_args.config(args)?, &registry, &shutdown)?;
     let (served, relayed) = tokio::join!(
-        serve_metrics(metrics_addr, registry, shutdown.clone()),
+        serve_metrics(
+            metrics_addr,
+            registry,
+            Readiness::default(),
+            shutdown.clone()
+        ),
         relay
     );
     relayed??;
@@ -191,11 +210,12 @@ pub async fn projector(
     metrics_addr: SocketAddr,
 ) -> anyhow::Result<()> {
     let registry = Registry::new();
+    let readiness = Readiness::default();
     let shutdown = shutdown_token();
     let config = projector_args.config(args)?;
-    let projector = spawn_projector(args, config, &registry, &shutdown).await?;
+    let projector = spawn_projector(args, config, &registry, &readiness, &shutdown).await?;
     let (served, projected) = tokio::join!(
-        serve_metrics(metrics_addr, registry, shutdown.clone()),
+        serve_metrics(metrics_addr, registry, readiness, shutdown.clone()),
         projector
     );
     projected??;
@@ -216,14 +236,27 @@ async fn serve_http(
     Ok(())
 }
 
-/// `/metrics` and `/healthz` of a role without an API of its own.
+/// `/metrics`, `/healthz` and `/readyz` (503 naming each role that is not ready, e.g. a
+/// stalled projector) of a role without an API of its own.
 async fn serve_metrics(
     addr: SocketAddr,
     registry: Registry,
+    readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                match readiness.check() {
+                    Ok(()) => Ok(axum::Json(
+                        serde_json::json!({"status": "ready", "roles": readiness.report()}),
+                    )),
+                    Err(reason) => Err(Problem::unavailable(reason)),
+                }
+            }),
+        )
         .route(
             "/metrics",
             get(move || async move { render_metrics(&registry) }),
@@ -324,8 +357,10 @@ async fn spawn_projector(
     args: &GlobalArgs,
     config: ProjectorConfig,
     registry: &Registry,
+    readiness: &Readiness,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    let health = readiness.role(&format!("projector {}", config.name));
     let redis = connect_redis(args).await?;
     let metrics = ProjectorMetrics::register(registry, &config.name)?;
     let repair = match config.gap_repairs_per_second {
@@ -342,6 +377,7 @@ async fn spawn_projector(
         redis,
         repair,
         metrics,
+        health,
         shutdown.clone(),
     )))
 }

@@ -51,6 +51,9 @@ pub struct ProjectorMetrics {
     errors: IntCounterVec,
     breaker_state: IntGauge,
     breaker_transitions: IntCounterVec,
+    assigned_partitions: IntGauge,
+    stalled: IntGauge,
+    recreations: IntCounter,
     projector: String,
 }
 
@@ -99,6 +102,31 @@ impl ProjectorMetrics {
             ),
             &["projector", "state"],
         )?;
+        let assigned_partitions = IntGaugeVec::new(
+            Opts::new(
+                "ordo_projector_assigned_partitions",
+                "Partitions assigned to this projector's consumer (0 for long: its group may be stuck).",
+            ),
+            &["projector"],
+        )?;
+        let stalled = IntGaugeVec::new(
+            Opts::new(
+                "ordo_projector_stalled",
+                "1 while the projector's group has records to read but its offsets do not move \
+                 (its readiness fails meanwhile).",
+            ),
+            &["projector"],
+        )?;
+        let recreations = IntCounterVec::new(
+            Opts::new(
+                "ordo_projector_consumer_recreations_total",
+                "Consumers recreated (a new group member) because the projector stalled.",
+            ),
+            &["projector"],
+        )?;
+        registry.register(Box::new(assigned_partitions.clone()))?;
+        registry.register(Box::new(stalled.clone()))?;
+        registry.register(Box::new(recreations.clone()))?;
         registry.register(Box::new(records.clone()))?;
         registry.register(Box::new(lag.clone()))?;
         registry.register(Box::new(consumer_lag.clone()))?;
@@ -112,6 +140,9 @@ impl ProjectorMetrics {
             errors,
             breaker_state: breaker_state.with_label_values(&[projector]),
             breaker_transitions,
+            assigned_partitions: assigned_partitions.with_label_values(&[projector]),
+            stalled: stalled.with_label_values(&[projector]),
+            recreations: recreations.with_label_values(&[projector]),
             projector: projector.to_owned(),
         })
     }
@@ -136,6 +167,23 @@ impl ProjectorMetrics {
         self.consumer_lag
             .with_label_values(&[&self.projector, &partition.to_string()])
             .set(records);
+    }
+
+    pub fn set_assigned_partitions(&self, partitions: usize) {
+        self.assigned_partitions.set(partitions as i64);
+    }
+
+    pub fn set_stalled(&self, stalled: bool) {
+        self.stalled.set(i64::from(stalled));
+    }
+
+    pub fn consumer_recreated(&self) {
+        self.recreations.inc();
+    }
+
+    /// Consumers recreated so far (tests wait on it).
+    pub fn recreations(&self) -> u64 {
+        self.recreations.get()
     }
 
     /// Drops the gauge of a partition this process no longer consumes.

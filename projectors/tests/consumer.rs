@@ -3,6 +3,7 @@
 //! test has its own topic and consumer group.
 
 use chrono::Utc;
+use ordo_common::health::RoleHealth;
 use ordo_common::kafka;
 use ordo_projectors::metrics::{BreakerState, RecordOutcome};
 use ordo_projectors::projector::{BreakerConfig, GapResolution, Sink, WriteOutcome};
@@ -10,6 +11,7 @@ use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
 use ordo_protocol::Backoff;
 use ordo_testkit::kafka::read_topic;
 use ordo_testkit::stack::{kafka_brokers, unique};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureRecord;
 use std::collections::BTreeMap;
@@ -152,6 +154,7 @@ impl Sink for MemorySink {
 /// A projector of `sink` running in the test process.
 struct Running {
     metrics: ProjectorMetrics,
+    health: RoleHealth,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -161,14 +164,17 @@ impl Running {
         let metrics =
             ProjectorMetrics::register(&prometheus::Registry::new(), &config.name).unwrap();
         let shutdown = CancellationToken::new();
+        let health = RoleHealth::unobserved("projector");
         let task = tokio::spawn(ordo_projectors::run(
             config,
             sink,
             metrics.clone(),
+            health.clone(),
             shutdown.clone(),
         ));
         Self {
             metrics,
+            health,
             shutdown,
             task,
         }
@@ -429,4 +435,76 @@ async fn the_breaker_opens_after_repeated_failures_and_closes_after_a_successful
     assert_eq!(metrics.breaker_count(BreakerState::Open), 3);
     assert_eq!(metrics.breaker_count(BreakerState::HalfOpen), 3);
     assert_eq!(metrics.breaker_count(BreakerState::Closed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_gets_no_partitions_fails_readiness_and_recreates_its_consumer() {
+    let topic = unique("ordo-test-consumer-");
+    produce(&topic, 1, 0, &["a", "b", "c"]).await;
+    let config = ProjectorConfig {
+        stall_timeout: Duration::from_secs(2),
+        ..config(&topic, 1)
+    };
+    // Another member of the group takes the partition and then stops polling: the group's
+    // rebalance for the projector's member waits on it, as a wedged group would.
+    let hog = tokio::task::spawn_blocking({
+        let (group, topic) = (config.group.clone(), topic.clone());
+        move || {
+            let hog: rdkafka::consumer::BaseConsumer = kafka::client_config(&kafka_brokers())
+                .set("group.id", &group)
+                .set("session.timeout.ms", "30000")
+                .create()
+                .expect("hog consumer");
+            hog.subscribe(&[&topic]).expect("subscribe");
+            let started = Instant::now();
+            while hog.assignment().map_or(0, |a| a.count()) == 0 {
+                assert!(started.elapsed() < WAIT, "the hog got no partition");
+                let _ = hog.poll(Duration::from_millis(100));
+            }
+            hog
+        }
+    })
+    .await
+    .unwrap();
+
+    let sink = MemorySink::default();
+    let projector = Running::start(config, sink.clone());
+    wait_until("readiness fails", || projector.health.reason().is_some()).await;
+    let reason = projector.health.reason().unwrap();
+    assert!(reason.contains("3 records to read"), "{reason}");
+    assert!(reason.contains("holds 0 partitions"), "{reason}");
+    wait_until("the consumer recreated", || {
+        projector.metrics.recreations() >= 1
+    })
+    .await;
+    assert!(sink.items().is_empty());
+    // Not asserted: recovery once the other member leaves. The local broker's coordinator
+    // never answers the remaining member's SyncGroup after a member that missed a rebalance
+    // leaves (reproduced with two plain clients; see the README), so this group stays stuck,
+    // which is what the watchdog is for: the projector says so instead of looking healthy.
+    projector.stop().await;
+    tokio::task::spawn_blocking(move || drop(hog));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_stays_down_fails_readiness_until_the_projector_progresses_again() {
+    let topic = unique("ordo-test-consumer-");
+    produce(&topic, 1, 0, &["a", "b"]).await;
+    let sink = MemorySink::failing(1..usize::MAX);
+    let projector = Running::start(
+        ProjectorConfig {
+            stall_timeout: Duration::from_secs(2),
+            ..config(&topic, 1)
+        },
+        sink.clone(),
+    );
+    wait_until("readiness fails", || projector.health.reason().is_some()).await;
+    let reason = projector.health.reason().unwrap();
+    assert!(reason.contains("2 records to read"), "{reason}");
+
+    // The sink comes back: the records are written, the offsets move, the role is ready.
+    sink.memory.lock().unwrap().failing = 0..0;
+    wait_until("2 records written", || sink.items().len() == 2).await;
+    wait_until("ready again", || projector.health.reason().is_none()).await;
+    projector.stop().await;
 }

@@ -18,6 +18,7 @@ use crate::logs::LogSink;
 use crate::metrics::CommandMetrics;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
+use ordo_common::health::Readiness;
 use ordo_domain::{JobServices, RetryPolicy};
 use prometheus::Registry;
 use sqlx::PgPool;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub claims: Option<Arc<ClaimService>>,
     /// Where job log lines go; without it `POST /api/v1/jobs/{id}/logs` answers 503.
     pub logs: Option<LogSink>,
+    /// The other roles of the process (`ordo dev`'s projector), reported by `/readyz`.
+    pub readiness: Readiness,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
             metrics: Arc::new(ApiMetrics::register(registry).expect(ONCE)),
             config: Arc::new(config),
             claims: None,
+            readiness: Readiness::default(),
             logs: None,
         }
     }
@@ -100,6 +104,11 @@ impl AppState {
             ))),
             ..self
         }
+    }
+
+    /// Reports the readiness of the process's other roles on `/readyz`.
+    pub fn with_readiness(self, readiness: Readiness) -> Self {
+        Self { readiness, ..self }
     }
 
     /// Accepts job log lines and produces them with `sink`.

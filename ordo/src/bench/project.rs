@@ -6,6 +6,7 @@
 use crate::cli::{GlobalArgs, ProjectBenchArgs};
 use anyhow::{bail, Context};
 use futures::future::try_join_all;
+use ordo_common::health::RoleHealth;
 use ordo_common::kafka;
 use ordo_domain::sample;
 use ordo_domain::spec::{QueueName, TenantId};
@@ -71,6 +72,7 @@ pub async fn run(args: &GlobalArgs, bench: ProjectBenchArgs) -> anyhow::Result<(
         redis.clone(),
         None,
         metrics.clone(),
+        RoleHealth::unobserved("projector"),
         shutdown.clone(),
     ));
     let measured = wait_applied(&metrics, records.len() as u64, started).await;

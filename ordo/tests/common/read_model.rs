@@ -2,6 +2,7 @@
 //! records produced straight to a topic, and a projector run in-process.
 
 use super::{kafka_brokers, unique};
+use ordo_common::health::RoleHealth;
 use ordo_common::kafka;
 use ordo_domain::EventEnvelope;
 use ordo_projectors::metrics::RecordOutcome;
@@ -92,6 +93,7 @@ impl InProcessProjector {
             prefix.redis.clone(),
             repair,
             metrics.clone(),
+            RoleHealth::unobserved("projector"),
             shutdown.clone(),
         ));
         Self {

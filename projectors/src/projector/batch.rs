@@ -36,32 +36,50 @@ impl<T> Batch<T> {
     }
 }
 
+/// What waiting for a batch gave.
+pub(super) enum Collected<T> {
+    /// Records (none when partitions were assigned that wait for the sink's offsets).
+    Batch(Batch<T>),
+    /// The watchdog asked for a new consumer before a record came.
+    Recreate,
+    /// Shutdown, or the consumer is gone.
+    Shutdown,
+}
+
 impl<S: Sink> Projector<'_, S> {
-    /// The next batch. `None` at shutdown or when the consumer is gone; an empty batch when
-    /// partitions were assigned that wait for the sink's offsets.
+    /// The next batch.
     pub(super) async fn collect(
         &mut self,
         stream: &mut MessageStream<'_, ConsumerEvents>,
         shutdown: &CancellationToken,
-    ) -> Option<Batch<S::Item>> {
+    ) -> Collected<S::Item> {
         let mut batch = Batch::new();
         let first = tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = self.rebalances.assigned.notified() => return Some(batch),
-            message = stream.next() => message?,
+            _ = shutdown.cancelled() => return Collected::Shutdown,
+            _ = self.recreate.notified() => return Collected::Recreate,
+            _ = self.rebalances.assigned.notified() => return Collected::Batch(batch),
+            message = stream.next() => message,
         };
-        self.add(&mut batch, first, shutdown).await?;
+        let Some(first) = first else {
+            return Collected::Shutdown;
+        };
+        if self.add(&mut batch, first, shutdown).await.is_none() {
+            return Collected::Shutdown;
+        }
         let deadline = Instant::now() + self.config.max_wait;
         while batch.records < self.config.max_batch {
             // The stream is polled before the deadline is checked: a past deadline still
             // takes what is ready.
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Ok(Some(message)) => self.add(&mut batch, message, shutdown).await?,
-                Ok(None) => return None,
+            let added = match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(message)) => self.add(&mut batch, message, shutdown).await,
+                Ok(None) => None,
                 Err(_) => break,
+            };
+            if added.is_none() {
+                return Collected::Shutdown;
             }
         }
-        Some(batch)
+        Collected::Batch(batch)
     }
 
     /// Decodes a record into the batch, or parks it; `None` when shutdown interrupted the

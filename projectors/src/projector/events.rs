@@ -12,7 +12,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::TopicPartitionList;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -58,6 +58,8 @@ pub(super) struct Rebalances {
     pub assigned: Notify,
     /// Set while the breaker is open: partitions assigned meanwhile are paused at once.
     pub paused: AtomicBool,
+    /// Partitions this member holds (the stall watchdog reports it).
+    pub held: Arc<AtomicUsize>,
 }
 
 impl Rebalances {
@@ -67,6 +69,7 @@ impl Rebalances {
             pending: Mutex::new(None),
             assigned: Notify::new(),
             paused: AtomicBool::new(false),
+            held: Arc::default(),
         }
     }
 
@@ -125,6 +128,9 @@ impl ConsumerContext for ConsumerEvents {
         let outcome = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 tracing::info!(?partitions, "partitions assigned");
+                self.rebalances
+                    .held
+                    .store(partitions.len(), Ordering::Relaxed);
                 if self.rebalances.sink_offsets {
                     self.rebalances.set_pending(Some(partitions));
                     self.rebalances.assigned.notify_one();
@@ -141,6 +147,7 @@ impl ConsumerContext for ConsumerEvents {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(?partitions, "partitions revoked");
+                self.rebalances.held.store(0, Ordering::Relaxed);
                 for partition in partitions {
                     self.metrics.forget_partition(partition);
                 }

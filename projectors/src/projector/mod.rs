@@ -36,16 +36,19 @@ mod parking;
 mod partitions;
 mod retry;
 mod sink;
+mod watchdog;
 
 pub use breaker::BreakerConfig;
 pub use sink::{GapResolution, Sink, WriteOutcome};
 
 use crate::metrics::{ProjectorMetrics, RecordOutcome};
 use batch::Batch;
+use batch::Collected;
 use breaker::{Breaker, Next};
 use chrono::Utc;
 use events::{ConsumerEvents, ProjectorConsumer, Rebalances};
 use futures::StreamExt;
+use ordo_common::health::RoleHealth;
 use ordo_common::kafka;
 use ordo_protocol::Backoff;
 use parking::Parking;
@@ -55,7 +58,9 @@ use retry::Retry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use watchdog::Watched;
 
 /// The job topic Debezium's EventRouter and the relay write (`outbox.event.${aggregatetype}`).
 pub const DEFAULT_TOPIC: &str = "outbox.event.job";
@@ -86,6 +91,9 @@ pub struct ProjectorConfig {
     /// breaker opens.
     pub backoff: Backoff,
     pub breaker: BreakerConfig,
+    /// A group with records to read whose offsets stand still this long is stalled: the
+    /// role's readiness fails and the consumer is recreated (see `watchdog`).
+    pub stall_timeout: Duration,
     /// Gaps the `redis-views` sink repairs per second from the event store, when the role
     /// has one (0: none; gaps wait for `ordo replay --job`).
     pub gap_repairs_per_second: u32,
@@ -108,18 +116,20 @@ impl ProjectorConfig {
             statistics_interval: Duration::from_secs(5),
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             breaker: BreakerConfig::default(),
+            stall_timeout: Duration::from_secs(60),
             gap_repairs_per_second: crate::replay::DEFAULT_REPAIRS_PER_SECOND,
         }
     }
 }
 
-/// Consumes `config.topic` into `sink` until `shutdown` is cancelled. Fails only when the
-/// Kafka clients cannot be made at all (bad settings); outages of Kafka and of the sink are
-/// waited out.
+/// Consumes `config.topic` into `sink` until `shutdown` is cancelled, saying through
+/// `health` when it stalls. Fails only when the Kafka clients cannot be made at all (bad
+/// settings); outages of Kafka and of the sink are waited out.
 pub async fn run<S: Sink>(
     config: ProjectorConfig,
     sink: S,
     metrics: ProjectorMetrics,
+    health: RoleHealth,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(config.max_batch >= 1, "max_batch must be at least 1");
@@ -134,34 +144,72 @@ pub async fn run<S: Sink>(
         }
     }
     let rebalances = Arc::new(Rebalances::new(sink.keeps_offsets()));
-    let consumer = events::consumer(&config, metrics.clone(), rebalances.clone())?;
-    consumer.subscribe(&[&config.topic])?;
+    let recreate = Arc::new(Notify::new());
+    let mut projector = Projector {
+        consumer: subscribed(&config, &metrics, &rebalances)?,
+        breaker: Breaker::new(config.breaker, config.backoff, metrics.clone(), sink.name()),
+        parking: Parking::new(&config)?,
+        sink,
+        rebalances: rebalances.clone(),
+        recreate: recreate.clone(),
+        metrics: metrics.clone(),
+        gap_streak: 0,
+        config: &config,
+    };
     tracing::info!(
         projector = %config.name,
-        sink = sink.name(),
+        sink = projector.sink.name(),
         topic = %config.topic,
         group = %config.group,
         "projector consuming"
     );
-    let mut projector = Projector {
-        breaker: Breaker::new(config.breaker, config.backoff, metrics.clone(), sink.name()),
-        parking: Parking::new(&config)?,
-        sink,
-        consumer: &consumer,
-        rebalances,
-        metrics,
-        gap_streak: 0,
-        config: &config,
+    let watching = shutdown.child_token();
+    let watched = Watched {
+        assigned: rebalances.held.clone(),
+        recreate,
     };
-    projector.consume(&shutdown).await;
+    tokio::spawn(watchdog::watch(
+        config.clone(),
+        health,
+        metrics.clone(),
+        watched,
+        watching.clone(),
+    ));
+    let _stop_watching = watching.drop_guard();
+    while let Ended::Recreate = projector.consume(&shutdown).await {
+        let fresh = subscribed(&config, &metrics, &rebalances)?;
+        let stale = std::mem::replace(&mut projector.consumer, fresh);
+        // Closing leaves the group (and commits what was stored); it blocks meanwhile.
+        tokio::task::spawn_blocking(move || drop(stale));
+    }
     tracing::info!(projector = %config.name, "projector stopped");
     Ok(())
 }
 
+/// A new consumer (a new group member) subscribed to the topic.
+fn subscribed(
+    config: &ProjectorConfig,
+    metrics: &ProjectorMetrics,
+    rebalances: &Arc<Rebalances>,
+) -> anyhow::Result<Arc<ProjectorConsumer>> {
+    let consumer = events::consumer(config, metrics.clone(), rebalances.clone())?;
+    consumer.subscribe(&[&config.topic])?;
+    Ok(Arc::new(consumer))
+}
+
+/// Why [`Projector::consume`] returned.
+enum Ended {
+    Shutdown,
+    /// The watchdog asked for a new consumer.
+    Recreate,
+}
+
 struct Projector<'a, S> {
     config: &'a ProjectorConfig,
-    consumer: &'a ProjectorConsumer,
+    consumer: Arc<ProjectorConsumer>,
     rebalances: Arc<Rebalances>,
+    /// Notified by the watchdog when the consumer is to be recreated.
+    recreate: Arc<Notify>,
     sink: S,
     breaker: Breaker,
     parking: Parking,
@@ -171,8 +219,8 @@ struct Projector<'a, S> {
 }
 
 impl<S: Sink> Projector<'_, S> {
-    async fn consume(&mut self, shutdown: &CancellationToken) {
-        let consumer = self.consumer;
+    async fn consume(&mut self, shutdown: &CancellationToken) -> Ended {
+        let consumer = self.consumer.clone();
         let mut stream = consumer.stream();
         loop {
             if let Some(partitions) = self.rebalances.take_pending() {
@@ -181,20 +229,24 @@ impl<S: Sink> Projector<'_, S> {
                     .await
                     .is_none()
                 {
-                    return;
+                    return Ended::Shutdown;
                 }
             }
-            let Some(mut batch) = self.collect(&mut stream, shutdown).await else {
-                return;
+            let mut batch = match self.collect(&mut stream, shutdown).await {
+                Collected::Batch(batch) => batch,
+                Collected::Recreate => return Ended::Recreate,
+                Collected::Shutdown => return Ended::Shutdown,
             };
             if batch.records == 0 {
                 continue;
             }
             let written = self.write(&mut batch, &mut stream, shutdown).await;
             self.resume();
-            let Some(outcomes) = written else { return };
+            let Some(outcomes) = written else {
+                return Ended::Shutdown;
+            };
             if self.settle(batch, outcomes, shutdown).await.is_none() {
-                return;
+                return Ended::Shutdown;
             }
         }
     }

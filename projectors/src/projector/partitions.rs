@@ -121,7 +121,7 @@ impl<S: Sink> Projector<'_, S> {
         let changed = self
             .consumer
             .assignment()
-            .and_then(|assignment| change(self.consumer, &assignment));
+            .and_then(|assignment| change(&self.consumer, &assignment));
         if let Err(error) = changed {
             tracing::warn!(%error, "cannot pause or resume the assigned partitions");
             self.metrics.error("kafka");

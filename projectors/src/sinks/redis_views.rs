@@ -10,6 +10,7 @@ use crate::projector::{self, GapResolution, ProjectorConfig, Sink, WriteOutcome}
 use crate::replay::JobRepair;
 use crate::ProjectorMetrics;
 use chrono::DateTime;
+use ordo_common::health::RoleHealth;
 use ordo_domain::EventEnvelope;
 use ordo_read_model::{namespace, ApplyOutcome, JobViews, ViewUpdate};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -17,17 +18,19 @@ use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the `redis-views` projector: `config.topic` into the live namespace under
-/// `config.prefix`, repairing gaps with `repair` if given, until `shutdown`.
+/// `config.prefix`, repairing gaps with `repair` if given, its readiness in `health`, until
+/// `shutdown`.
 pub async fn run(
     config: ProjectorConfig,
     redis: ConnectionManager,
     repair: Option<JobRepair>,
     metrics: ProjectorMetrics,
+    health: RoleHealth,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut sink = RedisViews::new(redis, &config.prefix);
     sink.repair = repair;
-    projector::run(config, sink, metrics, shutdown).await
+    projector::run(config, sink, metrics, health, shutdown).await
 }
 
 pub struct RedisViews {

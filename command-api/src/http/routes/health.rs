@@ -23,17 +23,26 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The process can do its job: PostgreSQL answers within a bound.
+/// The process can do its job: PostgreSQL answers within a bound, and every other role of
+/// the process (a projector under `ordo dev`) says it is ready; a 503 names each that is not.
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let ping = sqlx::query("SELECT 1").execute(&state.pool);
     match tokio::time::timeout(READINESS_TIMEOUT, ping).await {
-        Ok(Ok(_)) => Ok(Json(json!({"status": "ready", "postgres": "ok"}))),
-        Ok(Err(e)) => Err(ApiError::Unavailable(format!("postgres: {e}"))),
-        Err(_) => Err(ApiError::Unavailable(format!(
-            "postgres: no answer within {} s",
-            READINESS_TIMEOUT.as_secs()
-        ))),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(ApiError::Unavailable(format!("postgres: {e}"))),
+        Err(_) => {
+            return Err(ApiError::Unavailable(format!(
+                "postgres: no answer within {} s",
+                READINESS_TIMEOUT.as_secs()
+            )))
+        }
     }
+    state.readiness.check().map_err(ApiError::Unavailable)?;
+    Ok(Json(json!({
+        "status": "ready",
+        "postgres": "ok",
+        "roles": state.readiness.report(),
+    })))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

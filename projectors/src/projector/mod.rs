@@ -177,10 +177,18 @@ pub async fn run<S: Sink>(
     ));
     let _stop_watching = watching.drop_guard();
     while let Ended::Recreate = projector.consume(&shutdown).await {
-        let fresh = subscribed(&config, &metrics, &rebalances)?;
-        let stale = std::mem::replace(&mut projector.consumer, fresh);
-        // Closing leaves the group (and commits what was stored); it blocks meanwhile.
-        tokio::task::spawn_blocking(move || drop(stale));
+        // The old member leaves (and commits what was stored) before the new one joins: a
+        // leader leaving while the new member's join holds a rebalance open is what wedges a
+        // group on the local broker (see the README). Closing blocks; it is bounded.
+        let stale = std::mem::replace(
+            &mut projector.consumer,
+            new_member(&config, &metrics, &rebalances)?,
+        );
+        let closed = tokio::task::spawn_blocking(move || drop(stale));
+        if tokio::time::timeout(CLOSE_TIMEOUT, closed).await.is_err() {
+            tracing::warn!("the old consumer did not close in time; the new one joins anyway");
+        }
+        projector.consumer.subscribe(&[&config.topic])?;
     }
     tracing::info!(projector = %config.name, "projector stopped");
     Ok(())
@@ -192,10 +200,26 @@ fn subscribed(
     metrics: &ProjectorMetrics,
     rebalances: &Arc<Rebalances>,
 ) -> anyhow::Result<Arc<ProjectorConsumer>> {
-    let consumer = events::consumer(config, metrics.clone(), rebalances.clone())?;
+    let consumer = new_member(config, metrics, rebalances)?;
     consumer.subscribe(&[&config.topic])?;
-    Ok(Arc::new(consumer))
+    Ok(consumer)
 }
+
+/// A new consumer, which joins the group (a new member) once it subscribes.
+fn new_member(
+    config: &ProjectorConfig,
+    metrics: &ProjectorMetrics,
+    rebalances: &Arc<Rebalances>,
+) -> anyhow::Result<Arc<ProjectorConsumer>> {
+    Ok(Arc::new(events::consumer(
+        config,
+        metrics.clone(),
+        rebalances.clone(),
+    )?))
+}
+
+/// Longest wait for a replaced consumer to leave its group.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why [`Projector::consume`] returned.
 enum Ended {

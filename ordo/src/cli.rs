@@ -406,6 +406,12 @@ pub struct ProjectorArgs {
         default_value_t = 60_000
     )]
     pub projector_stall_timeout_ms: u64,
+    /// Leave the consumer group on shutdown (LeaveGroup) instead of committing and going, to
+    /// be evicted after the session timeout. Off by default: the local broker wedges a group
+    /// whose leader leaves during a rebalance (see the README); on Apache Kafka leaving
+    /// hands the partitions over at once.
+    #[arg(long, env = "ORDO_PROJECTOR_LEAVE_GROUP_ON_STOP")]
+    pub projector_leave_group_on_stop: bool,
 }
 
 impl ProjectorArgs {
@@ -442,6 +448,7 @@ impl ProjectorArgs {
             session_timeout: Duration::from_millis(self.projector_session_timeout_ms),
             gap_repairs_per_second: self.gap_repairs_per_second,
             stall_timeout: Duration::from_millis(self.projector_stall_timeout_ms),
+            leave_group_on_stop: self.projector_leave_group_on_stop,
             ..defaults
         })
     }

@@ -3,16 +3,20 @@
 
 mod common;
 
+use common::platform::RoleProcess;
 use common::read_model::{produce, record, write_histories, InProcessProjector, TestPrefix};
 use common::unique;
 use common::TestDb;
+use ordo_common::kafka::client_config;
 use ordo_domain::sample;
 use ordo_domain::spec::{QueueName, TenantId};
 use ordo_projectors::metrics::RecordOutcome;
 use ordo_read_model::{keys, JobViews, ViewUpdate};
 use ordo_testkit::kafka::read_topic;
+use ordo_testkit::stack::kafka_brokers;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use redis::AsyncCommands;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -207,4 +211,47 @@ async fn a_gap_whose_events_are_in_the_store_is_repaired_and_the_partition_goes_
         .await
         .unwrap();
     assert_eq!(status, "COMPLETED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_stopped_during_a_rebalance_leaves_its_group_usable() {
+    let prefix = TestPrefix::new().await;
+    let topic = unique("ordo-test-projector-");
+    let group = unique("ordo-test-group-");
+    let job = history(false);
+    produce(&topic, 1, &job.iter().map(record).collect::<Vec<_>>()).await;
+    let mut projector = RoleProcess::start_projector(&prefix, &topic, &group).await;
+    let started = Instant::now();
+    while view_sequence(&prefix, &job[0].job_id).await != Some(3) {
+        assert!(started.elapsed() < WAIT, "the projector applied nothing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A second member joins: the broker opens a rebalance, which the projector, the group's
+    // leader, must rejoin. It is stopped meanwhile. Leaving now (LeaveGroup) would leave the
+    // local broker's group without a leader for good (see the README); the projector goes
+    // without leaving, is evicted after its session timeout, and the rebalance completes.
+    let (member, topic) = (group.clone(), topic.clone());
+    let second = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client_config(&kafka_brokers())
+            .set("group.id", &member)
+            .set("session.timeout.ms", "6000")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[&topic]).expect("subscribe");
+        let joined = Instant::now();
+        while consumer.assignment().map_or(0, |a| a.count()) == 0 {
+            assert!(
+                joined.elapsed() < Duration::from_secs(30),
+                "the group's other member got no partition within 30 s"
+            );
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+        joined.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let status = projector.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    let took = second.await.expect("the other member got the partition");
+    eprintln!("the other member got the partition {took:?} after joining");
 }

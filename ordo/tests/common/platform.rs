@@ -69,8 +69,8 @@ impl Drop for DevProcess {
     }
 }
 
-/// A role of the platform as its own process: `ordo serve worker` (the built-in handlers) or
-/// `ordo serve reaper`.
+/// A role of the platform as its own process: `ordo serve worker` (the built-in handlers),
+/// `ordo serve reaper` or `ordo serve projector`.
 pub struct RoleProcess {
     child: Child,
     pub id: String,
@@ -97,6 +97,17 @@ impl RoleProcess {
             ("ORDO_REDIS_PREFIX", prefix.prefix.as_str()),
         ];
         Self::spawn(unique("reaper-"), "reaper", &settings, &[]).await
+    }
+
+    /// `ordo serve projector` of `topic` into `prefix`, as a member of consumer group `group`.
+    pub async fn start_projector(prefix: &TestPrefix, topic: &str, group: &str) -> Self {
+        let settings = [
+            ("ORDO_REDIS_PREFIX", prefix.prefix.as_str()),
+            ("ORDO_PROJECTOR_TOPIC", topic),
+            ("ORDO_PROJECTOR_GROUP", group),
+            ("ORDO_KAFKA_TOPIC_PARTITIONS", "1"),
+        ];
+        Self::spawn(unique("projector-"), "projector", &settings, &[]).await
     }
 
     async fn spawn(
@@ -135,12 +146,12 @@ impl RoleProcess {
         send_signal(self.child.id(), "TERM");
         let started = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the worker") {
+            if let Some(status) = self.child.try_wait().expect("wait for the role") {
                 return status;
             }
             assert!(
                 started.elapsed() < timeout,
-                "the worker did not exit within {timeout:?} of SIGTERM"
+                "the role did not exit within {timeout:?} of SIGTERM"
             );
             std::thread::sleep(Duration::from_millis(50));
         }

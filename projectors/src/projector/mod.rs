@@ -52,7 +52,8 @@ use ordo_common::health::RoleHealth;
 use ordo_common::kafka;
 use ordo_protocol::Backoff;
 use parking::Parking;
-use rdkafka::consumer::{Consumer, MessageStream};
+use rdkafka::consumer::{CommitMode, Consumer, MessageStream};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use retry::Retry;
 use std::collections::BTreeMap;
@@ -94,6 +95,11 @@ pub struct ProjectorConfig {
     /// A group with records to read whose offsets stand still this long is stalled: the
     /// role's readiness fails and the consumer is recreated (see `watchdog`).
     pub stall_timeout: Duration,
+    /// Whether the consumer leaves its group when the projector stops (LeaveGroup: its
+    /// partitions move to the other members at once), or goes without leaving and is evicted
+    /// after the session timeout. Leaving is Kafka's usual way; the local broker wedges a
+    /// group when its leader leaves during a rebalance, so `ordo serve` does not leave.
+    pub leave_group_on_stop: bool,
     /// Gaps the `redis-views` sink repairs per second from the event store, when the role
     /// has one (0: none; gaps wait for `ordo replay --job`).
     pub gap_repairs_per_second: u32,
@@ -117,6 +123,7 @@ impl ProjectorConfig {
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             breaker: BreakerConfig::default(),
             stall_timeout: Duration::from_secs(60),
+            leave_group_on_stop: true,
             gap_repairs_per_second: crate::replay::DEFAULT_REPAIRS_PER_SECOND,
         }
     }
@@ -190,6 +197,9 @@ pub async fn run<S: Sink>(
         }
         projector.consumer.subscribe(&[&config.topic])?;
     }
+    if !config.leave_group_on_stop {
+        stay_in_group(projector.consumer).await;
+    }
     tracing::info!(projector = %config.name, "projector stopped");
     Ok(())
 }
@@ -220,6 +230,29 @@ fn new_member(
 
 /// Longest wait for a replaced consumer to leave its group.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Stops without leaving the group: commits what was stored, then keeps the consumer from
+/// closing (closing sends LeaveGroup) until the process exits; the group evicts the member
+/// after its session timeout. The local broker wedges a group for good when its leader
+/// leaves during a rebalance (see the README), which a member cannot rule out: it learns of
+/// a rebalance only at its next heartbeat.
+async fn stay_in_group(consumer: Arc<ProjectorConsumer>) {
+    let committing = consumer.clone();
+    let committed =
+        tokio::task::spawn_blocking(move || committing.commit_consumer_state(CommitMode::Sync));
+    match tokio::time::timeout(CLOSE_TIMEOUT, committed).await {
+        Ok(Ok(Ok(()))) => {}
+        // Nothing stored since the last commit is the common case at shutdown.
+        Ok(Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)))) => {}
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(%error, "final offset commit failed; records will be delivered again");
+        }
+        Ok(Err(_)) | Err(_) => {
+            tracing::warn!("final offset commit did not finish; records may be delivered again");
+        }
+    }
+    std::mem::forget(consumer);
+}
 
 /// Why [`Projector::consume`] returned.
 enum Ended {

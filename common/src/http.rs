@@ -8,7 +8,7 @@
 
 use crate::problem::{self, Problem};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
@@ -110,10 +110,15 @@ pub fn finish(routes: Router, metrics: HttpMetrics) -> Router {
 /// The id [`SetRequestIdLayer`] gave the request; a client's id that is not visible ASCII
 /// is kept in the header but left out of logs and problem documents.
 fn request_id_of(request: &Request) -> Option<&str> {
+    visible_request_id(request).and_then(|id| id.to_str().ok())
+}
+
+fn visible_request_id(request: &Request) -> Option<&HeaderValue> {
     request
         .extensions()
         .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
+        .map(RequestId::header_value)
+        .filter(|id| id.to_str().is_ok())
 }
 
 fn request_span(request: &Request) -> tracing::Span {
@@ -129,9 +134,10 @@ fn request_span(request: &Request) -> tracing::Span {
     )
 }
 
-/// Makes the request's id the one of every problem rendered while answering it.
+/// Makes the request's id the one of every problem rendered while answering it. The header
+/// value is shared, not copied: most requests render no problem.
 async fn scope_request_id(request: Request, next: Next) -> Response {
-    match request_id_of(&request).map(str::to_owned) {
+    match visible_request_id(&request).cloned() {
         Some(id) => problem::with_request_id(id, next.run(request)).await,
         None => next.run(request).await,
     }

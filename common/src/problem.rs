@@ -15,12 +15,12 @@ pub const RETRY_AFTER_SECS: u32 = 1;
 tokio::task_local! {
     /// The id of the request being answered; set around every request by the layers of
     /// [`crate::http::finish`], read when a problem is rendered.
-    static REQUEST_ID: String;
+    static REQUEST_ID: HeaderValue;
 }
 
 /// Runs `answer` (the rest of a request's handling) with `request_id` as the id every
 /// [`Problem`] rendered inside it carries.
-pub(crate) async fn with_request_id<F: Future>(request_id: String, answer: F) -> F::Output {
+pub(crate) async fn with_request_id<F: Future>(request_id: HeaderValue, answer: F) -> F::Output {
     REQUEST_ID.scope(request_id, answer).await
 }
 
@@ -79,7 +79,9 @@ impl IntoResponse for Problem {
         );
         body.insert("status".into(), json!(self.status.as_u16()));
         body.insert("detail".into(), json!(self.detail));
-        if let Ok(request_id) = REQUEST_ID.try_with(Clone::clone) {
+        // Only visible ASCII ids are scoped (see `crate::http`), so `to_str` succeeds.
+        if let Ok(Some(request_id)) = REQUEST_ID.try_with(|id| id.to_str().map(str::to_owned).ok())
+        {
             body.insert("request_id".into(), json!(request_id));
         }
         body.extend(self.extensions);
@@ -129,7 +131,8 @@ mod tests {
     async fn a_problem_carries_the_request_id_of_its_request() {
         let problem = Problem::new(StatusCode::NOT_FOUND, "not-found", "no job")
             .with_extensions(Map::from_iter([("field".to_owned(), json!("id"))]));
-        let (response, body) = with_request_id("req-7".into(), rendered(problem)).await;
+        let (response, body) =
+            with_request_id(HeaderValue::from_static("req-7"), rendered(problem)).await;
         assert!(response.headers().get(header::RETRY_AFTER).is_none());
         assert_eq!(body["request_id"], "req-7");
         assert_eq!(body["field"], "id");

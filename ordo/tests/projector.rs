@@ -7,14 +7,11 @@ use common::platform::RoleProcess;
 use common::read_model::{produce, record, write_histories, InProcessProjector, TestPrefix};
 use common::unique;
 use common::TestDb;
-use ordo_common::kafka::client_config;
 use ordo_domain::sample;
 use ordo_domain::spec::{QueueName, TenantId};
 use ordo_projectors::metrics::RecordOutcome;
 use ordo_read_model::{keys, JobViews, ViewUpdate};
-use ordo_testkit::kafka::read_topic;
-use ordo_testkit::stack::kafka_brokers;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use ordo_testkit::kafka::{member_with_partitions, read_topic};
 use redis::AsyncCommands;
 use std::time::{Duration, Instant};
 
@@ -233,25 +230,16 @@ async fn a_projector_stopped_during_a_rebalance_leaves_its_group_usable() {
     // without leaving, is evicted after its session timeout, and the rebalance completes.
     let (member, topic) = (group.clone(), topic.clone());
     let second = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client_config(&kafka_brokers())
-            .set("group.id", &member)
-            .set("session.timeout.ms", "6000")
-            .create()
-            .expect("consumer");
-        consumer.subscribe(&[&topic]).expect("subscribe");
-        let joined = Instant::now();
-        while consumer.assignment().map_or(0, |a| a.count()) == 0 {
-            assert!(
-                joined.elapsed() < Duration::from_secs(30),
-                "the group's other member got no partition within 30 s"
-            );
-            let _ = consumer.poll(Duration::from_millis(100));
-        }
-        joined.elapsed()
+        member_with_partitions(
+            &member,
+            &topic,
+            Duration::from_secs(6),
+            Duration::from_secs(30),
+        )
     });
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let status = projector.terminate(Duration::from_secs(10));
     assert!(status.success(), "{status}");
-    let took = second.await.expect("the other member got the partition");
+    let (_, took) = second.await.expect("the other member got the partition");
     eprintln!("the other member got the partition {took:?} after joining");
 }

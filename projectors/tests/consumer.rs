@@ -9,9 +9,8 @@ use ordo_projectors::metrics::{BreakerState, RecordOutcome};
 use ordo_projectors::projector::{BreakerConfig, GapResolution, Sink, WriteOutcome};
 use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
 use ordo_protocol::Backoff;
-use ordo_testkit::kafka::read_topic;
+use ordo_testkit::kafka::{member_with_partitions, read_topic};
 use ordo_testkit::stack::{kafka_brokers, unique};
-use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureRecord;
 use std::collections::BTreeMap;
@@ -447,22 +446,9 @@ async fn a_group_that_gets_no_partitions_fails_readiness_and_recreates_its_consu
     };
     // Another member of the group takes the partition and then stops polling: the group's
     // rebalance for the projector's member waits on it, as a wedged group would.
-    let hog = tokio::task::spawn_blocking({
-        let (group, topic) = (config.group.clone(), topic.clone());
-        move || {
-            let hog: rdkafka::consumer::BaseConsumer = kafka::client_config(&kafka_brokers())
-                .set("group.id", &group)
-                .set("session.timeout.ms", "30000")
-                .create()
-                .expect("hog consumer");
-            hog.subscribe(&[&topic]).expect("subscribe");
-            let started = Instant::now();
-            while hog.assignment().map_or(0, |a| a.count()) == 0 {
-                assert!(started.elapsed() < WAIT, "the hog got no partition");
-                let _ = hog.poll(Duration::from_millis(100));
-            }
-            hog
-        }
+    let (group, topic) = (config.group.clone(), topic.clone());
+    let (hog, _) = tokio::task::spawn_blocking(move || {
+        member_with_partitions(&group, &topic, Duration::from_secs(30), WAIT)
     })
     .await
     .unwrap();

@@ -100,3 +100,31 @@ pub fn read_topic(
     }
     records
 }
+
+/// A plain member of consumer group `group` on `topic` (session timeout `session`), polled
+/// until it holds a partition; panics after `timeout`. Blocking: call it off the runtime.
+/// Returns the member, which stops polling from then on, and how long it waited.
+pub fn member_with_partitions(
+    group: &str,
+    topic: &str,
+    session: Duration,
+    timeout: Duration,
+) -> (BaseConsumer, Duration) {
+    let member: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", group)
+        .set("session.timeout.ms", session.as_millis().to_string())
+        .create()
+        .expect("consumer");
+    member.subscribe(&[topic]).expect("subscribe");
+    let joined = Instant::now();
+    while member.assignment().map_or(0, |a| a.count()) == 0 {
+        assert!(
+            joined.elapsed() < timeout,
+            "a member of group {group} got no partition of {topic} within {timeout:?}"
+        );
+        let _ = member.poll(Duration::from_millis(100));
+    }
+    let waited = joined.elapsed();
+    (member, waited)
+}

@@ -20,6 +20,7 @@ use ordo_projectors::replay::JobRepair;
 use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
 use ordo_query_api::{QueryConfig, QueryState};
 use prometheus::Registry;
+use sqlx::PgPool;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -89,8 +90,9 @@ impl Platform {
         if let Some(relay) = relay {
             tasks.push(spawn_relay(relay, &registry, shutdown)?);
         }
-        tasks.push(spawn_projector(args, projector, &registry, &readiness, shutdown).await?);
         let pool = db::connect(&args.db_config())?;
+        let projector = spawn_projector(args, projector, &pool, &registry, &readiness, shutdown);
+        tasks.push(projector.await?);
         let redis = connect_redis(args).await?;
         let state = AppState::with_registry(
             pool,
@@ -213,7 +215,8 @@ pub async fn projector(
     let readiness = Readiness::default();
     let shutdown = shutdown_token();
     let config = projector_args.config(args)?;
-    let projector = spawn_projector(args, config, &registry, &readiness, &shutdown).await?;
+    let pool = db::connect(&args.db_config())?;
+    let projector = spawn_projector(args, config, &pool, &registry, &readiness, &shutdown).await?;
     let (served, projected) = tokio::join!(
         serve_metrics(metrics_addr, registry, readiness, shutdown.clone()),
         projector
@@ -353,9 +356,11 @@ fn spawn_role(
     })
 }
 
+/// The projector, repairing gaps from the event store of `pool` (unless configured not to).
 async fn spawn_projector(
     args: &GlobalArgs,
     config: ProjectorConfig,
+    pool: &PgPool,
     registry: &Registry,
     readiness: &Readiness,
     shutdown: &CancellationToken,
@@ -366,7 +371,7 @@ async fn spawn_projector(
     let repair = match config.gap_repairs_per_second {
         0 => None,
         per_second => Some(JobRepair::new(
-            db::connect(&args.db_config())?,
+            pool.clone(),
             redis.clone(),
             &config.prefix,
             per_second,

@@ -16,6 +16,7 @@ use ordo_read_model::{namespace, Claim, DispatchQueues, ReadyWakeups};
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// How often an empty long-poll looks again without a wake-up (see [`ReadyWakeups`]): for
@@ -132,16 +133,21 @@ pub struct ClaimService {
     redis: ConnectionManager,
     prefix: String,
     wakeups: Arc<ReadyWakeups>,
+    /// Cancelled when the server stops: a waiting claim answers at once (with no jobs), so
+    /// the server's graceful shutdown does not wait out the long-polls.
+    stopping: CancellationToken,
 }
 
 impl ClaimService {
     /// Claims from the dispatch model in `redis` under `prefix`; `client` (the same Redis)
-    /// carries the subscription to wake-ups. Call within a tokio runtime.
+    /// carries the subscription to wake-ups; waits end when `stopping` is cancelled. Call
+    /// within a tokio runtime.
     pub fn new(
         bus: Arc<JobCommandBus>,
         redis: ConnectionManager,
         client: redis::Client,
         prefix: &str,
+        stopping: CancellationToken,
     ) -> Self {
         Self {
             bus,
@@ -149,6 +155,7 @@ impl ClaimService {
             redis,
             prefix: prefix.to_owned(),
             wakeups: ReadyWakeups::subscribe(client, prefix),
+            stopping,
         }
     }
 
@@ -177,12 +184,13 @@ impl ClaimService {
             }));
             let jobs = pass.claim_once(tenant, metadata, claim, &queues).await?;
             let left = deadline.saturating_duration_since(Instant::now());
-            if !jobs.is_empty() || left.is_zero() {
+            if !jobs.is_empty() || left.is_zero() || self.stopping.is_cancelled() {
                 return Ok(jobs);
             }
             tokio::select! {
                 _ = woken => {}
                 _ = tokio::time::sleep(FALLBACK_POLL.min(left)) => {}
+                _ = self.stopping.cancelled() => {}
             }
         }
     }

@@ -14,6 +14,7 @@ use ordo_testkit::domain::tenant;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 fn caller(tenant: &TenantId, at: DateTime<Utc>) -> CommandMetadata {
     CommandMetadata {
@@ -93,4 +94,33 @@ async fn a_claim_takes_only_its_tenants_jobs_and_waits_out_its_bound() {
         .expect("claimed");
     assert_eq!(jobs.len(), 1, "still ready for its own tenant");
     assert_eq!(jobs[0].job_id.to_string(), id);
+}
+
+#[tokio::test]
+async fn a_waiting_claim_answers_at_once_when_the_server_stops() {
+    let (now, app, _, _) = one_job_at_a_standstill().await;
+    let redis = app.redis.as_ref().expect("spawned with a dispatch model");
+    let stopping = CancellationToken::new();
+    let claims = ClaimService::new(
+        app.state.bus.clone(),
+        redis.redis.clone(),
+        redis.client(),
+        &redis.prefix,
+        stopping.clone(),
+    );
+    // A queue with nothing in it: the claim would wait its whole 20 s.
+    let claim = worker_claim(json!({"worker_id": "w", "queues": ["empty"], "wait_ms": 20_000}));
+    let default = tenant("default");
+    let began = Instant::now();
+    let waiting =
+        tokio::spawn(async move { claims.claim(&default, &caller(&default, now), &claim).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stopping.cancel();
+    let jobs = waiting.await.unwrap().expect("an empty claim is no error");
+    assert!(jobs.is_empty(), "{jobs:?}");
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "answered {:?} after it began",
+        began.elapsed()
+    );
 }

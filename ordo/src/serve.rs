@@ -100,7 +100,12 @@ impl Platform {
             JobServices::system(),
             registry.clone(),
         )
-        .with_dispatch(redis.clone(), redis_client(args)?, &args.redis_prefix)
+        .with_dispatch(
+            redis.clone(),
+            redis_client(args)?,
+            &args.redis_prefix,
+            shutdown.clone(),
+        )
         .with_logs(log_sink(args).await?)
         .with_readiness(readiness);
         tasks.push(spawn_reaper(args, state.bus.clone(), redis, shutdown));
@@ -169,14 +174,16 @@ pub async fn reaper(args: &GlobalArgs, metrics_addr: SocketAddr) -> anyhow::Resu
 
 pub async fn api(args: &GlobalArgs) -> anyhow::Result<()> {
     let pool = db::connect(&args.db_config())?;
+    let shutdown = shutdown_token();
     let state = AppState::new(pool, args.api_config()?, JobServices::system())
         .with_dispatch(
             connect_redis(args).await?,
             redis_client(args)?,
             &args.redis_prefix,
+            shutdown.clone(),
         )
         .with_logs(log_sink(args).await?);
-    serve_http(args.http_addr, router(state), shutdown_token()).await
+    serve_http(args.http_addr, router(state), shutdown).await
 }
 
 pub async fn query(args: &GlobalArgs, query_args: &QueryArgs) -> anyhow::Result<()> {

@@ -23,6 +23,7 @@ use ordo_domain::{JobServices, RetryPolicy};
 use prometheus::Registry;
 use sqlx::PgPool;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// Settings of the HTTP layer (the command-line and environment map onto these).
 #[derive(Debug, Clone)]
@@ -88,12 +89,14 @@ impl AppState {
     }
 
     /// Serves the worker protocol from the dispatch model in `redis` under `prefix`; `client`
-    /// (the same Redis) carries the subscription to wake-ups. Call within a tokio runtime.
+    /// (the same Redis) carries the subscription to wake-ups; waiting claims answer at once
+    /// when `stopping` is cancelled. Call within a tokio runtime.
     pub fn with_dispatch(
         self,
         redis: redis::aio::ConnectionManager,
         client: redis::Client,
         prefix: &str,
+        stopping: CancellationToken,
     ) -> Self {
         Self {
             claims: Some(Arc::new(ClaimService::new(
@@ -101,6 +104,7 @@ impl AppState {
                 redis,
                 client,
                 prefix,
+                stopping,
             ))),
             ..self
         }

@@ -75,7 +75,12 @@ impl TestApp {
         let db = TestDb::new().await;
         let mut state = AppState::new(db.pool.clone(), config, services);
         if let Some(redis) = &redis {
-            state = state.with_dispatch(redis.redis.clone(), redis.client(), &redis.prefix);
+            state = state.with_dispatch(
+                redis.redis.clone(),
+                redis.client(),
+                &redis.prefix,
+                tokio_util::sync::CancellationToken::new(),
+            );
         }
         if let Some(logs) = logs {
             state = state.with_logs(logs);

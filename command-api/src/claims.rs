@@ -12,6 +12,7 @@ use ordo_domain::{CommandMetadata, JobCommand, JobError, ValidationError};
 use ordo_protocol::worker::{
     ClaimRequest, ClaimedJob, LEASE_MS, MAX_CLAIM_JOBS, MAX_CLAIM_WAIT_MS,
 };
+use ordo_read_model::namespace::ModelState;
 use ordo_read_model::{namespace, Claim, DispatchQueues, ReadyWakeups};
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
@@ -110,6 +111,12 @@ pub enum ClaimError {
     /// The dispatch model could not be read or changed.
     #[error("the dispatch model (Redis) is unavailable; retry")]
     Unavailable(#[source] redis::RedisError),
+    /// The read model is lost or being rebuilt from the event store: its dispatch sets
+    /// cannot be trusted to hold every ready job until the rebuild ends.
+    #[error(
+        "the dispatch model is being rebuilt from the event store (namespace {0}); retry shortly"
+    )]
+    Rebuilding(String),
     /// Nothing started, and the write side could not decide on a claimed job (the claims
     /// went back to ready).
     #[error(transparent)]
@@ -208,9 +215,13 @@ impl ClaimService {
         let bus: &JobCommandBus = &self.bus;
         let clock = &bus.services().clock;
         let now = clock.now();
-        let namespace = namespace::active(&mut self.redis, &self.prefix)
+        let live = namespace::live(&mut self.redis, &self.prefix)
             .await
             .map_err(ClaimError::unavailable)?;
+        if live.state != ModelState::Complete {
+            return Err(ClaimError::Rebuilding(live.namespace));
+        }
+        let namespace = live.namespace;
         let claims = self
             .dispatch
             .claim(

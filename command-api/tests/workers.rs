@@ -5,7 +5,9 @@
 mod common;
 
 use common::TestApp;
+use ordo_read_model::{keys, namespace};
 use ordo_testkit::http::{problem_of, send};
+use redis::AsyncCommands;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -282,4 +284,50 @@ async fn a_released_attempt_is_claimed_again_under_its_number() {
             "JobRetryScheduled"
         ]
     );
+}
+
+/// A read model that lost its marker (Redis came back empty) or is being rebuilt cannot be
+/// trusted to hold every ready job: claims answer 503 with `Retry-After` until it is whole,
+/// and then claim again as before.
+#[tokio::test]
+async fn claims_wait_out_a_lost_or_rebuilding_read_model() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let id = submit(&app, 0).await;
+    let redis = app.redis.as_ref().expect("spawned with a dispatch model");
+    let mut connection = redis.redis.clone();
+    namespace::unmark(&mut connection, &redis.prefix)
+        .await
+        .unwrap();
+    let lock = keys::lock(&redis.prefix, keys::REBUILD_LOCK);
+    for rebuilding in [false, true] {
+        if rebuilding {
+            let _: () = connection.set(&lock, "1").await.unwrap();
+        }
+        let resp = send(
+            app.post("/api/v1/workers/claim")
+                .json(&json!({"worker_id": "w", "queues": ["reports"]})),
+        )
+        .await;
+        assert_eq!(
+            resp.headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap()),
+            Some("1")
+        );
+        let problem = problem_of(resp, 503, "unavailable").await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("rebuilt from the event store"),
+            "{problem}"
+        );
+    }
+    let _: () = connection.del(&lock).await.unwrap();
+    namespace::mark(&mut connection, &redis.prefix, 2, 1)
+        .await
+        .unwrap();
+    let jobs = claim(&app, 1, 0).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["job_id"], id.as_str());
 }

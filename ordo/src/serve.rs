@@ -16,8 +16,9 @@ use ordo_common::http::{finish, render_metrics};
 use ordo_common::Problem;
 use ordo_domain::JobServices;
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};
+use ordo_projectors::rebuild::{self, RebuildConfig};
 use ordo_projectors::replay::JobRepair;
-use ordo_projectors::{ProjectorConfig, ProjectorMetrics};
+use ordo_projectors::{ProjectorConfig, ProjectorMetrics, RebuildMetrics};
 use ordo_query_api::{QueryConfig, QueryState};
 use prometheus::Registry;
 use sqlx::PgPool;
@@ -363,7 +364,9 @@ fn spawn_role(
     })
 }
 
-/// The projector, repairing gaps from the event store of `pool` (unless configured not to).
+/// The projector, repairing gaps from the event store of `pool` (unless configured not to),
+/// and beside it the watch that rebuilds the read model from the same store when Redis lost
+/// it (see `ordo_projectors::rebuild`).
 async fn spawn_projector(
     args: &GlobalArgs,
     config: ProjectorConfig,
@@ -384,14 +387,19 @@ async fn spawn_projector(
             per_second,
         )),
     };
-    Ok(tokio::spawn(ordo_projectors::run_redis_views(
-        config,
-        redis,
-        repair,
-        metrics,
-        health,
+    let rebuild = rebuild::watch(
+        pool.clone(),
+        redis.clone(),
+        RebuildConfig::new(&config.prefix),
+        RebuildMetrics::register(registry)?,
+        readiness.role("read model"),
         shutdown.clone(),
-    )))
+    );
+    let projector =
+        ordo_projectors::run_redis_views(config, redis, repair, metrics, health, shutdown.clone());
+    Ok(tokio::spawn(
+        async move { tokio::join!(projector, rebuild).0 },
+    ))
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

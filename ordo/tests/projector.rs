@@ -212,12 +212,13 @@ async fn a_gap_whose_events_are_in_the_store_is_repaired_and_the_partition_goes_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_stopped_during_a_rebalance_leaves_its_group_usable() {
+    let db = TestDb::new().await;
     let prefix = TestPrefix::new().await;
     let topic = unique("ordo-test-projector-");
     let group = unique("ordo-test-group-");
     let job = history(false);
     produce(&topic, 1, &job.iter().map(record).collect::<Vec<_>>()).await;
-    let mut projector = RoleProcess::start_projector(&prefix, &topic, &group).await;
+    let mut projector = RoleProcess::start_projector(&db, &prefix, &topic, &group, &[]).await;
     let started = Instant::now();
     while view_sequence(&prefix, &job[0].job_id).await != Some(3) {
         assert!(started.elapsed() < WAIT, "the projector applied nothing");

@@ -9,13 +9,16 @@
 //!   dispatch queues in Redis);
 //! - [`replay`] rebuilds or repairs the Redis read model from the PostgreSQL event store
 //!   (`ordo replay`), and diffs a live namespace against a replay;
+//! - [`rebuild`] heals a lost read model: the projector role rebuilds it from the event store
+//!   when Redis comes back without it;
 //! - [`metrics`] holds the Prometheus instruments, labelled by projector.
 
 pub mod metrics;
 pub mod projector;
+pub mod rebuild;
 pub mod replay;
 pub mod sinks;
 
-pub use metrics::ProjectorMetrics;
+pub use metrics::{ProjectorMetrics, RebuildMetrics};
 pub use projector::{run, ProjectorConfig, Sink};
 pub use sinks::redis_views::{run as run_redis_views, RedisViews};

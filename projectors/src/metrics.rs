@@ -18,16 +18,20 @@ pub enum RecordOutcome {
     Repaired,
     /// Unparseable or unknown; sent to the parking topic.
     Parked,
+    /// Met a gap while the whole read model is rebuilt from the event store, which covers
+    /// it; the partition went on.
+    Superseded,
 }
 
 impl RecordOutcome {
     /// In declaration order: `record` indexes the counters by discriminant.
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::Applied,
         Self::Duplicate,
         Self::Gap,
         Self::Repaired,
         Self::Parked,
+        Self::Superseded,
     ];
 
     fn label(self) -> &'static str {
@@ -37,6 +41,7 @@ impl RecordOutcome {
             Self::Gap => "gap",
             Self::Repaired => "repaired",
             Self::Parked => "parked",
+            Self::Superseded => "superseded",
         }
     }
 }
@@ -44,7 +49,7 @@ impl RecordOutcome {
 /// The instruments of one projector.
 #[derive(Clone)]
 pub struct ProjectorMetrics {
-    records: [IntCounter; 5],
+    records: [IntCounter; 6],
     /// `ordo_projection_lag_seconds`: from the event's `occurred_at` to its write.
     pub lag: prometheus::Histogram,
     consumer_lag: IntGaugeVec,
@@ -54,6 +59,7 @@ pub struct ProjectorMetrics {
     assigned_partitions: IntGauge,
     stalled: IntGauge,
     recreations: IntCounter,
+    lost_records: IntCounter,
     projector: String,
 }
 
@@ -124,6 +130,15 @@ impl ProjectorMetrics {
             ),
             &["projector"],
         )?;
+        let lost_records = IntCounterVec::new(
+            Opts::new(
+                "ordo_projector_lost_records_total",
+                "Times the broker's log went back below what a projector had read (records lost: \
+                 an in-memory broker restarted, a topic recreated); each one rebuilds the read model.",
+            ),
+            &["projector"],
+        )?;
+        registry.register(Box::new(lost_records.clone()))?;
         registry.register(Box::new(assigned_partitions.clone()))?;
         registry.register(Box::new(stalled.clone()))?;
         registry.register(Box::new(recreations.clone()))?;
@@ -143,6 +158,7 @@ impl ProjectorMetrics {
             assigned_partitions: assigned_partitions.with_label_values(&[projector]),
             stalled: stalled.with_label_values(&[projector]),
             recreations: recreations.with_label_values(&[projector]),
+            lost_records: lost_records.with_label_values(&[projector]),
             projector: projector.to_owned(),
         })
     }
@@ -186,6 +202,15 @@ impl ProjectorMetrics {
         self.recreations.get()
     }
 
+    pub fn records_lost(&self) {
+        self.lost_records.inc();
+    }
+
+    /// Times the broker was seen losing records so far (tests wait on it).
+    pub fn lost_records(&self) -> u64 {
+        self.lost_records.get()
+    }
+
     /// Drops the gauge of a partition this process no longer consumes.
     pub fn forget_partition(&self, partition: i32) {
         let _ = self
@@ -224,5 +249,48 @@ impl BreakerState {
             Self::HalfOpen => "half_open",
             Self::Open => "open",
         }
+    }
+}
+
+/// The instruments of the read model's healing (`crate::rebuild`).
+#[derive(Clone)]
+pub struct RebuildMetrics {
+    /// `ordo_read_model_rebuilds_total{outcome}`: `rebuilt`, `marked` (a first start with an
+    /// empty store), `failed`.
+    pub rebuilds: IntCounterVec,
+    /// `ordo_read_model_rebuild_duration_seconds`: marker found missing → rebuilt model live.
+    pub duration: prometheus::Histogram,
+    /// `ordo_read_model_complete`: 1 while the live namespace carries its marker.
+    pub complete: IntGauge,
+}
+
+impl RebuildMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let rebuilds = IntCounterVec::new(
+            Opts::new(
+                "ordo_read_model_rebuilds_total",
+                "Rebuilds of a lost read model from the event store, by outcome (rebuilt, marked: a first start with an empty store, failed).",
+            ),
+            &["outcome"],
+        )?;
+        let duration = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "ordo_read_model_rebuild_duration_seconds",
+                "Seconds from a lost read model found to its rebuild live.",
+            )
+            .buckets(exponential_buckets(0.25, 2.0, 12)?),
+        )?;
+        let complete = IntGauge::new(
+            "ordo_read_model_complete",
+            "1 while the live namespace of the read model carries its completeness marker; 0 while it is lost or being rebuilt (claims answer 503).",
+        )?;
+        registry.register(Box::new(rebuilds.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(complete.clone()))?;
+        Ok(Self {
+            rebuilds,
+            duration,
+            complete,
+        })
     }
 }

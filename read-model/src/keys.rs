@@ -21,6 +21,16 @@
 //! | `{ns}:scheduled:{tenant}:{queue}` | zset | delayed starts and retry backoffs, by due ms |
 //! | `{ns}:running:{tenant}:{queue}` | zset | claimed jobs, by lease expiry ms |
 //! | `{ns}:queues` | set | `{tenant}:{queue}` of every queue seen |
+//! | `{ns}:model` | hash | the marker of a complete namespace: `epoch`, `rebuilt_at`, `events` |
+//!
+//! The marker is written last, when a namespace holds everything the event store held (a
+//! rebuild ended, or a first start found an empty store). A live namespace without it was lost
+//! (Redis restarted empty, was flushed, failed over to an empty replica) or is being rebuilt:
+//! claims answer 503 and the projector role rebuilds it (see `ordo_projectors::rebuild`).
+//!
+//! Keys of the deployment rather than of a namespace: `{prefix}:active`, and the singleton
+//! locks `{prefix}:lock:{name}` (with their fencing counters); a namespace named like the
+//! prefix never counts them as its own.
 //!
 //! Beside the keys, the channel `{prefix}:wake` carries `{tenant}:{queue}` each time the live
 //! projector puts a job in a ready set (see [`crate::wakeups::ReadyWakeups`]).
@@ -35,6 +45,28 @@ pub fn active_pointer(prefix: &str) -> String {
 /// The Pub/Sub channel announcing ready jobs of a deployment (whatever namespace is live).
 pub fn wake_channel(prefix: &str) -> String {
     format!("{prefix}:wake")
+}
+
+/// The marker of a complete namespace (see above).
+pub fn marker(namespace: &str) -> String {
+    format!("{namespace}:model")
+}
+
+/// The singleton lock `name` of a deployment.
+pub fn lock(prefix: &str, name: &str) -> String {
+    format!("{prefix}:lock:{name}")
+}
+
+/// The lock held while a namespace of the read model is rebuilt, by `ordo replay` or by the
+/// projector role healing a lost model: one rebuild at a time.
+pub const REBUILD_LOCK: &str = "rebuild";
+
+/// Whether `key` belongs to the deployment `namespace` may also name (a pointer or a lock),
+/// not to the namespace's model.
+pub fn is_deployment_key(namespace: &str, key: &str) -> bool {
+    key.strip_prefix(namespace)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .is_some_and(|rest| rest == "active" || rest.starts_with("lock:"))
 }
 
 pub fn job(namespace: &str, job_id: &str) -> String {
@@ -56,4 +88,19 @@ pub fn dispatch(namespace: &str, kind: &str, tenant: &str, queue: &str) -> Strin
 
 pub fn queues(namespace: &str) -> String {
     format!("{namespace}:queues")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers_and_locks_are_the_deployment_s() {
+        assert!(is_deployment_key("ordo", "ordo:active"));
+        assert!(is_deployment_key("ordo", &lock("ordo", "reaper")));
+        assert!(is_deployment_key("ordo", "ordo:lock:rebuild:fence"));
+        assert!(!is_deployment_key("ordo", &job("ordo", "lock")));
+        assert!(!is_deployment_key("ordo", &marker("ordo")));
+        assert!(!is_deployment_key("ordo.r1", "ordo:active"));
+    }
 }

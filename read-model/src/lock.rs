@@ -3,6 +3,7 @@
 //! holder renews only while the key still carries its token, so a holder that paused past
 //! its expiry finds out at its next renewal instead of acting beside the new holder.
 
+use crate::keys;
 use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
 use std::sync::LazyLock;
@@ -25,7 +26,7 @@ impl SingletonLock {
     pub fn new(connection: ConnectionManager, prefix: &str, name: &str, ttl: Duration) -> Self {
         Self {
             connection,
-            key: format!("{prefix}:lock:{name}"),
+            key: keys::lock(prefix, name),
             ttl,
             token: None,
         }
@@ -77,5 +78,50 @@ impl SingletonLock {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// What [`SingletonLock::run`] did with the work.
+#[derive(Debug)]
+pub enum Held<T> {
+    /// The work ran to its end with the lock held; the lock is released.
+    Done(T),
+    /// Another process holds the lock; the work did not start.
+    Busy,
+    /// The lock was lost (not renewed in time) and the work was abandoned where it stood.
+    Lost,
+}
+
+impl SingletonLock {
+    /// Runs `work` (given the fencing token) under the lock, renewing it every third of its
+    /// TTL, and releases it at the end. Work that outlives its lock (a renewal fails) is
+    /// dropped, so two holders never act at once for longer than a renewal period.
+    pub async fn run<T, F: std::future::Future<Output = T>>(
+        &mut self,
+        work: impl FnOnce(u64) -> F,
+    ) -> RedisResult<Held<T>> {
+        let Some(token) = self.hold().await? else {
+            return Ok(Held::Busy);
+        };
+        let work = work(token);
+        let mut renewals = tokio::time::interval(self.ttl / 3);
+        renewals.tick().await;
+        tokio::pin!(work);
+        let outcome = loop {
+            tokio::select! {
+                done = &mut work => break Held::Done(done),
+                _ = renewals.tick() => match self.hold().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break Held::Lost,
+                    // Redis is away: keep working while the lock may still be ours; the next
+                    // renewal decides.
+                    Err(error) => tracing::warn!(lock = %self.key, %error, "lock not renewed; retrying"),
+                },
+            }
+        };
+        if let Err(error) = self.release().await {
+            tracing::warn!(lock = %self.key, %error, "lock not released; it expires by itself");
+        }
+        Ok(outcome)
     }
 }

@@ -1,10 +1,76 @@
-//! Which namespace of the read model is live. Readers and the projector resolve it from the
-//! pointer key (see [`crate::keys`]) so that a blue/green replay can switch everyone with one
-//! `SET`.
+//! Which namespace of the read model is live, and whether it is complete. Readers and the
+//! projector resolve it from the pointer key (see [`crate::keys`]) so that a blue/green replay
+//! can switch everyone with one `SET`; the namespace's marker says it holds everything the
+//! event store held when it was built (see [`mark`]).
 
 use crate::keys;
+use chrono::{SecondsFormat, Utc};
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, RedisResult};
+use redis::{AsyncCommands, RedisResult, Script};
+use std::sync::LazyLock;
+
+static LIVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/live.lua")));
+
+/// The state of the live namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelState {
+    /// Marked complete: claims and repairs may trust it.
+    Complete,
+    /// No marker and no rebuild running: lost (Redis came back empty) or never built.
+    Lost,
+    /// No marker, and a rebuild holds the rebuild lock.
+    Rebuilding,
+}
+
+/// The live namespace and its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Live {
+    pub namespace: String,
+    pub state: ModelState,
+}
+
+/// The live namespace under `prefix` and its state, in one round trip.
+pub async fn live(connection: &mut ConnectionManager, prefix: &str) -> RedisResult<Live> {
+    let (namespace, marked, rebuilding): (String, bool, bool) = LIVE
+        .arg(prefix)
+        .arg(keys::REBUILD_LOCK)
+        .invoke_async(connection)
+        .await?;
+    let state = match (marked, rebuilding) {
+        (true, _) => ModelState::Complete,
+        (false, true) => ModelState::Rebuilding,
+        (false, false) => ModelState::Lost,
+    };
+    Ok(Live { namespace, state })
+}
+
+/// Marks `namespace` complete: it holds every event the store had (`events` of them) when
+/// its build ended. `epoch` numbers the builds of a deployment (the rebuild lock's fencing
+/// token).
+pub async fn mark(
+    connection: &mut ConnectionManager,
+    namespace: &str,
+    epoch: u64,
+    events: u64,
+) -> RedisResult<()> {
+    let rebuilt_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    redis::cmd("HSET")
+        .arg(keys::marker(namespace))
+        .arg("epoch")
+        .arg(epoch)
+        .arg("rebuilt_at")
+        .arg(rebuilt_at)
+        .arg("events")
+        .arg(events)
+        .query_async(connection)
+        .await
+}
+
+/// Removes the marker of `namespace`, which makes the projector role rebuild it (used when the
+/// model is known to miss records: the broker lost some before they were applied).
+pub async fn unmark(connection: &mut ConnectionManager, namespace: &str) -> RedisResult<()> {
+    connection.del(keys::marker(namespace)).await
+}
 
 /// The live namespace under `prefix`: the pointer's value, or the prefix itself when no
 /// replay has switched it yet.
@@ -29,10 +95,11 @@ pub async fn switch(
 }
 
 /// The keys of a namespace, in SCAN batches of about `count` (so Redis is never blocked),
-/// leaving out a pointer key of the same name.
+/// leaving out the deployment's keys a namespace named like the prefix shares its key space
+/// with (the pointer, the locks).
 pub(crate) struct KeyScan {
+    namespace: String,
     pattern: String,
-    pointer: String,
     count: usize,
     /// `None` once SCAN has gone round.
     cursor: Option<u64>,
@@ -41,8 +108,8 @@ pub(crate) struct KeyScan {
 impl KeyScan {
     pub(crate) fn new(namespace: &str, count: usize) -> Self {
         Self {
+            namespace: namespace.to_owned(),
             pattern: format!("{}:*", escape_glob(namespace)),
-            pointer: keys::active_pointer(namespace),
             count,
             cursor: Some(0),
         }
@@ -66,7 +133,10 @@ impl KeyScan {
             .await?;
         self.cursor = (next != 0).then_some(next);
         Ok(Some(
-            batch.into_iter().filter(|k| *k != self.pointer).collect(),
+            batch
+                .into_iter()
+                .filter(|key| !keys::is_deployment_key(&self.namespace, key))
+                .collect(),
         ))
     }
 }
@@ -83,7 +153,7 @@ pub(crate) fn escape_glob(namespace: &str) -> String {
     escaped
 }
 
-/// Whether `namespace` has any key (its pointer aside).
+/// Whether `namespace` has any key (the deployment's aside).
 pub async fn has_keys(connection: &mut ConnectionManager, namespace: &str) -> RedisResult<bool> {
     let mut scan = KeyScan::new(namespace, 10_000);
     while let Some(batch) = scan.next(connection).await? {
@@ -94,8 +164,8 @@ pub async fn has_keys(connection: &mut ConnectionManager, namespace: &str) -> Re
     Ok(false)
 }
 
-/// Deletes every key of `namespace` (UNLINK in SCAN batches), except a pointer key of the
-/// same name; returns how many were deleted. The caller makes sure it is not the live
+/// Deletes every key of `namespace` (UNLINK in SCAN batches), except the deployment's keys
+/// of the same name; returns how many were deleted. The caller makes sure it is not the live
 /// namespace.
 pub async fn delete(connection: &mut ConnectionManager, namespace: &str) -> RedisResult<u64> {
     let mut scan = KeyScan::new(namespace, 1_000);

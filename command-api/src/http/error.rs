@@ -33,7 +33,7 @@ impl From<ClaimError> for ApiError {
     fn from(error: ClaimError) -> Self {
         match error {
             ClaimError::Command(e) => ApiError::Command(e),
-            unavailable @ ClaimError::Unavailable(_) => {
+            unavailable @ (ClaimError::Unavailable(_) | ClaimError::Rebuilding(_)) => {
                 ApiError::Unavailable(unavailable.to_string())
             }
         }

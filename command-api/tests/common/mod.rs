@@ -7,7 +7,7 @@ use ordo_command_api::logs::LogSink;
 use ordo_command_api::{router, ApiConfig, AppState, JobCommandBus};
 use ordo_domain::spec::TenantId;
 use ordo_domain::JobServices;
-use ordo_read_model::{JobViews, ViewUpdate};
+use ordo_read_model::{namespace, JobViews, ViewUpdate};
 use ordo_testkit::http::{self, TestClient};
 pub use ordo_testkit::stack::kafka_brokers;
 use ordo_testkit::{TestDb, TestPrefix};
@@ -75,6 +75,10 @@ impl TestApp {
         let db = TestDb::new().await;
         let mut state = AppState::new(db.pool.clone(), config, services);
         if let Some(redis) = &redis {
+            // A complete (empty) model, as the projector role marks it on a first start.
+            namespace::mark(&mut redis.redis.clone(), &redis.prefix, 1, 0)
+                .await
+                .expect("the read model is marked complete");
             state = state.with_dispatch(
                 redis.redis.clone(),
                 redis.client(),

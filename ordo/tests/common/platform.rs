@@ -18,6 +18,8 @@ pub struct DevProcess {
     pub url: String,
     /// Where the job log lines of this run go.
     pub logs_topic: String,
+    /// The job topic the relay writes and the projector reads.
+    pub jobs_topic: String,
 }
 
 impl DevProcess {
@@ -26,6 +28,7 @@ impl DevProcess {
         let run = unique("ordo-test-dev-");
         let template = topic_template(&run);
         let logs_topic = format!("{run}.logs");
+        let jobs_topic = template.replace("${routedByValue}", "job");
         let child = Command::new(env!("CARGO_BIN_EXE_ordo"))
             .args(["--log-format", "text", "dev"])
             .env("ORDO_LOGS_TOPIC", &logs_topic)
@@ -35,10 +38,7 @@ impl DevProcess {
             .env("ORDO_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("ORDO_RELAY_SLOT", unique("ordo_test_"))
             .env("ORDO_RELAY_TOPIC_TEMPLATE", &template)
-            .env(
-                "ORDO_PROJECTOR_TOPIC",
-                template.replace("${routedByValue}", "job"),
-            )
+            .env("ORDO_PROJECTOR_TOPIC", &jobs_topic)
             .env("ORDO_PROJECTOR_GROUP", unique("ordo-test-dev-"))
             .env("ORDO_PROJECTOR_SESSION_TIMEOUT_MS", "2000")
             .env("ORDO_METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
@@ -51,6 +51,7 @@ impl DevProcess {
             child,
             url: format!("http://127.0.0.1:{port}"),
             logs_topic,
+            jobs_topic,
         };
         wait_until_ok(&format!("{}/readyz", dev.url), "ordo dev").await;
         dev
@@ -99,15 +100,24 @@ impl RoleProcess {
         Self::spawn(unique("reaper-"), "reaper", &settings, &[]).await
     }
 
-    /// `ordo serve projector` of `topic` into `prefix`, as a member of consumer group `group`.
-    pub async fn start_projector(prefix: &TestPrefix, topic: &str, group: &str) -> Self {
+    /// `ordo serve projector` of `topic` into `prefix` (repairing and rebuilding it from the
+    /// event store of `db`), as a member of consumer group `group`; `env` adds or overrides
+    /// settings.
+    pub async fn start_projector(
+        db: &TestDb,
+        prefix: &TestPrefix,
+        topic: &str,
+        group: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let settings = [
+            ("ORDO_DATABASE_URL", db.url.as_str()),
             ("ORDO_REDIS_PREFIX", prefix.prefix.as_str()),
             ("ORDO_PROJECTOR_TOPIC", topic),
             ("ORDO_PROJECTOR_GROUP", group),
             ("ORDO_KAFKA_TOPIC_PARTITIONS", "1"),
         ];
-        Self::spawn(unique("projector-"), "projector", &settings, &[]).await
+        Self::spawn(unique("projector-"), "projector", &settings, env).await
     }
 
     async fn spawn(

@@ -67,6 +67,11 @@ impl InProcessProjector {
             &prefix.prefix,
             DEFAULT_REPAIRS_PER_SECOND,
         );
+        // Complete, as the projector role's rebuild watch would mark it: gaps are repaired
+        // one job at a time, not left to a rebuild of the whole model.
+        ordo_read_model::namespace::mark(&mut prefix.redis.clone(), &prefix.prefix, 1, 0)
+            .await
+            .expect("the read model is marked complete");
         Self::spawn(topic, partitions, prefix, Some(repair)).await
     }
 

@@ -58,6 +58,7 @@ impl<S: Sink> Projector<'_, S> {
             _ = shutdown.cancelled() => return Collected::Shutdown,
             _ = self.recreate.notified() => return Collected::Recreate,
             _ = self.rebalances.assigned.notified() => return Collected::Batch(batch),
+            _ = self.lost.notified() => return Collected::Batch(batch),
             message = stream.next() => message,
         };
         let Some(first) = first else {

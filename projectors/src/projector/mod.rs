@@ -11,7 +11,8 @@
 //! - Batches close at `max_batch` records or `max_wait` after their first record
 //!   (`batch`); with a zero wait (job views) a batch is what the consumer has ready.
 //! - A gap (the sink's sequence check refused an event because an earlier one of the same
-//!   job is missing) is never skipped: unless the sink repairs it, the partition's offset is
+//!   job is missing) is never skipped: unless the sink repairs it (or the whole read model is
+//!   being rebuilt from the event store, which covers it), the partition's offset is
 //!   stored up to the waiting record, the consumer seeks back to it, and it is retried with
 //!   backoff, logged and counted, until the read model is repaired (for example with
 //!   `ordo replay --job`). Other partitions of the batch go on.
@@ -23,6 +24,9 @@
 //!   decides. Nothing is stored past an unwritten record.
 //! - A sink that keeps its offsets with its data has its partitions assigned there
 //!   (`partitions`), not at the group's committed offsets.
+//! - Records the broker lost (the watchdog saw the log or the group's offsets go back) are
+//!   reported to the sink, which rebuilds its read model from the source of truth
+//!   (`Sink::records_lost`).
 //! - Parking and topic-creation failures are retried in place with capped exponential
 //!   backoff until they succeed or the process stops (`retry`).
 //!
@@ -61,7 +65,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use watchdog::Watched;
+use watchdog::{LostRecords, Watched};
 
 /// The job topic Debezium's EventRouter and the relay write (`outbox.event.${aggregatetype}`).
 pub const DEFAULT_TOPIC: &str = "outbox.event.job";
@@ -152,6 +156,7 @@ pub async fn run<S: Sink>(
     }
     let rebalances = Arc::new(Rebalances::new(sink.keeps_offsets()));
     let recreate = Arc::new(Notify::new());
+    let lost = Arc::new(LostRecords::default());
     let mut projector = Projector {
         consumer: subscribed(&config, &metrics, &rebalances)?,
         breaker: Breaker::new(config.breaker, config.backoff, metrics.clone(), sink.name()),
@@ -161,6 +166,7 @@ pub async fn run<S: Sink>(
         recreate: recreate.clone(),
         metrics: metrics.clone(),
         gap_streak: 0,
+        lost: lost.clone(),
         config: &config,
     };
     tracing::info!(
@@ -174,6 +180,7 @@ pub async fn run<S: Sink>(
     let watched = Watched {
         assigned: rebalances.held.clone(),
         recreate,
+        lost,
     };
     tokio::spawn(watchdog::watch(
         config.clone(),
@@ -273,6 +280,8 @@ struct Projector<'a, S> {
     metrics: ProjectorMetrics,
     /// Consecutive batches that met a gap, for the backoff between them.
     gap_streak: u32,
+    /// Records the broker lost, reported by the watchdog.
+    lost: Arc<LostRecords>,
 }
 
 impl<S: Sink> Projector<'_, S> {
@@ -286,6 +295,11 @@ impl<S: Sink> Projector<'_, S> {
                     .await
                     .is_none()
                 {
+                    return Ended::Shutdown;
+                }
+            }
+            if let Some(detail) = self.lost.take() {
+                if self.records_lost(detail, shutdown).await.is_none() {
                     return Ended::Shutdown;
                 }
             }
@@ -400,8 +414,8 @@ impl<S: Sink> Projector<'_, S> {
                 self.metrics.record(RecordOutcome::Gap, 1);
                 continue;
             }
-            if self.repaired(item, &detail).await {
-                self.metrics.record(RecordOutcome::Repaired, 1);
+            if let Some(outcome) = self.resolved(item, &detail).await {
+                self.metrics.record(outcome, 1);
                 continue;
             }
             self.metrics.record(RecordOutcome::Gap, 1);
@@ -430,8 +444,9 @@ impl<S: Sink> Projector<'_, S> {
         }
     }
 
-    /// Whether the sink repaired the gap `item` met.
-    async fn repaired(&mut self, item: &S::Item, detail: &str) -> bool {
+    /// How the sink resolved the gap `item` met (`Repaired`, `Superseded`), or `None` when
+    /// the record waits.
+    async fn resolved(&mut self, item: &S::Item, detail: &str) -> Option<RecordOutcome> {
         let resolved = tokio::time::timeout(self.config.write_timeout, self.sink.resolve_gap(item))
             .await
             .unwrap_or_else(|_| {
@@ -443,9 +458,13 @@ impl<S: Sink> Projector<'_, S> {
         match resolved {
             Ok(GapResolution::Repaired) => {
                 tracing::info!(projector = %self.config.name, detail, "gap repaired by the sink");
-                true
+                Some(RecordOutcome::Repaired)
             }
-            Ok(GapResolution::Wait) => false,
+            Ok(GapResolution::Superseded) => {
+                tracing::debug!(projector = %self.config.name, detail, "gap left to the read model's rebuild");
+                Some(RecordOutcome::Superseded)
+            }
+            Ok(GapResolution::Wait) => None,
             Err(error) => {
                 tracing::warn!(
                     error = format!("{error:#}"),
@@ -453,7 +472,37 @@ impl<S: Sink> Projector<'_, S> {
                     "the sink could not repair a gap"
                 );
                 self.metrics.error(self.sink.backend());
-                false
+                None
+            }
+        }
+    }
+
+    /// The broker lost records (see [`Sink::records_lost`]): the sink is told, until it
+    /// answers (or shutdown); `None` at shutdown.
+    async fn records_lost(&mut self, detail: String, shutdown: &CancellationToken) -> Option<()> {
+        tracing::error!(
+            projector = %self.config.name,
+            detail,
+            "the broker lost records of the topic; the read model is rebuilt from the event store"
+        );
+        self.metrics.records_lost();
+        let mut retry = Retry::new(self.config.backoff, self.sink.backend());
+        loop {
+            let told =
+                tokio::time::timeout(self.config.write_timeout, self.sink.records_lost(&detail))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!(
+                            "no answer within {:?}",
+                            self.config.write_timeout
+                        ))
+                    });
+            match told {
+                Ok(()) => return Some(()),
+                Err(error) => retry
+                    .failed(format!("{error:#}"), &self.metrics, shutdown)
+                    .await
+                    .then_some(())?,
             }
         }
     }

@@ -27,6 +27,9 @@ pub enum GapResolution {
     /// The sink repaired the entity (rebuilt it from the event store, say), so the record is
     /// in the read model now and the partition goes on.
     Repaired,
+    /// The whole read model is being rebuilt from the event store, which holds the record:
+    /// it counts as handled and the partition goes on.
+    Superseded,
 }
 
 /// A read model the consumer loop ([`super::run`]) writes to. The loop owns everything Kafka:
@@ -64,6 +67,14 @@ pub trait Sink: Send {
         _item: &Self::Item,
     ) -> impl Future<Output = anyhow::Result<GapResolution>> + Send {
         async { Ok(GapResolution::Wait) }
+    }
+
+    /// The broker lost records of the topic that this projector may not have read (its log
+    /// went back below offsets already read: an in-memory broker restarted, a topic
+    /// recreated): make the read model whole again from the source of truth, or do nothing
+    /// (the default). `detail` says what was seen, for the log.
+    fn records_lost(&mut self, _detail: &str) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
     }
 
     /// Whether the sink keeps the offsets it has written with its own data (a sink without a

@@ -10,6 +10,11 @@
 //! loop to recreate its consumer (a new group member); after `MAX_RECREATIONS` tries without
 //! progress it stops recreating and keeps reporting (escalation is the operator's, alerted by
 //! `ordo_projector_stalled`). Progress makes the role ready again.
+//!
+//! It also watches for records the broker lost ([`LossWatch`]): a log whose end goes back, a
+//! committed offset that goes back or vanishes, or one beyond the log's end (an in-memory
+//! broker restarted, a topic deleted and recreated). The loop passes that on to the sink
+//! ([`LostRecords`]), which rebuilds its read model from the source of truth.
 
 use super::ProjectorConfig;
 use crate::metrics::ProjectorMetrics;
@@ -19,7 +24,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -39,6 +44,66 @@ pub(super) struct Observation {
     pub lag: i64,
     /// Partitions assigned to this member.
     pub assigned: usize,
+    /// The log's end offset per partition.
+    pub ends: BTreeMap<i32, i64>,
+}
+
+/// Whether the broker lost records, from one observation to the next.
+#[derive(Default)]
+pub(super) struct LossWatch {
+    last: Option<Observation>,
+}
+
+impl LossWatch {
+    /// What went back since the last observation (or is beyond the log's end), if anything.
+    /// Offsets only grow while a broker keeps its data: a log end or a committed offset that
+    /// goes back, or a committed offset that vanishes, means records were lost.
+    pub fn observe(&mut self, seen: &Observation) -> Option<String> {
+        let beyond_end = |seen: &Observation, partition: &i32| {
+            let committed = seen.committed.get(partition)?;
+            seen.ends
+                .get(partition)
+                .filter(|end| committed > end)
+                .map(|end| (*committed, *end))
+        };
+        let was_beyond = |partition: &i32| {
+            self.last
+                .as_ref()
+                .is_some_and(|last| beyond_end(last, partition).is_some())
+        };
+        let mut lost = Vec::new();
+        for partition in seen.committed.keys() {
+            if let Some((committed, end)) =
+                beyond_end(seen, partition).filter(|_| !was_beyond(partition))
+            {
+                lost.push(format!("partition {partition}: committed offset {committed} is beyond the log's end {end}"));
+            }
+        }
+        if let Some(last) = &self.last {
+            for (partition, before) in &last.ends {
+                if let Some(now) = seen.ends.get(partition).filter(|now| *now < before) {
+                    lost.push(format!(
+                        "partition {partition}: the log's end went back from {before} to {now}"
+                    ));
+                }
+            }
+            // A partition that was beyond the log's end moves back into it: already reported.
+            for (partition, before) in last.committed.iter().filter(|(p, _)| !was_beyond(p)) {
+                match seen.committed.get(partition) {
+                    Some(now) if now < before => lost.push(format!(
+                        "partition {partition}: the committed offset went back from {before} to {now}"
+                    )),
+                    None => lost.push(format!(
+                        "partition {partition}: the committed offset {before} is gone"
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+        // Once reported, the new state is the base: the loss is not reported again.
+        self.last = Some(seen.clone());
+        (!lost.is_empty()).then(|| lost.join("; "))
+    }
 }
 
 /// Whether the group progresses, from one observation to the next.
@@ -91,6 +156,35 @@ pub(super) struct Watched {
     pub assigned: Arc<AtomicUsize>,
     /// Wakes the loop to recreate its consumer.
     pub recreate: Arc<Notify>,
+    pub lost: Arc<LostRecords>,
+}
+
+/// Records the broker lost, reported to the loop (by the watchdog, or by the loop itself when
+/// a partition's offsets go back), which tells the sink.
+#[derive(Default)]
+pub(super) struct LostRecords {
+    detail: Mutex<Option<String>>,
+    notify: Notify,
+}
+
+impl LostRecords {
+    /// Reports a loss; one not yet taken is replaced (one rebuild covers both).
+    pub fn report(&self, detail: String) {
+        *self.detail.lock().unwrap_or_else(PoisonError::into_inner) = Some(detail);
+        self.notify.notify_one();
+    }
+
+    pub fn take(&self) -> Option<String> {
+        self.detail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Resolves when a loss is reported.
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
 }
 
 /// Checks every `config.stall_timeout / 6` (1 to 10 s) until `stop`.
@@ -117,6 +211,7 @@ pub(super) async fn watch(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stall = StallWatch::new(config.stall_timeout, Instant::now());
     let mut recreations = 0;
+    let mut losses = LossWatch::default();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -138,6 +233,9 @@ pub(super) async fn watch(
                 continue;
             }
         };
+        if let Some(detail) = losses.observe(&seen) {
+            watched.lost.report(detail);
+        }
         match stall.observe(Instant::now(), &seen) {
             None if health.reason().is_some() => {
                 tracing::info!(projector = %config.name, "the projector progresses again");
@@ -190,9 +288,11 @@ fn observe(admin: &BaseConsumer, topic: &str, assigned: usize) -> anyhow::Result
         committed: BTreeMap::new(),
         lag: 0,
         assigned,
+        ends: BTreeMap::new(),
     };
     for element in committed.elements() {
         let (low, high) = admin.fetch_watermarks(topic, element.partition(), REQUEST_TIMEOUT)?;
+        seen.ends.insert(element.partition(), high);
         let from = match element.offset() {
             Offset::Offset(offset) => {
                 seen.committed.insert(element.partition(), offset);
@@ -214,6 +314,7 @@ mod tests {
             committed: committed.iter().copied().collect(),
             lag,
             assigned: 0,
+            ends: BTreeMap::new(),
         }
     }
 
@@ -248,5 +349,49 @@ mod tests {
         watch.restart(at(110));
         assert!(watch.observe(at(119), &seen(&[(0, 5)], 3)).is_none());
         assert!(watch.observe(at(120), &seen(&[(0, 5)], 3)).is_some());
+    }
+
+    fn at(committed: &[(i32, i64)], ends: &[(i32, i64)]) -> Observation {
+        Observation {
+            ends: ends.iter().copied().collect(),
+            ..seen(committed, 0)
+        }
+    }
+
+    #[test]
+    fn offsets_that_go_back_or_vanish_are_records_lost_once() {
+        let mut watch = LossWatch::default();
+        assert_eq!(watch.observe(&at(&[(0, 5)], &[(0, 9), (1, 0)])), None);
+        assert_eq!(
+            watch.observe(&at(&[(0, 9), (1, 2)], &[(0, 12), (1, 3)])),
+            None
+        );
+        // An in-memory broker restarted: its logs and the group's offsets are gone.
+        let lost = watch.observe(&at(&[], &[(0, 1), (1, 0)])).expect("lost");
+        assert!(
+            lost.contains("partition 0: the log's end went back from 12 to 1"),
+            "{lost}"
+        );
+        assert!(
+            lost.contains("partition 1: the committed offset 2 is gone"),
+            "{lost}"
+        );
+        // Reported once: from here the new log is the base.
+        assert_eq!(watch.observe(&at(&[(0, 1)], &[(0, 4), (1, 0)])), None);
+    }
+
+    #[test]
+    fn a_committed_offset_beyond_the_log_end_is_records_lost() {
+        // A topic recreated while the group kept its offsets.
+        let mut watch = LossWatch::default();
+        let lost = watch.observe(&at(&[(0, 40)], &[(0, 3)])).expect("lost");
+        assert!(
+            lost.contains("committed offset 40 is beyond the log's end 3"),
+            "{lost}"
+        );
+        // Reported once, and the offsets that then restart from the log's start are no news.
+        assert_eq!(watch.observe(&at(&[(0, 40)], &[(0, 5)])), None);
+        assert_eq!(watch.observe(&at(&[(0, 2)], &[(0, 6)])), None);
+        assert_eq!(watch.observe(&at(&[(0, 6)], &[(0, 6)])), None);
     }
 }

@@ -30,10 +30,11 @@ mod writer;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 pub use ordo_read_model::Difference;
-use ordo_read_model::{compare, namespace};
+use ordo_read_model::{compare, keys, namespace, SingletonLock};
 use passes::{catch_up, into, main_pass, open};
 use redis::aio::ConnectionManager;
 pub use repair::{JobRepair, DEFAULT_REPAIRS_PER_SECOND};
+pub use source::has_job_events;
 use sqlx::PgPool;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -201,6 +202,15 @@ pub struct Verification {
     /// The namespace compared with the replay.
     pub live: String,
     pub differences: Vec<Difference>,
+}
+
+/// How long the rebuild lock lives without a renewal: the lock of a rebuilder that died is
+/// free again this soon.
+const REBUILD_LOCK_TTL: Duration = Duration::from_secs(15);
+
+/// The lock that lets one rebuild of the deployment under `prefix` run at a time.
+pub(crate) fn rebuild_lock(redis: &ConnectionManager, prefix: &str) -> SingletonLock {
+    SingletonLock::new(redis.clone(), prefix, keys::REBUILD_LOCK, REBUILD_LOCK_TTL)
 }
 
 /// Replays the events of `options.scope` from the event store of `pool` into the read model

@@ -6,11 +6,13 @@ use super::source::EventSource;
 use super::writer::Writer;
 use super::{Progress, ReplayOptions, Scope, Silent, Summary};
 use anyhow::{bail, Context};
+use ordo_read_model::lock::Held;
 use ordo_read_model::{keys, namespace};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
-/// Fills `target`, switches the pointer, catches up, and drops the previous namespace if
+/// Under the rebuild lock (one rebuild of a deployment at a time): fills `target`, switches
+/// the pointer, catches up, marks `target` complete, and drops the previous namespace if
 /// asked.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn into(
@@ -35,6 +37,38 @@ pub(super) async fn into(
              or delete them first: redis-cli --scan --pattern '{target}:*' | xargs -r redis-cli unlink"
         );
     }
+    let mut lock = super::rebuild_lock(redis, prefix);
+    let work = |epoch| async move {
+        let mut summary = build(pool, redis, prefix, target, epoch, options, progress).await?;
+        if drop_previous {
+            summary.dropped =
+                Some(delete_previous(redis, prefix, target, &summary, progress).await?);
+        }
+        anyhow::Ok(summary)
+    };
+    match lock.run(work).await? {
+        Held::Done(summary) => summary,
+        Held::Busy => bail!(
+            "another rebuild of this read model is running (Redis key {} is held); run again when it has ended",
+            keys::lock(prefix, keys::REBUILD_LOCK)
+        ),
+        Held::Lost => bail!(
+            "the rebuild lost its lock (Redis did not answer for {:?}) and stopped; run it again",
+            super::REBUILD_LOCK_TTL
+        ),
+    }
+}
+
+/// The main pass into `target`, the switch, the catch-up, then the marker.
+async fn build(
+    pool: &PgPool,
+    redis: &mut ConnectionManager,
+    prefix: &str,
+    target: &str,
+    epoch: u64,
+    options: &ReplayOptions,
+    progress: &dyn Progress,
+) -> anyhow::Result<Summary> {
     let mut source = open(pool, options).await?;
     let mut writer = Writer::new(Some((redis, target)), false);
     let last = main_pass(&mut source, &mut writer, options, progress).await?;
@@ -48,17 +82,35 @@ pub(super) async fn into(
     catch_up(&mut source, &mut writer, last, options, progress).await?;
     source.close().await;
     let mut summary = writer.summary(target);
-    if drop_previous && previous != target {
-        let live_now = namespace::active(redis, prefix).await?;
-        if live_now == previous {
-            bail!("the previous namespace {previous} is live again (another switch?); not deleting it");
-        }
-        let dropped = namespace::delete(redis, &previous).await?;
-        progress.note(&format!("deleted {dropped} keys of namespace {previous}"));
-        summary.dropped = Some(dropped);
-    }
+    namespace::mark(
+        redis,
+        target,
+        epoch,
+        summary.events + summary.caught_up_read,
+    )
+    .await?;
     summary.previous = Some(previous);
     Ok(summary)
+}
+
+/// Deletes the namespace that was live before the switch, unless it is live again.
+async fn delete_previous(
+    redis: &mut ConnectionManager,
+    prefix: &str,
+    target: &str,
+    summary: &Summary,
+    progress: &dyn Progress,
+) -> anyhow::Result<u64> {
+    let Some(previous) = summary.previous.as_deref().filter(|p| *p != target) else {
+        return Ok(0);
+    };
+    let live_now = namespace::active(redis, prefix).await?;
+    if live_now == previous {
+        bail!("the previous namespace {previous} is live again (another switch?); not deleting it");
+    }
+    let dropped = namespace::delete(redis, previous).await?;
+    progress.note(&format!("deleted {dropped} keys of namespace {previous}"));
+    Ok(dropped)
 }
 
 pub(super) async fn open(pool: &PgPool, options: &ReplayOptions) -> anyhow::Result<EventSource> {

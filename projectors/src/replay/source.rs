@@ -200,3 +200,10 @@ impl EventSource {
         let _ = self.connection.close().await;
     }
 }
+
+/// Whether the event store of `pool` has any job event.
+pub async fn has_job_events(pool: &PgPool) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = 'job')")
+        .fetch_one(pool)
+        .await
+}

@@ -12,6 +12,7 @@ use crate::ProjectorMetrics;
 use chrono::DateTime;
 use ordo_common::health::RoleHealth;
 use ordo_domain::EventEnvelope;
+use ordo_read_model::namespace::ModelState;
 use ordo_read_model::{namespace, ApplyOutcome, JobViews, ViewUpdate};
 use rdkafka::message::{BorrowedMessage, Message};
 use redis::aio::ConnectionManager;
@@ -107,10 +108,14 @@ impl Sink for RedisViews {
     /// Rebuilds the job from the event store, unless an earlier repair in the batch (one per
     /// job is enough: it re-applies the whole stored history) already brought the view this
     /// far. Repaired only when the view now has the waiting event.
+    /// While the whole model is lost or being rebuilt, the rebuild covers the gap.
     async fn resolve_gap(&mut self, update: &ViewUpdate) -> anyhow::Result<GapResolution> {
         let Some(repair) = &mut self.repair else {
             return Ok(GapResolution::Wait);
         };
+        if namespace::live(&mut self.redis, &self.prefix).await?.state != ModelState::Complete {
+            return Ok(GapResolution::Superseded);
+        }
         if self.views.sequence(&update.job_id).await? < update.sequence {
             let summary = repair.job(&update.job_id).await?;
             tracing::info!(
@@ -127,5 +132,13 @@ impl Sink for RedisViews {
                 GapResolution::Wait
             },
         )
+    }
+
+    /// Removes the live namespace's marker: the projector role's rebuild (see
+    /// [`crate::rebuild`]) then rebuilds the whole model from the event store.
+    async fn records_lost(&mut self, _detail: &str) -> anyhow::Result<()> {
+        let live = namespace::active(&mut self.redis, &self.prefix).await?;
+        namespace::unmark(&mut self.redis, &live).await?;
+        Ok(())
     }
 }

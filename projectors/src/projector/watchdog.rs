@@ -48,61 +48,56 @@ pub(super) struct Observation {
     pub ends: BTreeMap<i32, i64>,
 }
 
-/// Whether the broker lost records, from one observation to the next.
+/// Whether the broker lost records, from one observation to the next. Offsets only grow
+/// while a broker keeps its data, so a partition whose log end is below an end seen before,
+/// or below the group's committed offset, lost records. A broker may answer a stale end now
+/// and then, so a loss is reported only when two looks in a row see it, and once.
 #[derive(Default)]
 pub(super) struct LossWatch {
-    last: Option<Observation>,
+    /// The highest log end seen per partition (reset to the new end after a loss).
+    high: BTreeMap<i32, i64>,
+    /// The committed offset a loss was reported for, per partition: it stays beyond the
+    /// new log's end until the consumer commits again, and is no new loss.
+    reported: BTreeMap<i32, i64>,
+    /// Why each partition looked like it lost records at the last look.
+    suspect: BTreeMap<i32, String>,
 }
 
 impl LossWatch {
-    /// What went back since the last observation (or is beyond the log's end), if anything.
-    /// Offsets only grow while a broker keeps its data: a log end or a committed offset that
-    /// goes back, or a committed offset that vanishes, means records were lost.
+    /// What was lost, confirmed by this look and the one before, if anything.
     pub fn observe(&mut self, seen: &Observation) -> Option<String> {
-        let beyond_end = |seen: &Observation, partition: &i32| {
-            let committed = seen.committed.get(partition)?;
-            seen.ends
-                .get(partition)
-                .filter(|end| committed > end)
-                .map(|end| (*committed, *end))
-        };
-        let was_beyond = |partition: &i32| {
-            self.last
-                .as_ref()
-                .is_some_and(|last| beyond_end(last, partition).is_some())
-        };
-        let mut lost = Vec::new();
-        for partition in seen.committed.keys() {
-            if let Some((committed, end)) =
-                beyond_end(seen, partition).filter(|_| !was_beyond(partition))
-            {
-                lost.push(format!("partition {partition}: committed offset {committed} is beyond the log's end {end}"));
-            }
-        }
-        if let Some(last) = &self.last {
-            for (partition, before) in &last.ends {
-                if let Some(now) = seen.ends.get(partition).filter(|now| *now < before) {
-                    lost.push(format!(
-                        "partition {partition}: the log's end went back from {before} to {now}"
-                    ));
+        let mut confirmed = Vec::new();
+        let mut suspect = BTreeMap::new();
+        for (&partition, &end) in &seen.ends {
+            let committed = seen.committed.get(&partition).copied();
+            let high = self.high.get(&partition).copied().unwrap_or(end);
+            let why = if end < high {
+                Some(format!(
+                    "partition {partition}: the log's end went back from {high} to {end}"
+                ))
+            } else {
+                committed
+                    .filter(|c| *c > end && self.reported.get(&partition) != Some(c))
+                    .map(|c| format!("partition {partition}: committed offset {c} is beyond the log's end {end}"))
+            };
+            match why {
+                Some(why) if self.suspect.contains_key(&partition) => {
+                    confirmed.push(why);
+                    self.high.insert(partition, end);
+                    if let Some(c) = committed {
+                        self.reported.insert(partition, c);
+                    }
                 }
-            }
-            // A partition that was beyond the log's end moves back into it: already reported.
-            for (partition, before) in last.committed.iter().filter(|(p, _)| !was_beyond(p)) {
-                match seen.committed.get(partition) {
-                    Some(now) if now < before => lost.push(format!(
-                        "partition {partition}: the committed offset went back from {before} to {now}"
-                    )),
-                    None => lost.push(format!(
-                        "partition {partition}: the committed offset {before} is gone"
-                    )),
-                    Some(_) => {}
+                Some(why) => {
+                    suspect.insert(partition, why);
+                }
+                None => {
+                    self.high.insert(partition, high.max(end));
                 }
             }
         }
-        // Once reported, the new state is the base: the loss is not reported again.
-        self.last = Some(seen.clone());
-        (!lost.is_empty()).then(|| lost.join("; "))
+        self.suspect = suspect;
+        (!confirmed.is_empty()).then(|| confirmed.join("; "))
     }
 }
 
@@ -359,37 +354,48 @@ mod tests {
     }
 
     #[test]
-    fn offsets_that_go_back_or_vanish_are_records_lost_once() {
+    fn a_log_end_that_goes_back_is_records_lost_once_two_looks_agree() {
         let mut watch = LossWatch::default();
         assert_eq!(watch.observe(&at(&[(0, 5)], &[(0, 9), (1, 0)])), None);
         assert_eq!(
             watch.observe(&at(&[(0, 9), (1, 2)], &[(0, 12), (1, 3)])),
             None
         );
+        // A stale answer from the broker, once: no loss.
+        assert_eq!(watch.observe(&at(&[(0, 9)], &[(0, 10), (1, 3)])), None);
+        assert_eq!(watch.observe(&at(&[(0, 12)], &[(0, 14), (1, 3)])), None);
         // An in-memory broker restarted: its logs and the group's offsets are gone.
-        let lost = watch.observe(&at(&[], &[(0, 1), (1, 0)])).expect("lost");
+        assert_eq!(
+            watch.observe(&at(&[], &[(0, 1), (1, 0)])),
+            None,
+            "one look is not enough"
+        );
+        let lost = watch.observe(&at(&[], &[(0, 2), (1, 0)])).expect("lost");
         assert!(
-            lost.contains("partition 0: the log's end went back from 12 to 1"),
+            lost.contains("partition 0: the log's end went back from 14 to 2"),
             "{lost}"
         );
         assert!(
-            lost.contains("partition 1: the committed offset 2 is gone"),
+            lost.contains("partition 1: the log's end went back from 3 to 0"),
             "{lost}"
         );
         // Reported once: from here the new log is the base.
         assert_eq!(watch.observe(&at(&[(0, 1)], &[(0, 4), (1, 0)])), None);
+        assert_eq!(watch.observe(&at(&[(0, 4)], &[(0, 5), (1, 1)])), None);
     }
 
     #[test]
     fn a_committed_offset_beyond_the_log_end_is_records_lost() {
         // A topic recreated while the group kept its offsets.
         let mut watch = LossWatch::default();
+        assert_eq!(watch.observe(&at(&[(0, 40)], &[(0, 3)])), None);
         let lost = watch.observe(&at(&[(0, 40)], &[(0, 3)])).expect("lost");
         assert!(
             lost.contains("committed offset 40 is beyond the log's end 3"),
             "{lost}"
         );
         // Reported once, and the offsets that then restart from the log's start are no news.
+        assert_eq!(watch.observe(&at(&[(0, 40)], &[(0, 5)])), None);
         assert_eq!(watch.observe(&at(&[(0, 40)], &[(0, 5)])), None);
         assert_eq!(watch.observe(&at(&[(0, 2)], &[(0, 6)])), None);
         assert_eq!(watch.observe(&at(&[(0, 6)], &[(0, 6)])), None);

@@ -12,7 +12,7 @@
 //! complete where it is, without a rebuild.
 
 use crate::metrics::RebuildMetrics;
-use crate::replay::{self, Mode, ReplayOptions, Silent, Summary};
+use crate::replay::{self, Mode, RebuildRunning, ReplayOptions, Silent, Summary};
 use ordo_common::health::RoleHealth;
 use ordo_protocol::Backoff;
 use ordo_read_model::lock::Held;
@@ -154,7 +154,14 @@ async fn heal(
         drop_previous: true,
     };
     let summary: Summary =
-        replay::run(pool, redis, &config.prefix, &mode, &config.replay, &Silent).await?;
+        match replay::run(pool, redis, &config.prefix, &mode, &config.replay, &Silent).await {
+            Ok(summary) => summary,
+            Err(error) if error.is::<RebuildRunning>() => {
+                tracing::info!("another process took the rebuild lock first; waiting for it");
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
     let took = started.elapsed();
     metrics.duration.observe(took.as_secs_f64());
     metrics.rebuilds.with_label_values(&["rebuilt"]).inc();

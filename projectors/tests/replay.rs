@@ -378,14 +378,25 @@ async fn into_switches_the_pointer_and_catches_up_with_events_appended_meanwhile
         .await
         .unwrap();
     assert_eq!(live, summary.namespace);
-    // The previous namespace is gone, the pointer is not.
+    // The previous namespace is gone; the deployment's keys (the pointer, the rebuild lock's
+    // fencing counter) are not.
     let left: Vec<String> = f
         .redis
         .clone()
         .keys(format!("{}:*", f.prefix))
         .await
         .unwrap();
-    assert_eq!(left, vec![keys::active_pointer(&f.prefix)]);
+    assert!(left.contains(&keys::active_pointer(&f.prefix)), "{left:?}");
+    assert!(
+        left.iter()
+            .all(|key| keys::is_deployment_key(&f.prefix, key)),
+        "{left:?}"
+    );
+    // It was built under the rebuild lock and is marked complete.
+    let live_state = namespace::live(&mut f.redis.clone(), &f.prefix)
+        .await
+        .unwrap();
+    assert_eq!(live_state.state, namespace::ModelState::Complete);
     // The new live namespace holds every event, including the late ones.
     let expected = format!("{}.expected", f.prefix);
     f.project_one_by_one(&expected).await;

@@ -213,6 +213,13 @@ pub(crate) fn rebuild_lock(redis: &ConnectionManager, prefix: &str) -> Singleton
     SingletonLock::new(redis.clone(), prefix, keys::REBUILD_LOCK, REBUILD_LOCK_TTL)
 }
 
+/// A rebuild into a new namespace was refused: another one holds the rebuild lock.
+#[derive(Debug, thiserror::Error)]
+#[error("another rebuild of this read model is running (Redis key {lock} is held); run again when it has ended")]
+pub struct RebuildRunning {
+    pub lock: String,
+}
+
 /// Replays the events of `options.scope` from the event store of `pool` into the read model
 /// under `prefix`, as `mode` says.
 pub async fn run(

@@ -48,10 +48,10 @@ pub(super) async fn into(
     };
     match lock.run(work).await? {
         Held::Done(summary) => summary,
-        Held::Busy => bail!(
-            "another rebuild of this read model is running (Redis key {} is held); run again when it has ended",
-            keys::lock(prefix, keys::REBUILD_LOCK)
-        ),
+        Held::Busy => Err(super::RebuildRunning {
+            lock: keys::lock(prefix, keys::REBUILD_LOCK),
+        }
+        .into()),
         Held::Lost => bail!(
             "the rebuild lost its lock (Redis did not answer for {:?}) and stopped; run it again",
             super::REBUILD_LOCK_TTL

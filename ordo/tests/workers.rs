@@ -427,3 +427,29 @@ async fn on_sigterm_a_worker_finishes_short_jobs_and_releases_the_rest() {
         .collect();
     assert_eq!(attempts, [&json!(1), &json!(1)]);
 }
+
+/// An idle worker waiting in a long-poll claim exits at once on SIGTERM (well inside a
+/// supervisor's 2 s grace), and the job that becomes ready afterwards is not claimed for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_an_idle_worker_gives_up_its_waiting_claim_and_exits_at_once() {
+    let db = TestDb::new().await;
+    let prefix = TestPrefix::new().await;
+    let dev = DevProcess::start(&db, &prefix, &[NO_WORKER]).await;
+    let mut worker = RoleProcess::start(
+        &dev,
+        "default",
+        &[("ORDO_WORKER_CLAIM_WAIT_MS", "20000")],
+    )
+    .await;
+    // Its claim is waiting in the server by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = worker.terminate(Duration::from_secs(1));
+    assert!(status.success(), "{status}");
+
+    let api = dev.api();
+    let job = api.submit_job(&json!({"type": "noop"})).await;
+    api.wait_for_status(&job, "QUEUED", WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let history = events(&db.pool, Some(&job)).await;
+    assert!(of_type(&history, "JobStarted").is_empty(), "{history:?}");
+}

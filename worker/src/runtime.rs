@@ -13,7 +13,8 @@
 //! - **Reports** (complete, fail, release) are retried with backoff while the API is
 //!   unavailable, a bounded number of times; after that the lease runs out and the reaper
 //!   retries the job.
-//! - **Shutdown** (the `shutdown` token): no more claims; running attempts get
+//! - **Shutdown** (the `shutdown` token): no more claims (a waiting one is given up at once);
+//!   running attempts get
 //!   `shutdown_grace` to finish, then their tokens fire and what is still running is released
 //!   (the attempt does not count), so another worker takes it at once instead of waiting for
 //!   the lease to run out.
@@ -88,9 +89,16 @@ pub async fn run(
             wait_ms: config.claim_wait.as_millis() as u64,
             lease_ms: config.lease.as_millis() as u64,
         };
-        // A claim is not interrupted by shutdown: the jobs it returns are already started
-        // and are run like any other in-flight attempt.
-        let jobs = match client.claim(&request).await {
+        // Shutdown gives up a waiting claim at once (closing its connection): the server
+        // stops waiting when the connection closes, so no job is claimed for a worker that is
+        // leaving, and a supervisor's short grace is not spent on a long-poll. A claim that
+        // was being answered at that very moment has started its jobs; they run out their
+        // lease and the reaper retries them.
+        let claimed = tokio::select! {
+            claimed = client.claim(&request) => claimed,
+            () = shutdown.cancelled() => break,
+        };
+        let jobs = match claimed {
             Ok(jobs) => {
                 failures = 0;
                 jobs

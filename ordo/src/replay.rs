@@ -84,11 +84,11 @@ pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> anyhow::Result<()> {
     };
     print_summary(verb, &summary);
     if let (Some(previous), None) = (&summary.previous, summary.dropped) {
-        let pointer = ordo_read_model::keys::active_pointer(&global.redis_prefix);
         // When the previous namespace is the prefix itself, its pattern also matches the
-        // pointer, which must survive.
+        // deployment's keys (the pointer, the locks), which must survive.
         let keep_pointer = if *previous == global.redis_prefix {
-            format!(" | grep -vxF '{pointer}'")
+            let prefix = &global.redis_prefix;
+            format!(" | grep -vxF '{prefix}:active' | grep -vF '{prefix}:lock:'")
         } else {
             String::new()
         };

@@ -25,19 +25,6 @@ async fn submit_noops(api: &TestClient, count: usize, pause: Duration) {
     }
 }
 
-/// One sample of `ordo dev`'s `/metrics` (0 when absent).
-async fn metric(dev: &DevProcess, sample: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", dev.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// `ordo replay --verify` against the live model: no difference from the event store.
 async fn assert_verified(db: &TestDb, prefix: &TestPrefix) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
@@ -72,8 +59,8 @@ async fn a_read_model_flushed_mid_load_is_rebuilt_and_every_job_completes() {
 
     wait_for_events(&db.pool, "JobCompleted", 120, Duration::from_secs(120)).await;
     let rebuilt = r#"ordo_read_model_rebuilds_total{outcome="rebuilt"}"#;
-    assert!(metric(&dev, rebuilt).await >= 1.0, "no rebuild counted");
-    assert_eq!(metric(&dev, "ordo_read_model_complete").await, 1.0);
+    assert!(dev.metric(rebuilt).await >= 1.0, "no rebuild counted");
+    assert_eq!(dev.metric("ordo_read_model_complete").await, 1.0);
     let stats = api.get_json("/api/v1/stats").await;
     assert_eq!(stats["by_status"]["COMPLETED"], 120, "{stats}");
     assert_verified(&db, &prefix).await;

@@ -435,12 +435,8 @@ async fn on_sigterm_an_idle_worker_gives_up_its_waiting_claim_and_exits_at_once(
     let db = TestDb::new().await;
     let prefix = TestPrefix::new().await;
     let dev = DevProcess::start(&db, &prefix, &[NO_WORKER]).await;
-    let mut worker = RoleProcess::start(
-        &dev,
-        "default",
-        &[("ORDO_WORKER_CLAIM_WAIT_MS", "20000")],
-    )
-    .await;
+    let mut worker =
+        RoleProcess::start(&dev, "default", &[("ORDO_WORKER_CLAIM_WAIT_MS", "20000")]).await;
     // Its claim is waiting in the server by now.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let status = worker.terminate(Duration::from_secs(1));

@@ -57,6 +57,11 @@ impl DevProcess {
         dev
     }
 
+    /// The value of one sample of its `/metrics` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        metric(&format!("{}/metrics", self.url), sample).await
+    }
+
     /// The HTTP API of the process, for the default tenant.
     pub fn api(&self) -> TestClient {
         TestClient::new(&self.url)
@@ -167,17 +172,9 @@ impl RoleProcess {
         }
     }
 
-    /// The value of one sample of the worker's `/metrics` (0 when absent).
+    /// The value of one sample of the role's `/metrics` (0 when absent).
     pub async fn metric(&self, sample: &str) -> f64 {
-        let text = reqwest::get(&self.metrics_url)
-            .await
-            .expect("worker metrics")
-            .text()
-            .await
-            .expect("worker metrics text");
-        text.lines()
-            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        metric(&self.metrics_url, sample).await
     }
 }
 
@@ -186,6 +183,19 @@ impl Drop for RoleProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of one sample of the Prometheus text at `url` (0 when absent).
+async fn metric(url: &str, sample: &str) -> f64 {
+    let text = reqwest::get(url)
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 async fn wait_until_ok(url: &str, what: &str) {

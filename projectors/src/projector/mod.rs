@@ -261,6 +261,16 @@ async fn stay_in_group(consumer: Arc<ProjectorConsumer>) {
     std::mem::forget(consumer);
 }
 
+/// A call of the sink, failed when it takes longer than `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {limit:?}")))
+}
+
 /// Why [`Projector::consume`] returned.
 enum Ended {
     Shutdown,
@@ -371,9 +381,7 @@ impl<S: Sink> Projector<'_, S> {
     }
 
     async fn write_once(&mut self, items: &[S::Item]) -> anyhow::Result<Vec<WriteOutcome>> {
-        let outcomes = tokio::time::timeout(self.config.write_timeout, self.sink.write(items))
-            .await
-            .map_err(|_| anyhow::anyhow!("no answer within {:?}", self.config.write_timeout))??;
+        let outcomes = bounded(self.config.write_timeout, self.sink.write(items)).await?;
         anyhow::ensure!(
             outcomes.len() == items.len(),
             "the sink answered {} outcomes for {} items",
@@ -447,14 +455,7 @@ impl<S: Sink> Projector<'_, S> {
     /// How the sink resolved the gap `item` met (`Repaired`, `Superseded`), or `None` when
     /// the record waits.
     async fn resolved(&mut self, item: &S::Item, detail: &str) -> Option<RecordOutcome> {
-        let resolved = tokio::time::timeout(self.config.write_timeout, self.sink.resolve_gap(item))
-            .await
-            .unwrap_or_else(|_| {
-                Err(anyhow::anyhow!(
-                    "no answer within {:?}",
-                    self.config.write_timeout
-                ))
-            });
+        let resolved = bounded(self.config.write_timeout, self.sink.resolve_gap(item)).await;
         match resolved {
             Ok(GapResolution::Repaired) => {
                 tracing::info!(projector = %self.config.name, detail, "gap repaired by the sink");
@@ -488,16 +489,7 @@ impl<S: Sink> Projector<'_, S> {
         self.metrics.records_lost();
         let mut retry = Retry::new(self.config.backoff, self.sink.backend());
         loop {
-            let told =
-                tokio::time::timeout(self.config.write_timeout, self.sink.records_lost(&detail))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(anyhow::anyhow!(
-                            "no answer within {:?}",
-                            self.config.write_timeout
-                        ))
-                    });
-            match told {
+            match bounded(self.config.write_timeout, self.sink.records_lost(&detail)).await {
                 Ok(()) => return Some(()),
                 Err(error) => retry
                     .failed(format!("{error:#}"), &self.metrics, shutdown)

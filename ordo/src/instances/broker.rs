@@ -88,7 +88,11 @@ impl Broker {
     }
 
     fn pid(&self) -> anyhow::Result<u32> {
-        Ok(self.child.as_ref().context("the broker is not running")?.id())
+        Ok(self
+            .child
+            .as_ref()
+            .context("the broker is not running")?
+            .id())
     }
 
     /// SIGSTOP: the broker keeps its sockets and state but answers nothing.

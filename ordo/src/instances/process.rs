@@ -121,13 +121,23 @@ impl OrdoProcess {
             return Ok(status);
         }
         send_signal(self.child.id(), "TERM")?;
+        self.wait(timeout)
+            .context("the process did not stop after SIGTERM")
+    }
+
+    /// Waits up to `timeout` for the process to exit; kills it if it does not.
+    pub fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait()? {
                 return Ok(status);
             }
             if started.elapsed() >= timeout {
-                bail!("the process did not exit within {timeout:?} of SIGTERM");
+                self.kill_hard();
+                bail!(
+                    "{:?} did not exit within {timeout:?}; killed",
+                    self.spec.args
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -149,10 +159,16 @@ impl OrdoProcess {
                 return Ok(());
             }
             if let Some(status) = self.exited() {
-                bail!("{:?} exited ({status}) before {url} answered", self.spec.args);
+                bail!(
+                    "{:?} exited ({status}) before {url} answered",
+                    self.spec.args
+                );
             }
             if started.elapsed() >= timeout {
-                bail!("{:?}: {url} did not answer 2xx within {timeout:?}", self.spec.args);
+                bail!(
+                    "{:?}: {url} did not answer 2xx within {timeout:?}",
+                    self.spec.args
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -9,11 +9,11 @@ pub mod broker;
 pub mod platform;
 pub mod read_model;
 
+use ordo::instances::process::{OrdoProcess, ProcessSpec};
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};
 pub use ordo_testkit::stack::{kafka_brokers, unique};
 pub use ordo_testkit::TestDb;
 use sqlx::PgPool;
-use ordo::instances::process::{OrdoProcess, ProcessSpec};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

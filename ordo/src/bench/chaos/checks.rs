@@ -142,7 +142,7 @@ impl History {
             _ if cancelled_on_request => Err(format!("{status}, but its cancel was acknowledged")),
             JobStatus::Completed => {
                 let handler_succeeds = match kind {
-                    "noop" | "cancel-delayed" | "cancel-running" => true,
+                    "noop" | "slow" | "cancel-delayed" | "cancel-running" => true,
                     // `fail {"times": 1}` fails attempt 1 and succeeds from attempt 2 on.
                     "retry" => self.completed_attempt.is_some_and(|a| a > 1),
                     _ => false,
@@ -294,6 +294,7 @@ pub async fn examine(pool: &PgPool, ledger: &Ledger) -> anyhow::Result<Findings>
 pub fn kinds() -> impl Iterator<Item = &'static str> {
     [
         Kind::Noop,
+        Kind::Slow,
         Kind::Retry,
         Kind::Exhaust,
         Kind::Permanent,

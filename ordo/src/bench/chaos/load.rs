@@ -24,6 +24,9 @@ const RETRY_PAUSE: Duration = Duration::from_millis(250);
 pub enum Kind {
     /// `noop`: completes.
     Noop,
+    /// `sleep` 1 s: completes; long enough to be running when its worker is killed, so its
+    /// lease runs out and the reaper turns it into a retry.
+    Slow,
     /// `fail` `{"times": 1}`, 5 attempts: the first attempt fails, a retry completes.
     Retry,
     /// `fail` `{"probability": 1}`, 2 attempts: dead-lettered once both failed.
@@ -38,8 +41,9 @@ pub enum Kind {
 }
 
 /// The mix, per 20 submits.
-const MIX: [(Kind, usize); 6] = [
-    (Kind::Noop, 11),
+const MIX: [(Kind, usize); 7] = [
+    (Kind::Noop, 10),
+    (Kind::Slow, 1),
     (Kind::Retry, 3),
     (Kind::Exhaust, 2),
     (Kind::Permanent, 1),
@@ -65,6 +69,7 @@ impl Kind {
     pub fn label(self) -> &'static str {
         match self {
             Self::Noop => "noop",
+            Self::Slow => "slow",
             Self::Retry => "retry",
             Self::Exhaust => "exhaust",
             Self::Permanent => "permanent",
@@ -78,6 +83,7 @@ impl Kind {
         let backoff = json!({"initial_delay_ms": 200, "multiplier": 2.0, "max_delay_ms": 2000});
         let mut body = match self {
             Self::Noop => json!({"type": "noop"}),
+            Self::Slow => json!({"type": "sleep", "payload": {"ms": 1000}}),
             Self::Retry => json!({"type": "fail", "payload": {"times": 1}, "max_attempts": 5}),
             Self::Exhaust => {
                 json!({"type": "fail", "payload": {"probability": 1.0}, "max_attempts": 2})

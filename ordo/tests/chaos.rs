@@ -16,12 +16,14 @@
 //! With either, the run's checks "every job settled", "every job in the state its commands
 //! imply" and "replay --verify clean" fail.
 
-use std::process::Command;
+use ordo::instances::process::{OrdoProcess, ProcessSpec};
 use std::time::{Duration, Instant};
 
 const FAULTS: &str = "api,relay,projector,worker,reaper,postgres";
 const INTERVAL_SECS: &str = "8";
 const RATE: &str = "30";
+/// Far above the ~70 s a run takes; only a hung run gets near it.
+const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[test]
 fn chaos_run_recovers_from_every_fault_and_loses_nothing() {
@@ -29,25 +31,44 @@ fn chaos_run_recovers_from_every_fault_and_loses_nothing() {
     let faults = std::env::var("ORDO_CHAOS_TEST_FAULTS").unwrap_or_else(|_| FAULTS.to_owned());
     let dir =
         std::env::temp_dir().join(format!("ordo-chaos-test-{}", uuid::Uuid::new_v4().simple()));
-    let output = Command::new(env!("CARGO_BIN_EXE_ordo"))
-        .args(["--log-format", "text", "bench", "chaos"])
-        .args(["--faults", &faults, "--interval-secs", INTERVAL_SECS])
-        .args(["--rate", RATE, "--workers", "2"])
-        .args([
+    // The run's directory must not exist yet; its report goes beside it.
+    let out = dir.with_extension("out");
+    let spec = ProcessSpec::new(
+        env!("CARGO_BIN_EXE_ordo"),
+        &[
+            "--log-format",
+            "text",
+            "bench",
+            "chaos",
+            "--faults",
+            &faults,
+            "--interval-secs",
+            INTERVAL_SECS,
+            "--rate",
+            RATE,
+            "--workers",
+            "2",
             "--recovery-timeout-secs",
             "60",
             "--settle-timeout-secs",
             "60",
-        ])
-        .arg("--dir")
-        .arg(&dir)
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("run ordo bench chaos");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("{stdout}\n{stderr}");
+            "--dir",
+            &dir.display().to_string(),
+        ],
+    )
+    .env("RUST_LOG", "info")
+    .log(&out);
+    let mut run = OrdoProcess::spawn(spec).expect("run ordo bench chaos");
+    let status = run.wait(RUN_TIMEOUT);
+    if status.is_err() {
+        // SIGTERM first: the run then stops its private stack (PostgreSQL would outlive a
+        // SIGKILL of the run).
+        let _ = run.terminate(Duration::from_secs(30));
+    }
+    let stdout = std::fs::read_to_string(&out).unwrap_or_default();
+    eprintln!("{stdout}");
     eprintln!("chaos test took {:.1} s", started.elapsed().as_secs_f64());
+    let status = status.expect("ordo bench chaos ended");
 
     let fault_count = faults.split(',').count();
     let report = stdout
@@ -69,11 +90,7 @@ fn chaos_run_recovers_from_every_fault_and_loses_nothing() {
         "the run's checks failed (logs in {}):\n{report}",
         dir.display()
     );
-    assert!(
-        output.status.success(),
-        "ordo bench chaos exited with {}",
-        output.status
-    );
+    assert!(status.success(), "ordo bench chaos exited with {status}");
     assert_eq!(
         report.lines().filter(|l| l.starts_with("fault at")).count(),
         fault_count,
@@ -81,6 +98,7 @@ fn chaos_run_recovers_from_every_fault_and_loses_nothing() {
     );
     // Passed: the logs are of no further use.
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&out);
     assert!(
         started.elapsed() < Duration::from_secs(180),
         "the shortened chaos run should take under 3 minutes"

@@ -125,7 +125,8 @@ impl OrdoProcess {
             .context("the process did not stop after SIGTERM")
     }
 
-    /// Waits up to `timeout` for the process to exit; kills it if it does not.
+    /// Waits up to `timeout` for the process to exit (it is left running if it does not;
+    /// dropping it kills it).
     pub fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let started = Instant::now();
         loop {

@@ -20,7 +20,7 @@ mod stack;
 use crate::cli::{ChaosBenchArgs, GlobalArgs};
 use anyhow::Context;
 use ordo_common::db::{self, DbConfig};
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Longest wait for the first completion, before any fault: the stack must work at all.
@@ -33,8 +33,10 @@ const VERIFY_TIMEOUT: Duration = Duration::from_secs(180);
 pub async fn run(global: &GlobalArgs, args: ChaosBenchArgs) -> anyhow::Result<()> {
     let interval = Duration::from_secs(args.interval_secs);
     let seconds = Duration::from_secs(
-        args.seconds
-            .unwrap_or(args.interval_secs * (args.faults.len() as u64 + 1)),
+        args.seconds.unwrap_or(
+            args.interval_secs
+                .saturating_mul(args.faults.len() as u64 + 1),
+        ),
     );
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
@@ -61,7 +63,12 @@ pub async fn run(global: &GlobalArgs, args: ChaosBenchArgs) -> anyhow::Result<()
         args.workers,
         dir.display()
     );
-    let result = chaos(global, &args, &dir, interval, seconds).await;
+    // Ctrl-C or SIGTERM drops the run, and with it the stack: every process it started is
+    // killed and the cluster stopped (pg_ctl daemonizes PostgreSQL, which would outlive us).
+    let result = tokio::select! {
+        result = chaos(global, &args, &dir, interval, seconds) => result,
+        _ = crate::serve::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
     println!("logs: {}", dir.display());
     result.with_context(|| format!("the run's logs are in {}", dir.display()))
 }
@@ -69,7 +76,7 @@ pub async fn run(global: &GlobalArgs, args: ChaosBenchArgs) -> anyhow::Result<()
 async fn chaos(
     global: &GlobalArgs,
     args: &ChaosBenchArgs,
-    dir: &PathBuf,
+    dir: &Path,
     interval: Duration,
     seconds: Duration,
 ) -> anyhow::Result<()> {
@@ -125,9 +132,10 @@ async fn chaos(
         records.push(record);
     }
     tokio::time::sleep_until((started + seconds).into()).await;
+    let load_seconds = started.elapsed();
     println!(
         "load stopped after {:.0} s; waiting for the requests in flight",
-        started.elapsed().as_secs_f64()
+        load_seconds.as_secs_f64()
     );
     let ledger = load.stop().await;
 
@@ -150,7 +158,7 @@ async fn chaos(
         .retried_calls
         .load(std::sync::atomic::Ordering::Relaxed);
     let outcome = report::Outcome {
-        seconds: started.elapsed(),
+        seconds: load_seconds,
         rate: args.rate,
         records,
         recovery_timeout,

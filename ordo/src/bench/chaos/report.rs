@@ -106,8 +106,7 @@ pub fn print(outcome: &Outcome) -> usize {
         Ok((ok, output)) => {
             let summary = output
                 .lines()
-                .filter(|line| line.contains("difference") && line.contains("namespace"))
-                .next_back()
+                .rfind(|line| line.contains("difference") && line.contains("namespace"))
                 .unwrap_or("no summary line (see replay-verify-*.log)");
             (*ok, summary.to_owned())
         }

@@ -61,6 +61,8 @@ pub struct Stack {
     pub redis_url: String,
     pub brokers: String,
     pub api_url: String,
+    /// This executable: every role runs the same build.
+    binary: PathBuf,
     // Dropped in this order: the roles first, then the services they use.
     roles: Vec<Role>,
     /// Which worker the next worker fault kills.
@@ -91,7 +93,9 @@ impl Stack {
         };
         crate::serve::migrate(&migrate).await?;
         let api_port = free_port()?;
+        let binary = std::env::current_exe().context("find this executable")?;
         let mut stack = Self {
+            binary,
             dir: dir.to_path_buf(),
             database_url,
             redis_url: redis.url(),
@@ -119,9 +123,8 @@ impl Stack {
 
     /// The environment every role shares: the private services, and nothing of the caller's.
     fn spec(&self, kind: RoleKind, name: &str, port: u16) -> ProcessSpec {
-        let binary = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ordo"));
         let address = format!("127.0.0.1:{port}");
-        let spec = ProcessSpec::new(binary, &["serve", kind.serve()])
+        let spec = ProcessSpec::new(&self.binary, &["serve", kind.serve()])
             .clean_env()
             .log(&self.dir.join(format!("{name}.log")))
             .env("ORDO_LOG_FORMAT", "text")
@@ -211,7 +214,9 @@ impl Stack {
         let candidates: Vec<usize> = (0..self.roles.len())
             .filter(|&i| self.roles[i].kind == role)
             .collect();
-        let i = candidates[self.next_worker % candidates.len()];
+        let i = *candidates
+            .get(self.next_worker % candidates.len().max(1))
+            .with_context(|| format!("no {} process in the stack", role.serve()))?;
         if role == RoleKind::Worker {
             self.next_worker += 1;
         }

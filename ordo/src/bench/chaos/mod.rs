@@ -38,11 +38,20 @@ pub async fn run(global: &GlobalArgs, args: ChaosBenchArgs) -> anyhow::Result<()
                 .saturating_mul(args.faults.len() as u64 + 1),
         ),
     );
+    if seconds < interval * 2 {
+        anyhow::bail!(
+            "--seconds ({}) must be at least twice --interval-secs ({}): the first fault comes \
+             one interval into the load, and each needs an interval to recover in",
+            seconds.as_secs(),
+            interval.as_secs()
+        );
+    }
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!(
-            "ordo-chaos-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S")
+            "ordo-chaos-{}-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+            std::process::id()
         )),
     };
     std::fs::create_dir_all(dir.parent().unwrap_or(&dir))?;

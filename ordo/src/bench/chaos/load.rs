@@ -24,7 +24,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(250);
 pub enum Kind {
     /// `noop`: completes.
     Noop,
-    /// `sleep` 1 s: completes; long enough to be running when its worker is killed, so its
+    /// `sleep` 2 s: completes; long enough to be running when its worker is killed, so its
     /// lease runs out and the reaper turns it into a retry.
     Slow,
     /// `fail` `{"times": 1}`, 5 attempts: the first attempt fails, a retry completes.
@@ -83,7 +83,7 @@ impl Kind {
         let backoff = json!({"initial_delay_ms": 200, "multiplier": 2.0, "max_delay_ms": 2000});
         let mut body = match self {
             Self::Noop => json!({"type": "noop"}),
-            Self::Slow => json!({"type": "sleep", "payload": {"ms": 1000}}),
+            Self::Slow => json!({"type": "sleep", "payload": {"ms": 2000}}),
             Self::Retry => json!({"type": "fail", "payload": {"times": 1}, "max_attempts": 5}),
             Self::Exhaust => {
                 json!({"type": "fail", "payload": {"probability": 1.0}, "max_attempts": 2})

@@ -5,6 +5,9 @@ use super::checks::{kinds, Findings};
 use super::faults::{name, FaultRecord};
 use std::time::Duration;
 
+/// The statuses a job settles in.
+const FINAL: [&str; 3] = ["COMPLETED", "DEAD_LETTER", "CANCELLED"];
+
 pub struct Outcome {
     pub seconds: Duration,
     pub rate: u32,
@@ -123,12 +126,10 @@ pub fn print(outcome: &Outcome) -> usize {
         None => (
             false,
             format!(
-                "every job settled: {} jobs not final {} after the load",
+                "every job settled ({} not final {} after the load)",
                 f.by_status
                     .iter()
-                    .filter(
-                        |(s, _)| !["COMPLETED", "DEAD_LETTER", "CANCELLED"].contains(&s.as_str())
-                    )
+                    .filter(|(s, _)| !FINAL.contains(&s.as_str()))
                     .map(|(_, n)| n)
                     .sum::<usize>(),
                 secs(outcome.settle_timeout)

@@ -65,7 +65,9 @@ pub async fn strike(
         Err(e) => (format!("{} fault", name(fault)), Some(format!("{e:#}"))),
     };
     let recovery = match position {
-        Some(position) => first_completion(pool, position, started, started_at, timeout).await,
+        Some(position) => {
+            first_completion(stack, pool, position, started, started_at, timeout).await
+        }
         None => None,
     };
     FaultRecord {
@@ -96,7 +98,9 @@ async fn last_position(pool: &PgPool, timeout: Duration) -> Option<i64> {
 
 /// Waits for the first completion of a job submitted after `position`; answers the time
 /// from the fault to it (by the event's `occurred_at`, the clock of the same machine).
+/// Meanwhile a role that exits by itself is started again ([`Stack::supervise`]).
 pub async fn first_completion(
+    stack: &mut Stack,
     pool: &PgPool,
     position: i64,
     started: Instant,
@@ -104,6 +108,7 @@ pub async fn first_completion(
     timeout: Duration,
 ) -> Option<Duration> {
     while started.elapsed() < timeout {
+        stack.supervise();
         // `position` only narrows the scan to the events written since the fault began.
         let first: sqlx::Result<Option<String>> = sqlx::query_scalar(
             "SELECT min(c.metadata->>'occurred_at') FROM events c \

@@ -106,6 +106,7 @@ async fn chaos(
     let started = Instant::now();
 
     let warm_up = faults::first_completion(
+        &mut stack,
         &pool,
         0,
         Instant::now(),
@@ -128,7 +129,7 @@ async fn chaos(
         if due.max(started.elapsed()) + interval > seconds {
             break;
         }
-        tokio::time::sleep_until((started + due).into()).await;
+        idle_until(&mut stack, started + due).await;
         let record = faults::strike(
             &mut stack,
             &pool,
@@ -140,7 +141,7 @@ async fn chaos(
         println!("{}", report::fault_line(&record));
         records.push(record);
     }
-    tokio::time::sleep_until((started + seconds).into()).await;
+    idle_until(&mut stack, started + seconds).await;
     let load_seconds = started.elapsed();
     println!(
         "load stopped after {:.0} s; waiting for the requests in flight",
@@ -161,7 +162,8 @@ async fn chaos(
         }
         tokio::time::sleep(VERIFY_PAUSE).await;
     }
-    let exited = stack.exited_roles();
+    stack.supervise();
+    let exited = stack.exits().to_vec();
     let retried_calls = ledger
         .counters
         .retried_calls
@@ -185,4 +187,13 @@ async fn chaos(
         anyhow::bail!("{failed} chaos checks failed (see the report above)");
     }
     Ok(())
+}
+
+/// Waits until `deadline`, starting again any role that exits by itself meanwhile.
+async fn idle_until(stack: &mut stack::Stack, deadline: Instant) {
+    while Instant::now() < deadline {
+        stack.supervise();
+        let next = (Instant::now() + Duration::from_millis(200)).min(deadline);
+        tokio::time::sleep_until(next.into()).await;
+    }
 }

@@ -86,8 +86,10 @@ pub fn print(outcome: &Outcome) -> usize {
         .map(|kind| format!("{kind} {}", f.by_kind.get(kind).copied().unwrap_or(0)))
         .collect();
     println!(
-        "event store: {} jobs, {} events; {}; by kind: {}",
+        "event store: {} jobs ({} of them from submits never acknowledged), {} events; {}; \
+         by kind: {}",
         f.jobs,
+        f.unacknowledged_in_store,
         f.events,
         statuses.join(", "),
         by_kind.join(", ")
@@ -183,7 +185,7 @@ pub fn print(outcome: &Outcome) -> usize {
     checks.push((
         outcome.exited.is_empty(),
         format!(
-            "no role process exited by itself ({})",
+            "no role process exited by itself ({}; each was started again at once)",
             if outcome.exited.is_empty() {
                 "none".into()
             } else {

@@ -67,6 +67,8 @@ pub struct Stack {
     roles: Vec<Role>,
     /// Which worker the next worker fault kills.
     next_worker: usize,
+    /// Roles that exited by themselves, when and how ([`Stack::supervise`]).
+    exits: Vec<String>,
     broker: Broker,
     redis: PrivateRedis,
     cluster: PrivateCluster,
@@ -103,6 +105,7 @@ impl Stack {
             api_url: format!("http://127.0.0.1:{api_port}"),
             roles: Vec::new(),
             next_worker: 0,
+            exits: Vec::new(),
             broker,
             redis,
             cluster,
@@ -135,12 +138,14 @@ impl Stack {
             .env("ORDO_DATABASE_URL", &self.database_url)
             .env("ORDO_REDIS_URL", &self.redis_url)
             .env("ORDO_KAFKA_BROKERS", &self.brokers)
-            // PostgreSQL's 100 connections are shared by every process of the stack.
-            .env("ORDO_DATABASE_POOL_SIZE", "8");
+            // PostgreSQL's 100 connections are shared by every process of the stack; the API
+            // runs most of the commands.
+            .env(
+                "ORDO_DATABASE_POOL_SIZE",
+                if kind == RoleKind::Api { "24" } else { "8" },
+            );
         match kind {
-            RoleKind::Api => spec
-                .env("ORDO_HTTP_ADDR", address)
-                .env("ORDO_DATABASE_POOL_SIZE", "24"),
+            RoleKind::Api => spec.env("ORDO_HTTP_ADDR", address),
             RoleKind::Relay => spec.env("ORDO_METRICS_ADDR", address).env(
                 "ORDO_RELAY_MESSAGE_TIMEOUT_SECS",
                 RELAY_MESSAGE_TIMEOUT_SECS,
@@ -226,15 +231,29 @@ impl Stack {
         Ok(format!("{name} killed (-9) and restarted"))
     }
 
-    /// The roles that exited by themselves (none should: each rides out every fault).
-    pub fn exited_roles(&mut self) -> Vec<String> {
-        self.roles
-            .iter_mut()
-            .filter_map(|role| {
-                let status = role.process.exited()?;
-                Some(format!("{} ({status})", role.name))
-            })
-            .collect()
+    /// Starts every role that exited by itself again at once, as a supervisor would, so the
+    /// run goes on; each exit is kept for the report (none should happen: a role rides out
+    /// every fault).
+    pub fn supervise(&mut self) {
+        for i in 0..self.roles.len() {
+            let Some(status) = self.roles[i].process.exited() else {
+                continue;
+            };
+            let name = self.roles[i].name.clone();
+            tracing::warn!(role = %name, %status, "role exited by itself; starting it again");
+            // Wall-clock time, as in the role's log.
+            let at = chrono::Utc::now().format("%H:%M:%S%.3f UTC");
+            let mut crash = format!("{name} at {at} ({status})");
+            if let Err(e) = tokio::task::block_in_place(|| self.roles[i].process.respawn()) {
+                crash.push_str(&format!(", not restarted: {e:#}"));
+            }
+            self.exits.push(crash);
+        }
+    }
+
+    /// The roles that exited by themselves during the run.
+    pub fn exits(&self) -> &[String] {
+        &self.exits
     }
 
     /// `ordo replay --projector redis-views --verify` against the private stack, its output

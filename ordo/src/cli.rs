@@ -507,6 +507,77 @@ pub enum BenchCommand {
     /// The whole job lifecycle (submit, claim and start, complete) with in-process workers:
     /// jobs/s and submit → complete latency, next to plain INSERTs.
     E2e(E2eBenchArgs),
+    /// Faults under load on a private stack: every role as its own process, killed (-9) and
+    /// restarted in turn, PostgreSQL, Redis (empty) and the broker restarted; then checks
+    /// from the event store and `ordo replay --verify`. Exit code 1 if a check fails.
+    Chaos(ChaosBenchArgs),
+}
+
+/// What `ordo bench chaos` can do to the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fault {
+    /// kill -9 of the command API process, then a new one on the same port.
+    Api,
+    /// kill -9 of the outbox relay, then a new one on the same slot.
+    Relay,
+    /// kill -9 of the projector, then a new member of the same consumer group.
+    Projector,
+    /// kill -9 of one worker process (in turn), then a new one; its leases run out.
+    Worker,
+    /// kill -9 of the lease reaper, then a new one.
+    Reaper,
+    /// PostgreSQL stopped (fast shutdown) and started again.
+    Postgres,
+    /// Redis killed and started again empty (no persistence): the read model is gone.
+    Redis,
+    /// The broker killed and started again empty (memory storage): topics, records and
+    /// consumer groups are gone.
+    Broker,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 8] = [
+        Fault::Api,
+        Fault::Relay,
+        Fault::Projector,
+        Fault::Worker,
+        Fault::Reaper,
+        Fault::Postgres,
+        Fault::Redis,
+        Fault::Broker,
+    ];
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosBenchArgs {
+    /// Length of the load, in seconds; by default one interval before the first fault plus
+    /// one per fault of --faults, so each happens once.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub seconds: Option<u64>,
+    /// Seconds from one fault to the next (the next also waits until the platform recovered
+    /// from the last, up to --recovery-timeout-secs).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub interval_secs: u64,
+    /// The faults, in the order the schedule injects them, cycling (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Fault::ALL)]
+    pub faults: Vec<Fault>,
+    /// Submits per second (a mix of noop, fail-then-succeed, dead-letter and cancelled jobs).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=5_000))]
+    pub rate: u32,
+    /// `ordo serve worker` processes.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub workers: u32,
+    /// Longest wait for jobs to complete again after a fault; the fault fails the run if
+    /// they do not.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub recovery_timeout_secs: u64,
+    /// Longest wait, after the load stopped, for every job to reach a final state.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub settle_timeout_secs: u64,
+    /// Directory for the run's logs (one file per process, the PostgreSQL and Redis logs);
+    /// created, and must not exist. A new one under the temporary directory by default.
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

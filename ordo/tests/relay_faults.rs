@@ -9,9 +9,10 @@
 
 mod common;
 
-use common::broker::{Broker, TopicReader};
-use common::postgres::PrivateCluster;
+use common::broker::TopicReader;
 use common::*;
+use ordo::instances::broker::Broker;
+use ordo::instances::postgres::PrivateCluster;
 use ordo_common::db::{self, DbConfig};
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -295,7 +296,7 @@ async fn relay_killed_mid_stream_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_rides_out_a_stopped_broker() {
     let started = Instant::now();
-    let broker = Broker::start();
+    let broker = Broker::start().expect("private broker");
     let brokers = broker.address();
     let db = TestDb::new().await;
     let run = Run::new(&db.pool, &db.url, &brokers);
@@ -305,14 +306,14 @@ async fn relay_rides_out_a_stopped_broker() {
     let reader = read_flowing(&brokers, &run.topic, 200).await;
 
     let before = inserter.count();
-    broker.pause();
+    broker.pause().expect("SIGSTOP the broker");
     eprintln!(
         "broker on {brokers} stopped (SIGSTOP) after {} rows",
         before
     );
     tokio::time::sleep(Duration::from_secs(10)).await;
     let during = inserter.count() - before;
-    broker.resume();
+    broker.resume().expect("SIGCONT the broker");
     let resumed_at = Instant::now();
     assert!(
         during > 0,
@@ -356,7 +357,7 @@ async fn relay_rides_out_a_stopped_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_recovers_from_a_lost_broker() {
     let started = Instant::now();
-    let mut broker = Broker::start();
+    let mut broker = Broker::start().expect("private broker");
     let port = broker.port;
     let brokers = broker.address();
     let db = TestDb::new().await;
@@ -373,7 +374,7 @@ async fn relay_recovers_from_a_lost_broker() {
     eprintln!("broker on {brokers} killed (SIGKILL) after {after_kill} rows");
     tokio::time::sleep(Duration::from_secs(10)).await;
     drop(broker);
-    let _broker = Broker::start_on(port);
+    let _broker = Broker::start_on(port, None).expect("a fresh broker on the same port");
     let up_at = Instant::now();
     let after_up = inserter.count();
     assert!(
@@ -439,7 +440,7 @@ async fn relay_recovers_from_a_lost_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_recovers_from_a_postgres_restart() {
     let started = Instant::now();
-    let cluster = tokio::task::block_in_place(PrivateCluster::start);
+    let cluster = tokio::task::block_in_place(PrivateCluster::start).expect("private cluster");
     let url = db::scratch_database(&cluster.url("postgres"), "ordo_relay_faults")
         .await
         .expect("scratch database on the private cluster");
@@ -459,10 +460,10 @@ async fn relay_recovers_from_a_postgres_restart() {
     let reader = read_flowing(&brokers, &run.topic, 200).await;
 
     let before = inserter.count();
-    tokio::task::block_in_place(|| cluster.stop_server());
+    tokio::task::block_in_place(|| cluster.stop_server()).expect("stop PostgreSQL");
     let down_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    tokio::task::block_in_place(|| cluster.start_server());
+    tokio::task::block_in_place(|| cluster.start_server()).expect("start PostgreSQL");
     let up_at = Instant::now();
     eprintln!(
         "PostgreSQL stopped after {before} rows, down for {}",

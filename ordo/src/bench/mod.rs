@@ -1,6 +1,7 @@
 //! `ordo bench …`: benchmarks that print numbers. Each one runs against real services and
 //! measures Ordo beside the raw limit of the storage underneath, in the same run.
 
+mod chaos;
 mod e2e;
 mod project;
 mod read_back;
@@ -21,6 +22,7 @@ pub async fn run(args: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()>
         BenchCommand::Relay(bench) => relay::run(args, bench).await,
         BenchCommand::Project(bench) => project::run(args, bench).await,
         BenchCommand::E2e(bench) => e2e::run(args, bench).await,
+        BenchCommand::Chaos(bench) => chaos::run(args, bench).await,
     }
 }
 

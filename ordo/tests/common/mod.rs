@@ -7,14 +7,13 @@
 
 pub mod broker;
 pub mod platform;
-pub mod postgres;
 pub mod read_model;
 
+use ordo::instances::process::{OrdoProcess, ProcessSpec};
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};
 pub use ordo_testkit::stack::{kafka_brokers, unique};
 pub use ordo_testkit::TestDb;
 use sqlx::PgPool;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -158,48 +157,42 @@ pub async fn wait_slot_streaming(pool: &PgPool, slot: &str, timeout: Duration) -
 
 /// `ordo serve relay` as a child process, killed when dropped.
 pub struct RelayProcess {
-    child: Child,
+    process: OrdoProcess,
 }
 
 impl RelayProcess {
     pub fn spawn(database_url: &str, brokers: &str, slot: &str, topic_template: &str) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_ordo"))
-            .args(["--log-format", "text", "serve", "relay"])
-            .env("ORDO_DATABASE_URL", database_url)
-            .env("ORDO_KAFKA_BROKERS", brokers)
-            .env("ORDO_RELAY_SLOT", slot)
-            .env("ORDO_RELAY_TOPIC_TEMPLATE", topic_template)
-            .env("ORDO_METRICS_ADDR", "127.0.0.1:0")
-            .env("ORDO_RELAY_MESSAGE_TIMEOUT_SECS", "5")
-            .env("RUST_LOG", "warn,ordo_outbox_relay=info")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn ordo serve relay");
-        Self { child }
+        let spec = ProcessSpec::new(
+            env!("CARGO_BIN_EXE_ordo"),
+            &["--log-format", "text", "serve", "relay"],
+        )
+        .envs([
+            ("ORDO_DATABASE_URL", database_url),
+            ("ORDO_KAFKA_BROKERS", brokers),
+            ("ORDO_RELAY_SLOT", slot),
+            ("ORDO_RELAY_TOPIC_TEMPLATE", topic_template),
+            ("ORDO_METRICS_ADDR", "127.0.0.1:0"),
+            ("ORDO_RELAY_MESSAGE_TIMEOUT_SECS", "5"),
+            ("RUST_LOG", "warn,ordo_outbox_relay=info"),
+        ]);
+        let process = OrdoProcess::spawn(spec).expect("spawn ordo serve relay");
+        Self { process }
     }
 
     /// The process id of the relay.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Panics if the relay process exited: a fault test expects it to recover by itself.
     pub fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
+        if let Some(status) = self.process.exited() {
             panic!("the relay process exited ({status}) instead of recovering");
         }
     }
 
     /// SIGKILL: no drain, no clean-up, no final acknowledgement.
     pub fn kill_hard(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill_hard();
     }
 }

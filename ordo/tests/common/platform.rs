@@ -2,19 +2,26 @@
 //! and `ordo serve worker` processes claiming from it, plus the HTTP and event-store reads
 //! the tests check them with.
 
-use super::broker::{free_port, send_signal};
 use super::read_model::TestPrefix;
 use super::{kafka_brokers, topic_template, unique, TestDb};
+use ordo::instances::free_port;
+use ordo::instances::process::{OrdoProcess, ProcessSpec};
 use ordo_testkit::http::TestClient;
 use serde_json::Value;
 use sqlx::PgPool;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// How long a process may take to answer its first health check.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn port() -> u16 {
+    free_port().expect("a free loopback port")
+}
 
 /// `ordo dev`: both APIs on one port, relay, projector and reaper; with its own worker
 /// unless the test runs worker processes (`--no-worker`).
 pub struct DevProcess {
-    child: Child,
+    _process: OrdoProcess,
     pub url: String,
     /// Where the job log lines of this run go.
     pub logs_topic: String,
@@ -24,13 +31,12 @@ pub struct DevProcess {
 
 impl DevProcess {
     pub async fn start(db: &TestDb, prefix: &TestPrefix, env: &[(&str, &str)]) -> Self {
-        let port = free_port();
+        let port = port();
         let run = unique("ordo-test-dev-");
         let template = topic_template(&run);
         let logs_topic = format!("{run}.logs");
         let jobs_topic = template.replace("${routedByValue}", "job");
-        let child = Command::new(env!("CARGO_BIN_EXE_ordo"))
-            .args(["--log-format", "text", "dev"])
+        let spec = ProcessSpec::new(env!("CARGO_BIN_EXE_ordo"), &["--log-format", "text", "dev"])
             .env("ORDO_LOGS_TOPIC", &logs_topic)
             .env("ORDO_DATABASE_URL", &db.url)
             .env("ORDO_KAFKA_BROKERS", kafka_brokers())
@@ -41,20 +47,21 @@ impl DevProcess {
             .env("ORDO_PROJECTOR_TOPIC", &jobs_topic)
             .env("ORDO_PROJECTOR_GROUP", unique("ordo-test-dev-"))
             .env("ORDO_PROJECTOR_SESSION_TIMEOUT_MS", "2000")
-            .env("ORDO_METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env("ORDO_METRICS_ADDR", format!("127.0.0.1:{}", self::port()))
             .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn ordo dev");
-        let dev = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
+            .envs(env.iter().copied());
+        let mut process = OrdoProcess::spawn(spec).expect("spawn ordo dev");
+        let url = format!("http://127.0.0.1:{port}");
+        process
+            .wait_ok(&format!("{url}/readyz"), READY_TIMEOUT)
+            .await
+            .expect("ordo dev ready");
+        Self {
+            _process: process,
+            url,
             logs_topic,
             jobs_topic,
-        };
-        wait_until_ok(&format!("{}/readyz", dev.url), "ordo dev").await;
-        dev
+        }
     }
 
     /// The value of one sample of its `/metrics` (0 when absent).
@@ -68,17 +75,10 @@ impl DevProcess {
     }
 }
 
-impl Drop for DevProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A role of the platform as its own process: `ordo serve worker` (the built-in handlers),
 /// `ordo serve reaper` or `ordo serve projector`.
 pub struct RoleProcess {
-    child: Child,
+    process: OrdoProcess,
     pub id: String,
     pub metrics_url: String,
 }
@@ -131,57 +131,44 @@ impl RoleProcess {
         settings: &[(&str, &str)],
         env: &[(&str, &str)],
     ) -> Self {
-        let metrics = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_ordo"))
-            .args(["--log-format", "text", "serve", role])
-            .env("ORDO_METRICS_ADDR", &metrics)
-            .env("RUST_LOG", "warn")
-            .envs(settings.iter().copied())
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn ordo serve {role}: {e}"));
-        let process = Self {
-            child,
-            id,
-            metrics_url: format!("http://{metrics}/metrics"),
-        };
-        wait_until_ok(&process.metrics_url, role).await;
+        let metrics = format!("127.0.0.1:{}", port());
+        let spec = ProcessSpec::new(
+            env!("CARGO_BIN_EXE_ordo"),
+            &["--log-format", "text", "serve", role],
+        )
+        .env("ORDO_METRICS_ADDR", &metrics)
+        .env("RUST_LOG", "warn")
+        .envs(settings.iter().copied())
+        .envs(env.iter().copied());
+        let mut process =
+            OrdoProcess::spawn(spec).unwrap_or_else(|e| panic!("spawn ordo serve {role}: {e:#}"));
+        let metrics_url = format!("http://{metrics}/metrics");
         process
+            .wait_ok(&metrics_url, READY_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("ordo serve {role} not ready: {e:#}"));
+        Self {
+            process,
+            id,
+            metrics_url,
+        }
     }
 
     /// SIGKILL: no drain, no report; its leases simply run out.
     pub fn kill_hard(&mut self) {
-        send_signal(self.child.id(), "KILL");
-        let _ = self.child.wait();
+        self.process.kill_hard();
     }
 
     /// SIGTERM, then waits up to `timeout` for the process to exit.
     pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        send_signal(self.child.id(), "TERM");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the role") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "the role did not exit within {timeout:?} of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.process
+            .terminate(timeout)
+            .unwrap_or_else(|e| panic!("the role did not stop: {e:#}"))
     }
 
     /// The value of one sample of the role's `/metrics` (0 when absent).
     pub async fn metric(&self, sample: &str) -> f64 {
         metric(&self.metrics_url, sample).await
-    }
-}
-
-impl Drop for RoleProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -196,23 +183,6 @@ async fn metric(url: &str, sample: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
         .unwrap_or(0.0)
-}
-
-async fn wait_until_ok(url: &str, what: &str) {
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    while !client
-        .get(url)
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{what} did not become ready at {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// One event of the store: its type and its data (the payload inside the type's name).

@@ -61,8 +61,16 @@ async fn a_read_model_flushed_mid_load_is_rebuilt_and_every_job_completes() {
     let rebuilt = r#"ordo_read_model_rebuilds_total{outcome="rebuilt"}"#;
     assert!(dev.metric(rebuilt).await >= 1.0, "no rebuild counted");
     assert_eq!(dev.metric("ordo_read_model_complete").await, 1.0);
-    let stats = api.get_json("/api/v1/stats").await;
-    assert_eq!(stats["by_status"]["COMPLETED"], 120, "{stats}");
+    // The views follow the event store within moments.
+    let started = Instant::now();
+    loop {
+        let stats = api.get_json("/api/v1/stats").await;
+        if stats["by_status"]["COMPLETED"] == 120 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_verified(&db, &prefix).await;
 }
 

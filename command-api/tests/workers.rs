@@ -19,6 +19,26 @@ async fn submit(app: &TestApp, priority: i64) -> String {
     .await
 }
 
+/// A claim answered 503 with `Retry-After` (transient, like every 503: the client hears when
+/// to try again) and a detail that says `why`.
+async fn claim_unavailable(app: &TestApp, why: &str) {
+    let resp = send(
+        app.post("/api/v1/workers/claim")
+            .json(&json!({"worker_id": "w", "queues": ["reports"]})),
+    )
+    .await;
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap());
+    assert_eq!(retry_after, Some("1"));
+    let problem = problem_of(resp, 503, "unavailable").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains(why),
+        "{problem}"
+    );
+}
+
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     app.post_json(path, &body).await
 }
@@ -213,24 +233,7 @@ async fn bad_claims_are_refused_and_without_redis_the_protocol_is_unavailable() 
         );
     }
     let without = TestApp::spawn().await;
-    let resp = send(
-        without
-            .post("/api/v1/workers/claim")
-            .json(&json!({"worker_id": "w", "queues": ["q"]})),
-    )
-    .await;
-    // Transient like every 503: the client hears when to try again.
-    assert_eq!(
-        resp.headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap()),
-        Some("1")
-    );
-    let problem = problem_of(resp, 503, "unavailable").await;
-    assert!(
-        problem["detail"].as_str().unwrap().contains("Redis"),
-        "{problem}"
-    );
+    claim_unavailable(&without, "Redis").await;
 }
 
 /// A worker shutting down gives its attempt back: the job is claimable again at once, under
@@ -303,25 +306,7 @@ async fn claims_wait_out_a_lost_or_rebuilding_read_model() {
         if rebuilding {
             let _: () = connection.set(&lock, "1").await.unwrap();
         }
-        let resp = send(
-            app.post("/api/v1/workers/claim")
-                .json(&json!({"worker_id": "w", "queues": ["reports"]})),
-        )
-        .await;
-        assert_eq!(
-            resp.headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap()),
-            Some("1")
-        );
-        let problem = problem_of(resp, 503, "unavailable").await;
-        assert!(
-            problem["detail"]
-                .as_str()
-                .unwrap()
-                .contains("rebuilt from the event store"),
-            "{problem}"
-        );
+        claim_unavailable(&app, "rebuilt from the event store").await;
     }
     let _: () = connection.del(&lock).await.unwrap();
     namespace::mark(&mut connection, &redis.prefix, 2, 1)

@@ -11,6 +11,7 @@
 use crate::cache::{self, CachedJob, JobCache};
 use crate::metrics::CommandMetrics;
 use crate::store::{JobEventStore, OutboxEventRepository};
+use crate::write_through::WriteThrough;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
@@ -18,8 +19,10 @@ use ordo_domain::spec::{json_equivalent, TenantId};
 use ordo_domain::{
     CommandMetadata, EventEnvelope, Job, JobCommand, JobError, JobServices, JobSpec, JobStatus,
 };
+use ordo_read_model::ViewUpdate;
 use postgres_es::PostgresEventRepository;
-use std::sync::Arc;
+use redis::aio::ConnectionManager;
+use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
 
 /// Namespace of idempotent job ids: `uuid_v5(NAMESPACE, tenant + "\n" + key)`.
@@ -93,6 +96,8 @@ pub struct JobCommandBus {
     /// The state each command left behind, so the next one need not load it.
     cache: JobCache,
     metrics: CommandMetrics,
+    /// Set once when the process has the read model at hand (the API roles).
+    write_through: OnceLock<WriteThrough>,
 }
 
 impl JobCommandBus {
@@ -103,7 +108,16 @@ impl JobCommandBus {
             services,
             cache: JobCache::new(cache::DEFAULT_CAPACITY_BYTES),
             metrics,
+            write_through: OnceLock::new(),
         }
+    }
+
+    /// From now on, writes the events of every command it commits into the read model under
+    /// `prefix` of `redis` too (see [`crate::write_through`]). Set once; later calls change
+    /// nothing.
+    pub fn write_through_to(&self, redis: ConnectionManager, prefix: &str) {
+        let write_through = WriteThrough::new(redis, prefix, self.metrics.write_through.clone());
+        let _ = self.write_through.set(write_through);
     }
 
     /// The id a submit with `Idempotency-Key: key` gets: the same for the same tenant and key.
@@ -319,6 +333,7 @@ impl JobCommandBus {
         command: JobCommand,
         metadata: CommandMetadata,
     ) -> Result<(CommandOutcome, Arc<CachedJob>), CommandError> {
+        let (tenant, occurred_at) = (metadata.tenant.clone(), metadata.occurred_at);
         let sink = EventSink::default();
         context
             .aggregate
@@ -337,6 +352,22 @@ impl JobCommandBus {
             .store
             .commit(events, context, metadata.into_map())
             .await?;
+        if let Some(write_through) = self.write_through.get() {
+            let updates: Vec<ViewUpdate> = committed
+                .iter()
+                .map(|e| {
+                    let sequence = e.sequence as u64;
+                    ViewUpdate::of_event(
+                        &e.aggregate_id,
+                        &tenant,
+                        sequence,
+                        occurred_at,
+                        &e.payload,
+                    )
+                })
+                .collect();
+            write_through.apply(&updates).await;
+        }
         let sequence = committed.last().map_or(0, |e| e.sequence);
         let status = job.status().ok_or(JobError::NotFound)?;
         let cached = self.cache.put(job_id, job, sequence);

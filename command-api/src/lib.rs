@@ -25,6 +25,7 @@ pub mod logs;
 pub mod metrics;
 pub mod reaper;
 pub mod store;
+pub mod write_through;
 
 pub use bus::{CommandError, CommandOutcome, JobCommandBus};
 pub use http::{router, ApiConfig, AppState};

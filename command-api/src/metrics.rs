@@ -6,12 +6,16 @@
 
 use prometheus::{IntCounterVec, Opts, Registry};
 
-/// `ordo_commands_handled_total{command,outcome}` and `ordo_job_cache_lookups_total{outcome}`.
-/// Cheap to clone: clones count into the same series.
+/// `ordo_commands_handled_total{command,outcome}`, `ordo_job_cache_lookups_total{outcome}` and
+/// `ordo_write_through_events_total{outcome}`. Cheap to clone: clones count into the same
+/// series.
 #[derive(Clone)]
 pub struct CommandMetrics {
     commands: IntCounterVec,
     job_cache: IntCounterVec,
+    /// Committed events written through to the read model, by outcome (see
+    /// [`crate::write_through`]).
+    pub write_through: IntCounterVec,
 }
 
 impl CommandMetrics {
@@ -33,11 +37,21 @@ impl CommandMetrics {
             ),
             &["outcome"],
         )?;
+        let write_through = IntCounterVec::new(
+            Opts::new(
+                "ordo_write_through_events_total",
+                "Committed events the command side wrote to the read model itself, by outcome \
+                 (applied; duplicate: the projector was first; gap and failed: left to the projector)",
+            ),
+            &["outcome"],
+        )?;
         registry.register(Box::new(commands.clone()))?;
         registry.register(Box::new(job_cache.clone()))?;
+        registry.register(Box::new(write_through.clone()))?;
         Ok(Self {
             commands,
             job_cache,
+            write_through,
         })
     }
 

@@ -316,3 +316,99 @@ async fn claims_wait_out_a_lost_or_rebuilding_read_model() {
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["job_id"], id.as_str());
 }
+
+/// With write-through, a submitted job is claimable the moment its submit answers, without
+/// the projector; the projector's later copies of the same events are duplicates, so the job
+/// is claimed once.
+#[tokio::test]
+async fn with_write_through_a_job_is_claimable_at_once_and_claimed_once() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let redis = app.redis.as_ref().expect("spawned with a dispatch model");
+    app.state
+        .bus
+        .write_through_to(redis.redis.clone(), &redis.prefix);
+    let id = app
+        .submit(&json!({"type": "report.build", "queue": "reports"}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jobs = claim(&app, 5, 0).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["job_id"], id.as_str());
+    // The projector delivers JobSubmitted and JobStarted afterwards: nothing changes.
+    app.project(&id, "default").await;
+    assert!(claim(&app, 5, 0).await.is_empty(), "claimed twice");
+    let metrics = send(app.get("/metrics")).await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"ordo_write_through_events_total{outcome="applied"} 2"#),
+        "{metrics}"
+    );
+}
+
+/// The API died between a commit and its write-through, or wrote through nothing: the job
+/// waits for the projector, which makes it claimable, once.
+#[tokio::test]
+async fn without_write_through_the_projector_alone_makes_a_job_claimable() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let id = app
+        .submit(&json!({"type": "report.build", "queue": "reports"}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(claim(&app, 5, 0).await.is_empty(), "not projected yet");
+    app.project(&id, "default").await;
+    let jobs = claim(&app, 5, 0).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(claim(&app, 5, 0).await.is_empty(), "claimed twice");
+}
+
+/// A Redis that accepts connections and never answers neither fails nor holds up a command:
+/// the write-through gives up after its bound and the projector is left to write the events.
+#[tokio::test]
+async fn a_hung_redis_neither_fails_nor_holds_up_a_command() {
+    let app = TestApp::spawn_with_dispatch().await;
+    // Answers the client's connection handshake (`CLIENT SETINFO`), then nothing ever again.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = silent.accept().await {
+            let mut handshake = vec![0; 4096];
+            let read = socket.read(&mut handshake).await.unwrap_or(0);
+            let commands = String::from_utf8_lossy(&handshake[..read])
+                .matches("SETINFO")
+                .count();
+            let _ = socket
+                .write_all("+OK\r\n".repeat(commands).as_bytes())
+                .await;
+            held.push(socket);
+        }
+    });
+    let client = redis::Client::open(format!("redis://{address}")).unwrap();
+    let hung = redis::aio::ConnectionManager::new(client).await.unwrap();
+    app.state.bus.write_through_to(hung, "hung");
+    let began = Instant::now();
+    let resp = app
+        .submit(&json!({"type": "report.build", "queue": "reports"}))
+        .await;
+    assert_eq!(resp.status(), 201);
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        began.elapsed()
+    );
+    let metrics = send(app.get("/metrics")).await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"ordo_write_through_events_total{outcome="failed"} 1"#),
+        "{metrics}"
+    );
+}

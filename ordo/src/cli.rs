@@ -57,6 +57,17 @@ pub struct GlobalArgs {
     /// Key prefix of the read model in Redis; `{prefix}:active` names the live namespace.
     #[arg(long, global = true, env = "ORDO_REDIS_PREFIX", default_value = ordo_read_model::keys::DEFAULT_PREFIX)]
     pub redis_prefix: String,
+    /// The API writes the events of each command it commits into the read model itself, so a
+    /// job is claimable within a Redis round trip of its commit; the projector remains the
+    /// source of the model (`false`: dispatch waits for the projector).
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_WRITE_THROUGH",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub write_through: bool,
     /// Partitions of the job topic, when the relay or a projector has to create it.
     #[arg(
         long,

@@ -109,6 +109,7 @@ impl Platform {
         )
         .with_logs(log_sink(args).await?)
         .with_readiness(readiness);
+        let state = write_through(state, args, &redis);
         tasks.push(spawn_reaper(args, state.bus.clone(), redis, shutdown));
         let http_metrics = state.metrics.http().clone();
         let query = query_state(args, query).await?;
@@ -176,14 +177,16 @@ pub async fn reaper(args: &GlobalArgs, metrics_addr: SocketAddr) -> anyhow::Resu
 pub async fn api(args: &GlobalArgs) -> anyhow::Result<()> {
     let pool = db::connect(&args.db_config())?;
     let shutdown = shutdown_token();
+    let redis = connect_redis(args).await?;
     let state = AppState::new(pool, args.api_config()?, JobServices::system())
         .with_dispatch(
-            connect_redis(args).await?,
+            redis.clone(),
             redis_client(args)?,
             &args.redis_prefix,
             shutdown.clone(),
         )
         .with_logs(log_sink(args).await?);
+    let state = write_through(state, args, &redis);
     serve_http(args.http_addr, router(state), shutdown).await
 }
 
@@ -231,6 +234,20 @@ pub async fn projector(
     );
     projected??;
     served
+}
+
+/// The API state, writing committed events through to the read model unless configured not
+/// to (`ORDO_WRITE_THROUGH=false`).
+fn write_through(
+    state: AppState,
+    args: &GlobalArgs,
+    redis: &redis::aio::ConnectionManager,
+) -> AppState {
+    if args.write_through {
+        state.with_write_through(redis.clone(), &args.redis_prefix)
+    } else {
+        state
+    }
 }
 
 async fn serve_http(

@@ -55,11 +55,28 @@ fn time(at: &DateTime<Utc>) -> String {
 
 impl ViewUpdate {
     pub fn of(envelope: &EventEnvelope, event: &JobEvent) -> Self {
-        let at = envelope.occurred_at;
+        Self::of_event(
+            &envelope.job_id,
+            &envelope.tenant,
+            envelope.sequence,
+            envelope.occurred_at,
+            event,
+        )
+    }
+
+    /// The update of event number `sequence` of job `job_id` of `tenant`, which happened
+    /// `at` (what the command side knows of an event it has just committed).
+    pub fn of_event(
+        job_id: &str,
+        tenant: &str,
+        sequence: u64,
+        at: DateTime<Utc>,
+        event: &JobEvent,
+    ) -> Self {
         let mut update = Self {
-            job_id: envelope.job_id.clone(),
-            tenant: envelope.tenant.clone(),
-            sequence: envelope.sequence,
+            job_id: job_id.to_owned(),
+            tenant: tenant.to_owned(),
+            sequence,
             at_ms: at.timestamp_millis(),
             status: None,
             set: Vec::new(),

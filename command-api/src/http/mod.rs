@@ -110,6 +110,13 @@ impl AppState {
         }
     }
 
+    /// Writes every committed event into the read model under `prefix` at once (see
+    /// [`crate::write_through`]).
+    pub fn with_write_through(self, redis: redis::aio::ConnectionManager, prefix: &str) -> Self {
+        self.bus.write_through_to(redis, prefix);
+        self
+    }
+
     /// Reports the readiness of the process's other roles on `/readyz`.
     pub fn with_readiness(self, readiness: Readiness) -> Self {
         Self { readiness, ..self }

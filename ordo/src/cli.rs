@@ -522,6 +522,34 @@ pub enum BenchCommand {
     /// restarted in turn, PostgreSQL, Redis (empty) and the broker restarted; then checks
     /// from the event store and `ordo replay --verify`. Exit code 1 if a check fails.
     Chaos(ChaosBenchArgs),
+    /// A queue benchmark as users run Ordo: this process is the client (--clients callers,
+    /// each submitting one job after another over HTTP), the platform is `ordo dev
+    /// --no-worker` and one `ordo serve worker` process with --slots slots runs the jobs.
+    /// Prints enqueue/s, lifecycle/s, enqueue → complete latency and the CPU seconds of
+    /// every process of the stack.
+    Queue(QueueBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueueBenchArgs {
+    /// Jobs of the measured run (after a warm-up of 200).
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: usize,
+    /// Concurrent callers of the client, each awaiting its submit before the next.
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// Slots of the one worker process (its ORDO_WORKER_CONCURRENCY).
+    #[arg(long, default_value_t = 32)]
+    pub slots: usize,
+    /// Use the platform already running at this URL (`ordo dev --no-worker`, its event store
+    /// at --database-url) instead of starting one on a private PostgreSQL, Redis and broker.
+    /// CPU time is then counted for every ordo, postgres, redis-server and nisshi process of
+    /// the machine.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Longest wait, after the last submit, for every job to complete.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
 }
 
 /// What `ordo bench chaos` can do to the platform.

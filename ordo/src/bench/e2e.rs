@@ -339,23 +339,23 @@ async fn completed_events(pool: &PgPool, after_position: i64) -> anyhow::Result<
 }
 
 /// The measured jobs as the event store saw them, all from one query.
-struct Lifecycle {
-    jobs: i64,
-    completed: i64,
+pub(super) struct Lifecycle {
+    pub(super) jobs: i64,
+    pub(super) completed: i64,
     /// JobStarted events, and the jobs that have exactly one.
-    starts: i64,
-    started_once: i64,
-    failures: i64,
+    pub(super) starts: i64,
+    pub(super) started_once: i64,
+    pub(super) failures: i64,
     /// First JobSubmitted → last JobCompleted.
-    span: Duration,
+    pub(super) span: Duration,
     /// p50, p95, p99 in ms of submit → complete, submit → start and start → complete.
-    total_ms: Vec<f64>,
-    queued_ms: Vec<f64>,
-    running_ms: Vec<f64>,
+    pub(super) total_ms: Vec<f64>,
+    pub(super) queued_ms: Vec<f64>,
+    pub(super) running_ms: Vec<f64>,
 }
 
 impl Lifecycle {
-    async fn query(pool: &PgPool, after_position: i64) -> anyhow::Result<Self> {
+    pub(super) async fn query(pool: &PgPool, after_position: i64) -> anyhow::Result<Self> {
         type Row = (
             i64,
             i64,
@@ -409,7 +409,7 @@ impl Lifecycle {
         })
     }
 
-    fn jobs_per_second(&self) -> f64 {
+    pub(super) fn jobs_per_second(&self) -> f64 {
         self.completed as f64 / self.span.as_secs_f64().max(1e-9)
     }
 }
@@ -537,7 +537,7 @@ fn ms(percentiles: &[f64], i: usize) -> f64 {
     percentiles.get(i).copied().unwrap_or(f64::NAN)
 }
 
-fn percentiles(label: &str, values: &[f64]) -> String {
+pub(super) fn percentiles(label: &str, values: &[f64]) -> String {
     format!(
         "{label:<46}           p50 {:>6.2} ms   p95 {:>6.2} ms   p99 {:>6.2} ms",
         ms(values, 0),

@@ -4,6 +4,7 @@
 mod chaos;
 mod e2e;
 mod project;
+mod queue;
 mod read_back;
 mod relay;
 mod scratch;
@@ -23,6 +24,7 @@ pub async fn run(args: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()>
         BenchCommand::Project(bench) => project::run(args, bench).await,
         BenchCommand::E2e(bench) => e2e::run(args, bench).await,
         BenchCommand::Chaos(bench) => chaos::run(args, bench).await,
+        BenchCommand::Queue(bench) => queue::run(args, bench).await,
     }
 }
 

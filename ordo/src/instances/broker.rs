@@ -90,7 +90,8 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn pid(&self) -> anyhow::Result<u32> {
+    /// The broker's process id, while it runs.
+    pub fn pid(&self) -> anyhow::Result<u32> {
         Ok(self
             .child
             .as_ref()

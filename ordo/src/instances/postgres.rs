@@ -176,6 +176,17 @@ impl PrivateCluster {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// The postmaster's process id, from `postmaster.pid`, while the server runs.
+    pub fn postmaster_pid(&self) -> anyhow::Result<u32> {
+        let path = self.dir.join("data").join("postmaster.pid");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("read {} (is the server running?)", path.display()))?;
+        let first = text.lines().next().unwrap_or_default().trim();
+        first
+            .parse()
+            .with_context(|| format!("no pid on the first line of {}", path.display()))
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -79,6 +79,9 @@ pub struct GlobalArgs {
     /// Largest accepted request body; larger ones get 413.
     #[arg(long, global = true, env = "ORDO_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest accepted body of a bulk submit (`POST /api/v1/jobs/batch`, up to 1,000 jobs).
+    #[arg(long, global = true, env = "ORDO_MAX_BATCH_BODY_BYTES", default_value_t = ordo_command_api::DEFAULT_BATCH_BODY_LIMIT_BYTES)]
+    pub max_batch_body_bytes: usize,
     /// Default attempts per job when a submit does not say.
     #[arg(
         long,
@@ -146,6 +149,7 @@ impl GlobalArgs {
         })?;
         Ok(ApiConfig {
             body_limit_bytes: self.max_body_bytes,
+            batch_body_limit_bytes: self.max_batch_body_bytes,
             retry_defaults,
         })
     }

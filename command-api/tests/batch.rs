@@ -7,7 +7,9 @@ mod common;
 use common::TestApp;
 use ordo_command_api::ApiConfig;
 use ordo_testkit::http::{problem_of, send, success};
+use ordo_worker::NewJob;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 const BATCH: &str = "/api/v1/jobs/batch";
 
@@ -264,6 +266,46 @@ async fn a_thousand_typical_jobs_fit_the_default_limits() {
     let results = batch(&app, json!(jobs)).await;
     assert_eq!(statuses(&results), vec![201; 1_000]);
     assert_eq!(app.rows_written().await, (1_000, 1_000));
+}
+
+#[tokio::test]
+async fn the_worker_sdk_submits_a_batch() {
+    let app = TestApp::spawn().await;
+    let client = ordo_worker::ApiClient::new(&app.url, "acme", Duration::from_secs(10)).unwrap();
+    let jobs = vec![
+        NewJob {
+            job_type: "report.build".into(),
+            payload: Some(json!({"month": 11})),
+            idempotency_key: Some("report-11".into()),
+            ..Default::default()
+        },
+        NewJob {
+            job_type: "bad type".into(),
+            ..Default::default()
+        },
+    ];
+    let results = client.submit_batch(&jobs).await.unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0].status, 201);
+    assert!(results[0].is_success());
+    assert_eq!(results[1].status, 422);
+    assert_eq!(results[1].problem.as_ref().unwrap()["field"], "type");
+
+    let again = client.submit_batch(&jobs[..1]).await.unwrap();
+    assert_eq!(again[0].status, 200);
+    assert_eq!(again[0].job_id, results[0].job_id);
+    let tenant: String = sqlx::query_scalar("SELECT tenant FROM outbox")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(tenant, "acme");
+
+    // A refused request is the client's error.
+    let none = client.submit_batch(&[]).await;
+    assert!(
+        matches!(none, Err(ordo_worker::ClientError::Refused { status, .. }) if status == 422),
+        "{none:?}"
+    );
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ pub const IDEMPOTENCY_KEY_FIELD: &str = "idempotency_key";
 /// One job of a bulk submit: the body of `POST /api/v1/jobs` plus an optional idempotency key.
 /// Fields left `None` take the server's defaults.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewJob {
     #[serde(rename = "type")]
     pub job_type: String,

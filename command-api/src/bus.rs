@@ -21,7 +21,8 @@ use ordo_domain::{
     CommandMetadata, EventEnvelope, Job, JobCommand, JobError, JobServices, JobSpec, JobStatus,
 };
 use postgres_es::PostgresEventRepository;
-use std::collections::{hash_map, HashMap, HashSet};
+use serde_json::Value;
+use std::collections::{hash_map, HashMap};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -267,18 +268,14 @@ impl JobCommandBus {
                 .map(|&i| ids[i].to_string())
                 .collect();
             if !keyed.is_empty() {
-                let existing = self.stored_ids(&keyed).await?;
-                let replays = pending
-                    .iter()
-                    .filter(|&&i| existing.contains(&ids[i]))
-                    .map(|&i| async move { (i, self.existing(ids[i], &jobs[i].spec).await) });
-                for (i, answer) in futures::future::join_all(replays).await {
-                    if let Err(CommandError::Unavailable(e)) = answer {
-                        return Err(CommandError::Unavailable(e));
+                // One query for all: a client that retries a whole batch finds every job.
+                let existing = self.stored_jobs(&keyed).await?;
+                for &i in pending.iter() {
+                    if let Some((job, sequence)) = existing.get(&ids[i]) {
+                        results[i] = Some(Self::repeat_of(ids[i], job, *sequence, &jobs[i].spec));
                     }
-                    results[i] = Some(answer);
                 }
-                pending.retain(|i| !existing.contains(&ids[*i]));
+                pending.retain(|i| !existing.contains_key(&ids[*i]));
             }
             let mut events = Vec::with_capacity(pending.len());
             let mut created = Vec::with_capacity(pending.len());
@@ -314,11 +311,16 @@ impl JobCommandBus {
         Err(CommandError::Conflict)
     }
 
-    /// Which of the jobs `ids` exist already.
-    async fn stored_ids(&self, ids: &[String]) -> Result<HashSet<Uuid>, CommandError> {
-        let found: Vec<String> = sqlx::query_scalar(
-            "SELECT aggregate_id FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = ANY($2) AND sequence = 1",
+    /// The jobs among `ids` that exist already, as their events make them, with their last
+    /// sequence: one query.
+    async fn stored_jobs(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<Uuid, (Job, usize)>, CommandError> {
+        let rows: Vec<(String, i64, String, String, Value, Value)> = sqlx::query_as(
+            "SELECT aggregate_id, sequence, event_type, event_version, payload, metadata \
+             FROM events WHERE aggregate_type = $1 AND aggregate_id = ANY($2) \
+             ORDER BY aggregate_id, sequence",
         )
         .bind(Job::TYPE)
         .bind(ids)
@@ -330,7 +332,45 @@ impl JobCommandBus {
             }
             e => CommandError::Internal(e.to_string()),
         })?;
-        Ok(found.iter().filter_map(|id| id.parse().ok()).collect())
+        let mut jobs: HashMap<Uuid, (Job, usize)> = HashMap::new();
+        for (aggregate_id, sequence, event_type, event_version, payload, metadata) in rows {
+            let job_id: Uuid = aggregate_id
+                .parse()
+                .map_err(|e| CommandError::Internal(format!("job id {aggregate_id}: {e}")))?;
+            let serialized = SerializedEvent::new(
+                aggregate_id,
+                sequence as usize,
+                Job::TYPE.to_owned(),
+                event_type,
+                event_version,
+                payload,
+                metadata,
+            );
+            let envelope = cqrs_es::EventEnvelope::<Job>::try_from(serialized)
+                .map_err(|e| CommandError::Internal(e.to_string()))?;
+            let (job, last) = jobs.entry(job_id).or_default();
+            job.apply(envelope.payload);
+            *last = sequence as usize;
+        }
+        Ok(jobs)
+    }
+
+    /// The answer to a keyed submit of `spec` whose job exists already as `job`.
+    fn repeat_of(
+        job_id: Uuid,
+        job: &Job,
+        sequence: usize,
+        spec: &JobSpec,
+    ) -> Result<CommandOutcome, CommandError> {
+        if !job.spec().is_some_and(|stored| same_spec(stored, spec)) {
+            return Err(CommandError::IdempotencyMismatch);
+        }
+        Ok(CommandOutcome {
+            job_id,
+            status: job.status().ok_or(JobError::NotFound)?,
+            sequence: sequence as u64,
+            created: false,
+        })
     }
 
     /// The serialized events of a fresh job `job_id` submitted with `spec`, its last

@@ -191,6 +191,26 @@ async fn a_key_existing_from_a_single_submit_is_replayed_by_a_batch() {
 }
 
 #[tokio::test]
+async fn concurrent_batches_with_the_same_keys_create_each_job_once() {
+    let app = TestApp::spawn().await;
+    let jobs: Vec<Value> = (0..20)
+        .map(|i| json!({"type": "email.send", "idempotency_key": format!("race-{i}")}))
+        .collect();
+    let jobs = json!(jobs);
+    let answers = futures::future::join_all((0..4).map(|_| batch(&app, jobs.clone()))).await;
+
+    for i in 0..20 {
+        let created = answers.iter().filter(|a| a[i]["status"] == 201).count();
+        let repeated = answers.iter().filter(|a| a[i]["status"] == 200).count();
+        assert_eq!((created, repeated), (1, 3), "job {i}: {answers:?}");
+        assert!(answers
+            .iter()
+            .all(|a| a[i]["job_id"] == answers[0][i]["job_id"]));
+    }
+    assert_eq!(app.rows_written().await, (20, 20));
+}
+
+#[tokio::test]
 async fn jobs_belong_to_the_tenant_of_the_header_and_keys_are_scoped_to_it() {
     let app = TestApp::spawn().await;
     let job = json!([{"type": "email.send", "idempotency_key": "same"}]);

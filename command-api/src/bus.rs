@@ -10,20 +10,37 @@
 
 use crate::cache::{self, CachedJob, JobCache};
 use crate::metrics::CommandMetrics;
-use crate::store::{JobEventStore, OutboxEventRepository};
+use crate::store::{Appender, JobEventStore, OutboxEventRepository};
 use crate::write_through::WriteThrough;
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository};
+use cqrs_es::persist::{
+    EventStoreAggregateContext, PersistedEventRepository, PersistenceError, SerializedEvent,
+};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use ordo_domain::spec::{json_equivalent, TenantId};
 use ordo_domain::{
-    CommandMetadata, EventEnvelope, Job, JobCommand, JobError, JobServices, JobSpec, JobStatus,
+    CommandMetadata, EventEnvelope, Job, JobCommand, JobError, JobEvent, JobServices, JobSpec,
+    JobStatus,
 };
 use ordo_read_model::ViewUpdate;
 use postgres_es::PostgresEventRepository;
 use redis::aio::ConnectionManager;
+use serde_json::Value;
+use std::collections::{hash_map, HashMap};
 use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
+
+pub use ordo_protocol::jobs::MAX_BATCH_JOBS;
+/// Check-then-append rounds of a bulk submit: another round only when a concurrent submit
+/// created one of its keyed jobs between the check and the append.
+const BATCH_ROUNDS: usize = 3;
+
+/// One job of a bulk submit.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub spec: JobSpec,
+    pub idempotency_key: Option<String>,
+}
 
 /// Namespace of idempotent job ids: `uuid_v5(NAMESPACE, tenant + "\n" + key)`.
 const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_646f_2d6a_6f62_2d69_6465_6d70_6f74);
@@ -90,6 +107,9 @@ fn same_spec(stored: &JobSpec, requested: &JobSpec) -> bool {
 
 pub struct JobCommandBus {
     store: JobEventStore,
+    /// Appends of bulk submits, through the same group commit as `store`'s.
+    appender: Appender,
+    pool: sqlx::PgPool,
     /// Plain postgres-es reads for the history endpoint, which needs the stored metadata.
     reads: PostgresEventRepository,
     services: JobServices,
@@ -102,9 +122,12 @@ pub struct JobCommandBus {
 
 impl JobCommandBus {
     pub fn new(pool: sqlx::PgPool, services: JobServices, metrics: CommandMetrics) -> Self {
+        let repository = OutboxEventRepository::new(pool.clone());
         Self {
-            store: OutboxEventRepository::new(pool.clone()).into_event_store(),
-            reads: PostgresEventRepository::new(pool),
+            appender: repository.appender(),
+            store: repository.into_event_store(),
+            reads: PostgresEventRepository::new(pool.clone()),
+            pool,
             services,
             cache: JobCache::new(cache::DEFAULT_CAPACITY_BYTES),
             metrics,
@@ -161,6 +184,265 @@ impl JobCommandBus {
         };
         self.record("submit", &result);
         result
+    }
+
+    /// Creates many jobs with one append (one unit of the group commit), each job on its own:
+    /// the answers come in the order of `jobs`. A job with an idempotency key that exists
+    /// already answers like a repeated [`submit`](Self::submit) (`created: false`, or
+    /// [`CommandError::IdempotencyMismatch`]); a key repeated within `jobs` creates one job,
+    /// and its later occurrences answer as repeats of the first. The outer error (the store
+    /// failed) means no job of the call was created.
+    pub async fn submit_batch(
+        &self,
+        jobs: Vec<NewJob>,
+        metadata: CommandMetadata,
+    ) -> Result<Vec<Result<CommandOutcome, CommandError>>, CommandError> {
+        let ids: Vec<Uuid> = jobs
+            .iter()
+            .map(|job| match &job.idempotency_key {
+                Some(key) => Self::idempotent_job_id(&job.spec.tenant, key),
+                None => Uuid::now_v7(),
+            })
+            .collect();
+        let mut results: Vec<Option<Result<CommandOutcome, CommandError>>> =
+            jobs.iter().map(|_| None).collect();
+        // A key seen before in this batch: (its index, the index of its first occurrence).
+        let mut first_of = HashMap::new();
+        let mut repeats = Vec::new();
+        let mut pending = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            if job.idempotency_key.is_none() {
+                pending.push(i);
+                continue;
+            }
+            match first_of.entry(ids[i]) {
+                hash_map::Entry::Occupied(first) => repeats.push((i, *first.get())),
+                hash_map::Entry::Vacant(slot) => {
+                    slot.insert(i);
+                    pending.push(i);
+                }
+            }
+        }
+        let written = self
+            .append_new(&jobs, &ids, &mut pending, &mut results, metadata)
+            .await;
+        if let Err(e) = written {
+            for _ in &jobs {
+                self.metrics.record_command("submit", e.outcome());
+            }
+            return Err(e);
+        }
+        for (i, first) in repeats {
+            let answer = match &results[first] {
+                // Created by this batch: a repeat of the first occurrence.
+                Some(Ok(outcome)) if outcome.created => {
+                    if same_spec(&jobs[first].spec, &jobs[i].spec) {
+                        Ok(CommandOutcome {
+                            created: false,
+                            ..outcome.clone()
+                        })
+                    } else {
+                        Err(CommandError::IdempotencyMismatch)
+                    }
+                }
+                // Found in the store (or refused): compared with the stored job like the first.
+                _ => self.existing(ids[i], &jobs[i].spec).await,
+            };
+            results[i] = Some(answer);
+        }
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                let result = result.unwrap_or_else(|| {
+                    Err(CommandError::Internal(
+                        "a job of the batch got no answer".into(),
+                    ))
+                });
+                self.record("submit", &result);
+                result
+            })
+            .collect())
+    }
+
+    /// Appends the jobs of `pending` (indexes into `jobs` and `ids`) as one unit, after
+    /// answering those whose idempotent id exists already; fills `results` for every index of
+    /// `pending`.
+    async fn append_new(
+        &self,
+        jobs: &[NewJob],
+        ids: &[Uuid],
+        pending: &mut Vec<usize>,
+        results: &mut [Option<Result<CommandOutcome, CommandError>>],
+        metadata: CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let (tenant, occurred_at) = (metadata.tenant.clone(), metadata.occurred_at);
+        let metadata = metadata.into_map();
+        for round in 1..=BATCH_ROUNDS {
+            let keyed: Vec<String> = pending
+                .iter()
+                .filter(|&&i| jobs[i].idempotency_key.is_some())
+                .map(|&i| ids[i].to_string())
+                .collect();
+            if !keyed.is_empty() {
+                // One query for all: a client that retries a whole batch finds every job.
+                let existing = self.stored_jobs(&keyed).await?;
+                for &i in pending.iter() {
+                    if let Some((job, sequence)) = existing.get(&ids[i]) {
+                        results[i] = Some(Self::repeat_of(ids[i], job, *sequence, &jobs[i].spec));
+                    }
+                }
+                pending.retain(|i| !existing.contains_key(&ids[*i]));
+            }
+            let mut events = Vec::with_capacity(pending.len());
+            let mut created = Vec::with_capacity(pending.len());
+            for &i in pending.iter() {
+                match self.new_job(ids[i], &jobs[i].spec, &metadata).await {
+                    Ok((serialized, job)) => {
+                        events.extend(serialized);
+                        created.push((i, job));
+                    }
+                    Err(e) => results[i] = Some(Err(e)),
+                }
+            }
+            match self.appender.append(&events).await {
+                Ok(()) => {
+                    if let Some(write_through) = self.write_through.get() {
+                        // The events are as the aggregate made them: they read back.
+                        let updates: Vec<ViewUpdate> = events
+                            .iter()
+                            .filter_map(|e| {
+                                let event: JobEvent =
+                                    serde_json::from_value(e.payload.clone()).ok()?;
+                                let sequence = e.sequence as u64;
+                                Some(ViewUpdate::of_event(
+                                    &e.aggregate_id,
+                                    &tenant,
+                                    sequence,
+                                    occurred_at,
+                                    &event,
+                                ))
+                            })
+                            .collect();
+                        write_through.apply(&updates).await;
+                    }
+                    for (i, (sequence, job)) in created {
+                        let status = job.status().ok_or(JobError::NotFound);
+                        self.cache.put(ids[i], job, sequence);
+                        results[i] =
+                            Some(status.map_err(Into::into).map(|status| CommandOutcome {
+                                job_id: ids[i],
+                                status,
+                                sequence: sequence as u64,
+                                created: true,
+                            }));
+                    }
+                    return Ok(());
+                }
+                // A concurrent submit created one of the keyed jobs: check the keys again.
+                Err(PersistenceError::OptimisticLockError) if round < BATCH_ROUNDS => {}
+                Err(e) => return Err(AggregateError::<JobError>::from(e).into()),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
+    /// The jobs among `ids` that exist already, as their events make them, with their last
+    /// sequence: one query.
+    async fn stored_jobs(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<Uuid, (Job, usize)>, CommandError> {
+        let rows: Vec<(String, i64, String, String, Value, Value)> = sqlx::query_as(
+            "SELECT aggregate_id, sequence, event_type, event_version, payload, metadata \
+             FROM events WHERE aggregate_type = $1 AND aggregate_id = ANY($2) \
+             ORDER BY aggregate_id, sequence",
+        )
+        .bind(Job::TYPE)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                CommandError::Unavailable(e.to_string())
+            }
+            e => CommandError::Internal(e.to_string()),
+        })?;
+        let mut jobs: HashMap<Uuid, (Job, usize)> = HashMap::new();
+        for (aggregate_id, sequence, event_type, event_version, payload, metadata) in rows {
+            let job_id: Uuid = aggregate_id
+                .parse()
+                .map_err(|e| CommandError::Internal(format!("job id {aggregate_id}: {e}")))?;
+            let serialized = SerializedEvent::new(
+                aggregate_id,
+                sequence as usize,
+                Job::TYPE.to_owned(),
+                event_type,
+                event_version,
+                payload,
+                metadata,
+            );
+            let envelope = cqrs_es::EventEnvelope::<Job>::try_from(serialized)
+                .map_err(|e| CommandError::Internal(e.to_string()))?;
+            let (job, last) = jobs.entry(job_id).or_default();
+            job.apply(envelope.payload);
+            *last = sequence as usize;
+        }
+        Ok(jobs)
+    }
+
+    /// The answer to a keyed submit of `spec` whose job exists already as `job`.
+    fn repeat_of(
+        job_id: Uuid,
+        job: &Job,
+        sequence: usize,
+        spec: &JobSpec,
+    ) -> Result<CommandOutcome, CommandError> {
+        if !job.spec().is_some_and(|stored| same_spec(stored, spec)) {
+            return Err(CommandError::IdempotencyMismatch);
+        }
+        Ok(CommandOutcome {
+            job_id,
+            status: job.status().ok_or(JobError::NotFound)?,
+            sequence: sequence as u64,
+            created: false,
+        })
+    }
+
+    /// The serialized events of a fresh job `job_id` submitted with `spec`, its last
+    /// sequence and its state.
+    async fn new_job(
+        &self,
+        job_id: Uuid,
+        spec: &JobSpec,
+        metadata: &HashMap<String, String>,
+    ) -> Result<(Vec<SerializedEvent>, (usize, Job)), CommandError> {
+        let mut job = Job::default();
+        let sink = EventSink::default();
+        job.handle(
+            JobCommand::Submit(Box::new(spec.clone())),
+            &self.services,
+            &sink,
+        )
+        .await
+        .map_err(CommandError::Rejected)?;
+        let aggregate_id = job_id.to_string();
+        let serialized = sink
+            .collect()
+            .await
+            .into_iter()
+            .zip(1..)
+            .map(|(payload, sequence)| {
+                SerializedEvent::try_from(&cqrs_es::EventEnvelope::<Job> {
+                    aggregate_id: aggregate_id.clone(),
+                    sequence,
+                    payload,
+                    metadata: metadata.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CommandError::Internal(e.to_string()))?;
+        let sequence = serialized.len();
+        Ok((serialized, (sequence, job)))
     }
 
     async fn existing(

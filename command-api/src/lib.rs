@@ -27,6 +27,6 @@ pub mod reaper;
 pub mod store;
 pub mod write_through;
 
-pub use bus::{CommandError, CommandOutcome, JobCommandBus};
-pub use http::{router, ApiConfig, AppState};
+pub use bus::{CommandError, CommandOutcome, JobCommandBus, NewJob, MAX_BATCH_JOBS};
+pub use http::{router, ApiConfig, AppState, DEFAULT_BATCH_BODY_LIMIT_BYTES};
 pub use metrics::CommandMetrics;

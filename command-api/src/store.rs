@@ -76,6 +76,40 @@ impl OutboxEventRepository {
     pub fn into_event_store(self) -> JobEventStore {
         PersistedEventStore::new_event_store(self)
     }
+
+    /// A handle that appends through this repository's group-commit batcher.
+    pub fn appender(&self) -> Appender {
+        Appender {
+            appends: self.appends.clone(),
+        }
+    }
+}
+
+/// Appends events of any number of aggregates as ONE unit of the group commit: they share a
+/// statement (and so a commit) with whatever else is waiting, and land all together or not at
+/// all — the batcher retries a failed merged statement per unit, never splitting one. A bulk
+/// submit writes its jobs with one call.
+#[derive(Clone)]
+pub struct Appender {
+    appends: mpsc::Sender<Append>,
+}
+
+impl Appender {
+    /// Appends `events` atomically; a conflict on any of them
+    /// ([`PersistenceError::OptimisticLockError`]) means none was appended.
+    pub async fn append(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (done, outcome) = oneshot::channel();
+        let append = Append {
+            columns: Columns::from_events(events)?,
+            done,
+        };
+        let stopped = || PersistenceError::UnknownError("the event store batcher stopped".into());
+        self.appends.send(append).await.map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
 }
 
 /// The columns of one `persist` call, one array per column, as `UNNEST` wants them.
@@ -278,17 +312,7 @@ impl PersistedEventRepository for OutboxEventRepository {
         events: &[SerializedEvent],
         _snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let (done, outcome) = oneshot::channel();
-        let append = Append {
-            columns: Columns::from_events(events)?,
-            done,
-        };
-        let stopped = || PersistenceError::UnknownError("the event store batcher stopped".into());
-        self.appends.send(append).await.map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+        self.appender().append(events).await
     }
 
     async fn stream_events<A: Aggregate>(

@@ -412,3 +412,19 @@ async fn a_hung_redis_neither_fails_nor_holds_up_a_command() {
         "{metrics}"
     );
 }
+
+/// Jobs of a bulk submit are written through too: claimable at once, each once.
+#[tokio::test]
+async fn with_write_through_a_batch_is_claimable_at_once() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let redis = app.redis.as_ref().expect("spawned with a dispatch model");
+    app.state
+        .bus
+        .write_through_to(redis.redis.clone(), &redis.prefix);
+    let job = json!({"type": "report.build", "queue": "reports"});
+    let (status, body) = post(&app, "/api/v1/jobs/batch", json!({"jobs": [job, job, job]})).await;
+    assert_eq!(status, 200, "{body}");
+    let jobs = claim(&app, 10, 0).await;
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    assert!(claim(&app, 10, 0).await.is_empty(), "claimed twice");
+}

@@ -69,8 +69,14 @@ impl Problem {
     }
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+impl Problem {
+    /// The JSON document of the problem, as its response carries it (e.g. one job's answer
+    /// inside a batch).
+    pub fn to_json(&self) -> Value {
+        Value::Object(self.body())
+    }
+
+    fn body(&self) -> Map<String, Value> {
         let mut body = Map::new();
         body.insert("type".into(), json!(format!("/problems/{}", self.kind)));
         body.insert(
@@ -84,7 +90,14 @@ impl IntoResponse for Problem {
         {
             body.insert("request_id".into(), json!(request_id));
         }
-        body.extend(self.extensions);
+        body.extend(self.extensions.clone());
+        body
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = self.body();
         let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],

@@ -90,6 +90,9 @@ pub struct GlobalArgs {
     /// Largest accepted request body; larger ones get 413.
     #[arg(long, global = true, env = "ORDO_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest accepted body of a bulk submit (`POST /api/v1/jobs/batch`, up to 1,000 jobs).
+    #[arg(long, global = true, env = "ORDO_MAX_BATCH_BODY_BYTES", default_value_t = ordo_command_api::DEFAULT_BATCH_BODY_LIMIT_BYTES)]
+    pub max_batch_body_bytes: usize,
     /// Default attempts per job when a submit does not say.
     #[arg(
         long,
@@ -157,6 +160,7 @@ impl GlobalArgs {
         })?;
         Ok(ApiConfig {
             body_limit_bytes: self.max_body_bytes,
+            batch_body_limit_bytes: self.max_batch_body_bytes,
             retry_defaults,
         })
     }
@@ -197,6 +201,9 @@ pub enum Command {
     /// Benchmarks that print numbers.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Work with jobs through a running command API.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
     /// Rebuild a read model from the event store: into a new namespace and switch to it (the
     /// default), repair some jobs in place (--job, --since), diff the live model against a
     /// replay (--verify; exit code 1 on any difference), or just read (--dry-run).
@@ -508,6 +515,33 @@ impl RelayArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Submit the jobs of an NDJSON file in batches (`POST /api/v1/jobs/batch`); prints one
+    /// JSON result per job, in input order, and fails if any job was refused.
+    Submit(JobsSubmitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobsSubmitArgs {
+    /// One job per line: the body of `POST /api/v1/jobs`, plus an optional `idempotency_key`
+    /// (blank lines are skipped); `-` reads standard input.
+    #[arg(long, short)]
+    pub file: std::path::PathBuf,
+    /// The command API.
+    #[arg(long, env = "ORDO_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api_url: String,
+    /// The tenant the jobs belong to.
+    #[arg(long, env = "ORDO_TENANT", default_value = ordo_protocol::tenant::DEFAULT_TENANT)]
+    pub tenant: String,
+    /// Jobs per request (at most 1000).
+    #[arg(long, default_value_t = ordo_protocol::jobs::MAX_BATCH_JOBS)]
+    pub batch_size: usize,
+    /// Bound of each request.
+    #[arg(long, default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Submit throughput and latency through the HTTP API, next to plain INSERTs.
     Submit(SubmitBenchArgs),
@@ -694,6 +728,10 @@ pub struct SubmitBenchArgs {
     /// runs in-process unless `--url` names a running `ordo dev`).
     #[arg(long)]
     pub read_back: bool,
+    /// Submit through `POST /api/v1/jobs/batch`, this many jobs per request (1 to 1000),
+    /// instead of one job per `POST /api/v1/jobs`.
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Submits per second of the read-back measurement.
     #[arg(long, default_value_t = 1_000)]
     pub rate: u32,

@@ -6,6 +6,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod cli;
+mod jobs;
 mod replay;
 mod serve;
 mod telemetry;
@@ -49,6 +50,7 @@ async fn main() -> std::process::ExitCode {
         }
         Command::Migrate => serve::migrate(&cli.global).await,
         Command::Bench(bench) => bench::run(&cli.global, bench).await,
+        Command::Jobs(cli::JobsCommand::Submit(args)) => jobs::submit(&args).await,
         Command::Replay(args) => replay::run(&cli.global, &args).await,
     };
     match result {

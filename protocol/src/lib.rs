@@ -3,9 +3,11 @@
 //!
 //! - [`worker`]: the JSON of the worker protocol and its bounds (lease, claim size, claim wait);
 //! - [`tenant`]: the header that names the tenant of a request;
+//! - [`jobs`]: the JSON of a bulk submit, which a worker uses to enqueue follow-up jobs;
 //! - [`backoff`]: exponential backoff with jitter for every retry loop.
 
 pub mod backoff;
+pub mod jobs;
 pub mod tenant;
 pub mod worker;
 

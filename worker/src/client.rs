@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use ordo_protocol::jobs::{BatchJobResult, BatchSubmitResponse, NewJob};
 use ordo_protocol::tenant::TENANT_HEADER;
 use ordo_protocol::worker::{
     ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
@@ -85,6 +86,22 @@ impl ApiClient {
 
     pub async fn logs(&self, job_id: Uuid, request: &LogRequest) -> Result<(), ClientError> {
         self.job_call(job_id, "logs", request).await
+    }
+
+    /// Submits up to [`ordo_protocol::jobs::MAX_BATCH_JOBS`] jobs with one request
+    /// (`POST /api/v1/jobs/batch`; a handler can enqueue its follow-up jobs so). One result per
+    /// job, in order: 201 created, 200 found by its idempotency key, 4xx refused with its
+    /// `problem`; a refused job does not fail the call, and the others are created.
+    /// [`ClientError::Unavailable`] (e.g. a 503: the store failed) means none was created.
+    pub async fn submit_batch(&self, jobs: &[NewJob]) -> Result<Vec<BatchJobResult>, ClientError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            jobs: &'a [NewJob],
+        }
+        let answer: BatchSubmitResponse = self
+            .post("/api/v1/jobs/batch", &Body { jobs }, self.timeout)
+            .await?;
+        Ok(answer.results)
     }
 
     /// `POST /api/v1/jobs/{id}/{action}`, whose answer the worker does not need.

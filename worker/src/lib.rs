@@ -31,6 +31,7 @@ pub use client::{ApiClient, ClientError};
 pub use handler::{JobContext, JobFailure, JobHandler};
 pub use log::JobLog;
 pub use metrics::WorkerMetrics;
+pub use ordo_protocol::jobs::{BatchJobResult, NewJob};
 pub use outcome::AttemptOutcome;
 pub use registry::Handlers;
 pub use runtime::WorkerConfig;

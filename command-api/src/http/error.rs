@@ -107,8 +107,9 @@ fn rejected_status(error: &JobError) -> Option<ordo_domain::JobStatus> {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem document this error answers with (one job's answer inside a batch, too).
+    pub fn into_problem(self) -> Problem {
         let detail = match &self {
             // Internal details go to the log, not to the client.
             ApiError::Command(CommandError::Internal(e)) => {
@@ -117,6 +118,12 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        self.problem(detail).into_response()
+        self.problem(detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.into_problem().into_response()
     }
 }

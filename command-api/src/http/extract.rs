@@ -25,21 +25,32 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let (headers, bytes) = read_body(req, state).await?;
-        if bytes.is_empty() {
-            return Err(ApiError::MalformedJson(
-                "the request body is empty; send a JSON object".into(),
-            ));
-        }
-        parse_json(&headers, &bytes).map(JsonBody)
+        json_body(req, state, state.config.body_limit_bytes)
+            .await
+            .map(JsonBody)
     }
+}
+
+/// A [`JsonBody`] whose route has a body limit of `limit` bytes (named in the 413).
+pub async fn json_body<T: DeserializeOwned>(
+    req: Request,
+    state: &AppState,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let (headers, bytes) = read_body(req, state, limit).await?;
+    if bytes.is_empty() {
+        return Err(ApiError::MalformedJson(
+            "the request body is empty; send a JSON object".into(),
+        ));
+    }
+    parse_json(&headers, &bytes)
 }
 
 impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let (headers, bytes) = read_body(req, state).await?;
+        let (headers, bytes) = read_body(req, state, state.config.body_limit_bytes).await?;
         if bytes.is_empty() {
             return Ok(OptionalJsonBody(T::default()));
         }
@@ -47,15 +58,17 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T
     }
 }
 
-async fn read_body(req: Request, state: &AppState) -> Result<(HeaderMap, Bytes), ApiError> {
+async fn read_body(
+    req: Request,
+    state: &AppState,
+    limit: usize,
+) -> Result<(HeaderMap, Bytes), ApiError> {
     let headers = req.headers().clone();
     let bytes =
         Bytes::from_request(req, state)
             .await
             .map_err(|rejection| match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
-                    limit: state.config.body_limit_bytes,
-                },
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit },
                 _ => ApiError::BadRequest(rejection.body_text()),
             })?;
     Ok((headers, bytes))

@@ -25,11 +25,16 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// The default body limit of a bulk submit: 1,000 jobs of 4 KiB each on average.
+pub const DEFAULT_BATCH_BODY_LIMIT_BYTES: usize = 4 * 1024 * 1024;
+
 /// Settings of the HTTP layer (the command-line and environment map onto these).
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Larger request bodies are refused with 413 before they are parsed.
     pub body_limit_bytes: usize,
+    /// The same for `POST /api/v1/jobs/batch`, whose body carries up to 1,000 jobs.
+    pub batch_body_limit_bytes: usize,
     /// Applied to submits that leave `max_attempts` or `backoff` out.
     pub retry_defaults: RetryPolicy,
 }
@@ -38,6 +43,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             body_limit_bytes: 256 * 1024,
+            batch_body_limit_bytes: DEFAULT_BATCH_BODY_LIMIT_BYTES,
             retry_defaults: RetryPolicy::default(),
         }
     }
@@ -142,8 +148,12 @@ pub fn router(state: AppState) -> Router {
 /// [`ordo_common::http::finish`] once.
 pub fn api_routes(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
+    // The inner limit wins: the route's layer runs after (and overrides) the outer one.
+    let batch = routes::jobs::batch_routes()
+        .layer(DefaultBodyLimit::max(state.config.batch_body_limit_bytes));
     Router::new()
         .merge(routes::jobs::routes())
+        .merge(batch)
         .merge(routes::workers::routes())
         .merge(routes::logs::routes())
         .merge(routes::health::routes())

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use ordo_command_api::{router, AppState};
 use ordo_common::db::{self, DbConfig};
 use ordo_domain::JobServices;
+use ordo_protocol::jobs::{BatchSubmitResponse, MAX_BATCH_JOBS};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,11 @@ const WARMUP_JOBS: usize = 500;
 pub async fn run(args: &GlobalArgs, bench: SubmitBenchArgs) -> anyhow::Result<()> {
     if bench.jobs == 0 || bench.concurrency == 0 {
         bail!("--jobs and --concurrency must be at least 1");
+    }
+    if let Some(size) = bench.batch {
+        if !(1..=MAX_BATCH_JOBS).contains(&size) || bench.jobs < size {
+            bail!("--batch must be 1 to {MAX_BATCH_JOBS} and at most --jobs");
+        }
     }
     let scratch_url = db::scratch_database(&args.database_url, SCRATCH_DB)
         .await
@@ -46,10 +52,20 @@ pub async fn run(args: &GlobalArgs, bench: SubmitBenchArgs) -> anyhow::Result<()
     let padding: Arc<str> = "x".repeat(bench.payload_bytes).into();
 
     println!(
-        "ordo bench submit: {} jobs, concurrency {}, payload {} B, api {}",
-        bench.jobs, bench.concurrency, bench.payload_bytes, base_url
+        "ordo bench submit: {} jobs, concurrency {}, payload {} B, api {}{}",
+        bench.jobs,
+        bench.concurrency,
+        bench.payload_bytes,
+        base_url,
+        bench
+            .batch
+            .map(|n| format!(", batches of {n}"))
+            .unwrap_or_default()
     );
     let base_url: Arc<str> = base_url.into();
+    if let Some(size) = bench.batch {
+        return bulk(&pool, client, base_url, padding, &bench, size).await;
+    }
     let submit = move |i: usize| {
         let (client, base_url, padding) = (client.clone(), base_url.clone(), padding.clone());
         async move {
@@ -78,6 +94,75 @@ pub async fn run(args: &GlobalArgs, bench: SubmitBenchArgs) -> anyhow::Result<()
     println!(
         "ratio ordo/raw: {:.2}",
         ordo.per_second() / raw.per_second()
+    );
+    pool.close().await;
+    Ok(())
+}
+
+/// `--batch N`: the jobs go as `jobs / N` requests of N jobs each to `POST /api/v1/jobs/batch`,
+/// `--concurrency` requests in flight; every job must be created (201).
+async fn bulk(
+    pool: &sqlx::PgPool,
+    client: reqwest::Client,
+    base_url: Arc<str>,
+    padding: Arc<str>,
+    bench: &SubmitBenchArgs,
+    size: usize,
+) -> anyhow::Result<()> {
+    let post = move |i: usize| {
+        let (client, base_url, padding) = (client.clone(), base_url.clone(), padding.clone());
+        async move {
+            let jobs: Vec<Value> = (0..size)
+                .map(|j| {
+                    serde_json::json!({
+                        "type": "bench.noop",
+                        "queue": super::QUEUE,
+                        "payload": {"n": i * size + j, "data": &*padding},
+                    })
+                })
+                .collect();
+            let response = client
+                .post(format!("{base_url}/api/v1/jobs/batch"))
+                .json(&serde_json::json!({ "jobs": jobs }))
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                bail!(
+                    "batch answered {}: {}",
+                    response.status(),
+                    response.text().await?
+                );
+            }
+            let answer: BatchSubmitResponse = response.json().await?;
+            if let Some(refused) = answer.results.iter().find(|r| r.status != 201) {
+                bail!("a job of the batch was not created: {refused:?}");
+            }
+            Ok(())
+        }
+    };
+    let post = Arc::new(post);
+    let warm = post.clone();
+    measure(WARMUP_JOBS.div_ceil(size), bench.concurrency, move |i| {
+        warm(i)
+    })
+    .await?;
+    let requests = bench.jobs / size;
+    let ordo = measure(requests, bench.concurrency, move |i| post(requests + i)).await?;
+    let jobs = requests * size;
+    let written = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
+        .fetch_one(pool)
+        .await?;
+    println!(
+        "{}",
+        ordo.line(
+            &format!("ordo bulk submit ({size} jobs per request)"),
+            "requests"
+        )
+    );
+    println!(
+        "ordo bulk submit: {jobs} jobs committed in {:.2} s: {:.0} jobs/s ({written} outbox rows in all, warm-up included)",
+        ordo.elapsed.as_secs_f64(),
+        jobs as f64 / ordo.elapsed.as_secs_f64()
     );
     pool.close().await;
     Ok(())

@@ -1,9 +1,11 @@
-//! Job commands: submit, cancel, requeue; and a job's history from the event store.
+//! Job commands: submit (one, or up to 1,000 at once), cancel, requeue; and a job's history
+//! from the event store.
 
+use crate::bus::{NewJob, MAX_BATCH_JOBS};
 use crate::http::command::{execute, parse_job_id, CommandResponse};
-use crate::http::extract::{IdempotencyKey, JsonBody, OptionalJsonBody, RequestContext};
+use crate::http::extract::{json_body, IdempotencyKey, JsonBody, OptionalJsonBody, RequestContext};
 use crate::http::{ApiError, AppState};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,6 +16,7 @@ use ordo_domain::spec::{
     TimeoutSecs,
 };
 use ordo_domain::{EventEnvelope, JobCommand, JobSpec, RetryPolicy, ValidationError};
+use ordo_protocol::jobs::{BatchJobResult, BatchSubmitResponse, IDEMPOTENCY_KEY_FIELD};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -25,6 +28,61 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/jobs/{id}/cancel", post(cancel))
         .route("/api/v1/jobs/{id}/requeue", post(requeue))
         .route("/api/v1/jobs/{id}/events", get(events))
+}
+
+/// `POST /api/v1/jobs/batch`, apart because its body limit is its own.
+pub fn batch_routes() -> Router<AppState> {
+    Router::new().route("/api/v1/jobs/batch", post(submit_batch))
+}
+
+/// The body of `POST /api/v1/jobs/batch`. Each job is taken as any JSON value first, so a
+/// malformed job is refused alone (its own 422) instead of the whole batch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSubmitBody {
+    pub jobs: Vec<Value>,
+}
+
+/// One job of a batch: the body of `POST /api/v1/jobs` with an optional `idempotency_key`
+/// (the single submit's `Idempotency-Key` header). Field names in its errors are relative to
+/// the job.
+fn parse_batch_job(
+    job: Value,
+    tenant: &TenantId,
+    defaults: RetryPolicy,
+) -> Result<NewJob, ValidationError> {
+    let Value::Object(mut fields) = job else {
+        return Err(ValidationError::new("job", "must be a JSON object"));
+    };
+    let idempotency_key = match fields.remove(IDEMPOTENCY_KEY_FIELD) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(key)) => {
+            let visible = key.chars().all(|c| c == ' ' || c.is_ascii_graphic());
+            if key.is_empty() || key.len() > 200 || !visible {
+                return Err(ValidationError::new(
+                    IDEMPOTENCY_KEY_FIELD,
+                    "must be 1 to 200 visible ASCII characters",
+                ));
+            }
+            Some(key)
+        }
+        Some(_) => {
+            return Err(ValidationError::new(
+                IDEMPOTENCY_KEY_FIELD,
+                "must be a string",
+            ))
+        }
+    };
+    let request: SubmitJobRequest = serde_path_to_error::deserialize(Value::Object(fields))
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "job".to_owned() } else { path };
+            ValidationError::new(field, e.into_inner().to_string())
+        })?;
+    Ok(NewJob {
+        spec: request.into_spec(tenant.clone(), defaults)?,
+        idempotency_key,
+    })
 }
 
 /// The body of `POST /api/v1/jobs`. Unknown fields are refused so a typo never goes unnoticed.
@@ -137,6 +195,77 @@ async fn submit(
         Json(CommandResponse::from(outcome)),
     )
         .into_response())
+}
+
+/// `POST /api/v1/jobs/batch`: `{"jobs": [...]}`, 1 to 1,000 jobs, each created or refused on
+/// its own (one append for all created); 200 with one result per job in request order. A
+/// failing event store answers 503 and creates none.
+async fn submit_batch(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    request: Request,
+) -> Result<Json<BatchSubmitResponse>, ApiError> {
+    let body: BatchSubmitBody =
+        json_body(request, &state, state.config.batch_body_limit_bytes).await?;
+    if body.jobs.is_empty() || body.jobs.len() > MAX_BATCH_JOBS {
+        return Err(ValidationError::new(
+            "jobs",
+            format!(
+                "must hold 1 to {MAX_BATCH_JOBS} jobs (got {}); split larger batches",
+                body.jobs.len()
+            ),
+        )
+        .into());
+    }
+    let mut results: Vec<Option<BatchJobResult>> = Vec::with_capacity(body.jobs.len());
+    let mut valid = Vec::with_capacity(body.jobs.len());
+    for job in body.jobs {
+        match parse_batch_job(job, &ctx.tenant, state.config.retry_defaults) {
+            Ok(job) => {
+                valid.push(job);
+                results.push(None);
+            }
+            Err(e) => results.push(Some(refused(e.into()))),
+        }
+    }
+    let mut outcomes = state
+        .bus
+        .submit_batch(valid, ctx.metadata(&state))
+        .await?
+        .into_iter();
+    let results = results
+        .into_iter()
+        .map(|result| {
+            result.unwrap_or_else(|| match outcomes.next() {
+                Some(Ok(outcome)) => BatchJobResult {
+                    status: if outcome.created { 201 } else { 200 },
+                    job_id: Some(outcome.job_id),
+                    job_status: serde_json::to_value(outcome.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned)),
+                    sequence: Some(outcome.sequence),
+                    problem: None,
+                },
+                Some(Err(e)) => refused(e.into()),
+                None => refused(ApiError::Command(crate::bus::CommandError::Internal(
+                    "a job of the batch got no answer".into(),
+                ))),
+            })
+        })
+        .collect();
+    Ok(Json(BatchSubmitResponse { results }))
+}
+
+/// The result of a job of a batch that was refused.
+fn refused(error: ApiError) -> BatchJobResult {
+    let problem = error.into_problem();
+    BatchJobResult {
+        status: problem.status.as_u16(),
+        job_id: None,
+        job_status: None,
+        sequence: None,
+        problem: Some(problem.to_json()),
+    }
 }
 
 /// `POST /api/v1/jobs/{id}/cancel` with an optional `{"reason": "..."}`.

@@ -39,6 +39,17 @@ async fn claim_unavailable(app: &TestApp, why: &str) {
     );
 }
 
+/// Submits a job the projector has not seen (unless the app writes through); its id.
+async fn submit_unprojected(app: &TestApp) -> String {
+    let answer: Value = app
+        .submit(&json!({"type": "report.build", "queue": "reports"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    answer["job_id"].as_str().unwrap().to_owned()
+}
+
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     app.post_json(path, &body).await
 }
@@ -327,15 +338,7 @@ async fn with_write_through_a_job_is_claimable_at_once_and_claimed_once() {
     app.state
         .bus
         .write_through_to(redis.redis.clone(), &redis.prefix);
-    let id = app
-        .submit(&json!({"type": "report.build", "queue": "reports"}))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = submit_unprojected(&app).await;
     let jobs = claim(&app, 5, 0).await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["job_id"], id.as_str());
@@ -354,15 +357,7 @@ async fn with_write_through_a_job_is_claimable_at_once_and_claimed_once() {
 #[tokio::test]
 async fn without_write_through_the_projector_alone_makes_a_job_claimable() {
     let app = TestApp::spawn_with_dispatch().await;
-    let id = app
-        .submit(&json!({"type": "report.build", "queue": "reports"}))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = submit_unprojected(&app).await;
     assert!(claim(&app, 5, 0).await.is_empty(), "not projected yet");
     app.project(&id, "default").await;
     let jobs = claim(&app, 5, 0).await;

@@ -15,11 +15,8 @@ use super::e2e::{percentiles, Lifecycle};
 use super::{measure, submit_job, QUEUE};
 use crate::cli::{GlobalArgs, QueueBenchArgs};
 use anyhow::{bail, Context};
-use ordo::instances::broker::Broker;
-use ordo::instances::free_port;
-use ordo::instances::postgres::PrivateCluster;
 use ordo::instances::process::{OrdoProcess, ProcessSpec};
-use ordo::instances::redis::PrivateRedis;
+use ordo::instances::{free_port, Services};
 use ordo_common::db::{self, DbConfig};
 use sqlx::PgPool;
 use std::collections::BTreeMap;
@@ -183,12 +180,6 @@ struct Stack {
     services: Option<Services>,
 }
 
-struct Services {
-    broker: Broker,
-    redis: PrivateRedis,
-    cluster: PrivateCluster,
-}
-
 impl Stack {
     fn external(url: &str, database_url: &str) -> Self {
         Self {
@@ -201,19 +192,7 @@ impl Stack {
 
     /// A private PostgreSQL, Redis and broker, and `ordo dev --no-worker` on them.
     async fn private(global: &GlobalArgs, binary: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let services = tokio::task::block_in_place(|| {
-            let cluster = PrivateCluster::start_in(&dir.join("postgres"))
-                .context("start the private PostgreSQL cluster")?;
-            let redis = PrivateRedis::start(free_port()?, dir, &dir.join("redis.log"))
-                .context("start the private Redis")?;
-            let broker = Broker::start_on(free_port()?, Some(&dir.join("broker.log")))
-                .context("start the private broker")?;
-            anyhow::Ok(Services {
-                broker,
-                redis,
-                cluster,
-            })
-        })?;
+        let services = tokio::task::block_in_place(|| Services::start_in(dir))?;
         let database_url = services.cluster.url("ordo");
         let port = free_port()?;
         let api_url = format!("http://127.0.0.1:{port}");

@@ -11,9 +11,33 @@ pub mod redis;
 
 use anyhow::{bail, Context};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+/// The services Ordo runs on, each private: what a chaos run or a benchmark starts under `dir`
+/// (the cluster's data, the logs). Dropped in this order: the broker, Redis, the cluster.
+pub struct Services {
+    pub broker: broker::Broker,
+    pub redis: redis::PrivateRedis,
+    pub cluster: postgres::PrivateCluster,
+}
+
+impl Services {
+    pub fn start_in(dir: &Path) -> anyhow::Result<Self> {
+        let cluster = postgres::PrivateCluster::start_in(&dir.join("postgres"))
+            .context("start the private PostgreSQL cluster")?;
+        let redis = redis::PrivateRedis::start(free_port()?, dir, &dir.join("redis.log"))
+            .context("start the private Redis")?;
+        let broker = broker::Broker::start_on(free_port()?, Some(&dir.join("broker.log")))
+            .context("start the private broker")?;
+        Ok(Self {
+            broker,
+            redis,
+            cluster,
+        })
+    }
+}
 
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> anyhow::Result<u16> {

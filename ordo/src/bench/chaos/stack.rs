@@ -6,10 +6,10 @@
 use crate::cli::{Fault, GlobalArgs};
 use anyhow::Context;
 use ordo::instances::broker::Broker;
-use ordo::instances::free_port;
 use ordo::instances::postgres::PrivateCluster;
 use ordo::instances::process::{OrdoProcess, ProcessSpec};
 use ordo::instances::redis::PrivateRedis;
+use ordo::instances::{free_port, Services};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -78,15 +78,11 @@ impl Stack {
     /// Starts the services, applies the migrations and starts every role, each ready.
     pub async fn start(global: &GlobalArgs, dir: &Path, workers: u32) -> anyhow::Result<Self> {
         let started = Instant::now();
-        let (cluster, redis, broker) = tokio::task::block_in_place(|| {
-            let cluster = PrivateCluster::start_in(&dir.join("postgres"))
-                .context("start the private PostgreSQL cluster")?;
-            let redis = PrivateRedis::start(free_port()?, dir, &dir.join("redis.log"))
-                .context("start the private Redis")?;
-            let broker = Broker::start_on(free_port()?, Some(&dir.join("broker.log")))
-                .context("start the private broker")?;
-            anyhow::Ok((cluster, redis, broker))
-        })?;
+        let Services {
+            broker,
+            redis,
+            cluster,
+        } = tokio::task::block_in_place(|| Services::start_in(dir))?;
         let database_url = cluster.url("ordo");
         let migrate = GlobalArgs {
             database_url: database_url.clone(),

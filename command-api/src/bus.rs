@@ -323,7 +323,7 @@ impl JobCommandBus {
                                 ))
                             })
                             .collect();
-                        write_through.apply(&updates).await;
+                        write_through.apply(updates);
                     }
                     for (i, (sequence, job)) in created {
                         let status = job.status().ok_or(JobError::NotFound);
@@ -648,7 +648,7 @@ impl JobCommandBus {
                     )
                 })
                 .collect();
-            write_through.apply(&updates).await;
+            write_through.apply(updates);
         }
         let sequence = committed.last().map_or(0, |e| e.sequence);
         let status = job.status().ok_or(JobError::NotFound)?;

@@ -41,7 +41,7 @@ impl CommandMetrics {
             Opts::new(
                 "ordo_write_through_events_total",
                 "Committed events the command side wrote to the read model itself, by outcome \
-                 (applied; duplicate: the projector was first; gap and failed: left to the projector)",
+                 (applied; duplicate: the projector was first; gap, failed and skipped: left to the projector)",
             ),
             &["outcome"],
         )?;

@@ -4,21 +4,28 @@
 //! within a Redis round trip of its commit instead of after the relay → Kafka → projector
 //! pipeline. Jobs it puts in a ready set wake the claims waiting for one.
 //!
-//! The projector stays the source of the read model: what the write-through wrote is a
-//! duplicate for it later, and whatever the write-through did not write (Redis away or slower
-//! than [`WRITE_TIMEOUT`], the process died between the commit and the write, an event whose
-//! predecessor the view lacks) the projector writes as before. It never fails a command: the
-//! commit is what counts. It writes into the live namespace as the projector resolves it;
+//! The write runs beside the command's answer, not before it: a submit answers as soon as it
+//! is committed (measured: waiting for the write cost one client a fifth of its submits/s), and
+//! its job is claimable a round trip later. At most [`IN_FLIGHT`] writes run at once; beyond
+//! that, and for anything else the write-through did not write (Redis away or slower than
+//! [`WRITE_TIMEOUT`], the process died between the commit and the write, an event whose
+//! predecessor the view lacks, two events of one job written out of order), the projector
+//! writes as before: it stays the source of the read model, and what the write-through wrote
+//! is a duplicate for it later. It never fails a command: the commit is what counts. It writes into the live namespace as the projector resolves it;
 //! during a rebuild of the model that is the namespace being replaced, which is harmless: the
 //! rebuild's catch-up pass and the projector fill the new one.
 
 use ordo_read_model::{namespace, ApplyOutcome, JobViews, ViewUpdate};
 use prometheus::IntCounterVec;
 use redis::aio::ConnectionManager;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
-/// Longest a command waits for its write-through; a slower Redis is left to the projector.
+/// Longest a write-through may take; a slower Redis is left to the projector.
 pub const WRITE_TIMEOUT: Duration = Duration::from_millis(100);
+/// Most write-throughs running at once; more are left to the projector.
+pub const IN_FLIGHT: usize = 256;
 
 /// Writes committed events into the read model of the deployment under a prefix (cheap to
 /// clone).
@@ -28,6 +35,7 @@ pub struct WriteThrough {
     views: JobViews,
     prefix: String,
     outcomes: IntCounterVec,
+    slots: Arc<Semaphore>,
 }
 
 impl WriteThrough {
@@ -39,17 +47,31 @@ impl WriteThrough {
             redis,
             prefix: prefix.to_owned(),
             outcomes,
+            slots: Arc::new(Semaphore::new(IN_FLIGHT)),
         }
     }
 
-    /// Applies `updates` (one command's events, in order); outcomes are counted, failures
+    /// Starts applying `updates` (one command's events, in order) beside the caller; outcomes
+    /// are counted (`skipped` when [`IN_FLIGHT`] writes are running already), failures
     /// logged, never returned.
-    pub async fn apply(&self, updates: &[ViewUpdate]) {
-        let mut this = self.clone();
+    pub fn apply(&self, updates: Vec<ViewUpdate>) {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            self.outcomes.with_label_values(&["skipped"]).inc();
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.write(&updates).await;
+            drop(slot);
+        });
+    }
+
+    async fn write(mut self, updates: &[ViewUpdate]) {
+        let counts = self.outcomes.clone();
         let written = tokio::time::timeout(WRITE_TIMEOUT, async move {
-            let live = namespace::active(&mut this.redis, &this.prefix).await?;
-            this.views.set_namespace(live);
-            this.views.apply(updates).await
+            let live = namespace::active(&mut self.redis, &self.prefix).await?;
+            self.views.set_namespace(live);
+            self.views.apply(updates).await
         })
         .await;
         match written {
@@ -60,16 +82,16 @@ impl WriteThrough {
                         ApplyOutcome::Duplicate => "duplicate",
                         ApplyOutcome::Gap { .. } => "gap",
                     };
-                    self.outcomes.with_label_values(&[label]).inc();
+                    counts.with_label_values(&[label]).inc();
                 }
             }
             Ok(Err(error)) => {
                 tracing::debug!(%error, "write-through failed; the projector writes the events");
-                self.outcomes.with_label_values(&["failed"]).inc();
+                counts.with_label_values(&["failed"]).inc();
             }
             Err(_) => {
                 tracing::debug!("write-through timed out; the projector writes the events");
-                self.outcomes.with_label_values(&["failed"]).inc();
+                counts.with_label_values(&["failed"]).inc();
             }
         }
     }

@@ -339,17 +339,34 @@ async fn with_write_through_a_job_is_claimable_at_once_and_claimed_once() {
         .bus
         .write_through_to(redis.redis.clone(), &redis.prefix);
     let id = submit_unprojected(&app).await;
-    let jobs = claim(&app, 5, 0).await;
+    // The write lands a round trip after the answer and wakes the waiting claim.
+    let jobs = claim(&app, 5, 2_000).await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["job_id"], id.as_str());
+    wait_for_metric(
+        &app,
+        r#"ordo_write_through_events_total{outcome="applied"} 2"#,
+    )
+    .await;
     // The projector delivers JobSubmitted and JobStarted afterwards: nothing changes.
     app.project(&id, "default").await;
     assert!(claim(&app, 5, 0).await.is_empty(), "claimed twice");
-    let metrics = send(app.get("/metrics")).await.text().await.unwrap();
-    assert!(
-        metrics.contains(r#"ordo_write_through_events_total{outcome="applied"} 2"#),
-        "{metrics}"
-    );
+}
+
+/// Waits (up to 2 s) until the app's `/metrics` has the line `sample`.
+async fn wait_for_metric(app: &TestApp, sample: &str) {
+    let began = Instant::now();
+    loop {
+        let metrics = send(app.get("/metrics")).await.text().await.unwrap();
+        if metrics.lines().any(|line| line == sample) {
+            return;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(2),
+            "no {sample} in\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The API died between a commit and its write-through, or wrote through nothing: the job
@@ -401,11 +418,11 @@ async fn a_hung_redis_neither_fails_nor_holds_up_a_command() {
         "{:?}",
         began.elapsed()
     );
-    let metrics = send(app.get("/metrics")).await.text().await.unwrap();
-    assert!(
-        metrics.contains(r#"ordo_write_through_events_total{outcome="failed"} 1"#),
-        "{metrics}"
-    );
+    wait_for_metric(
+        &app,
+        r#"ordo_write_through_events_total{outcome="failed"} 1"#,
+    )
+    .await;
 }
 
 /// Jobs of a bulk submit are written through too: claimable at once, each once.
@@ -419,6 +436,11 @@ async fn with_write_through_a_batch_is_claimable_at_once() {
     let job = json!({"type": "report.build", "queue": "reports"});
     let (status, body) = post(&app, "/api/v1/jobs/batch", json!({"jobs": [job, job, job]})).await;
     assert_eq!(status, 200, "{body}");
+    wait_for_metric(
+        &app,
+        r#"ordo_write_through_events_total{outcome="applied"} 3"#,
+    )
+    .await;
     let jobs = claim(&app, 10, 0).await;
     assert_eq!(jobs.len(), 3, "{jobs:?}");
     assert!(claim(&app, 10, 0).await.is_empty(), "claimed twice");

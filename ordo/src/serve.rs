@@ -54,14 +54,15 @@ pub async fn dev(
         &shutdown,
     )
     .await?;
+    // Bound before the worker starts, so that its first claim finds the API listening.
+    let listener = bind(args.http_addr).await?;
     if let Some(worker_args) = worker_args {
-        // It claims from this process's own API, over HTTP like any other worker; its
-        // first claims are retried until the listener below is up.
+        // It claims from this process's own API, over HTTP like any other worker.
         let client = worker_args.client(&format!("http://{}", args.http_addr))?;
         let worker = spawn_worker(worker_args, client, &platform.registry, &shutdown)?;
         platform.tasks.push(worker);
     }
-    let served = serve_http(args.http_addr, platform.router.clone(), shutdown.clone()).await;
+    let served = serve_on(listener, platform.router.clone(), shutdown.clone()).await;
     shutdown.cancel();
     platform.stopped().await?;
     served
@@ -255,7 +256,16 @@ async fn serve_http(
     app: Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = bind(addr).await?;
+    serve_on(bind(addr).await?, app, shutdown).await
+}
+
+/// Serves `app` on `listener` until `shutdown`, letting in-flight requests finish.
+async fn serve_on(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening on http://{addr}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())

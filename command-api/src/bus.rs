@@ -10,7 +10,7 @@
 
 use crate::cache::{self, CachedJob, JobCache};
 use crate::metrics::CommandMetrics;
-use crate::store::{Appender, JobEventStore, OutboxEventRepository};
+use crate::store::{persistence_error, Appender, JobEventStore, OutboxEventRepository};
 use crate::write_through::WriteThrough;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{
@@ -22,7 +22,6 @@ use ordo_domain::{
     CommandMetadata, EventEnvelope, Job, JobCommand, JobError, JobEvent, JobServices, JobSpec,
     JobStatus,
 };
-use ordo_read_model::ViewUpdate;
 use postgres_es::PostgresEventRepository;
 use redis::aio::ConnectionManager;
 use serde_json::Value;
@@ -293,37 +292,26 @@ impl JobCommandBus {
                 }
                 pending.retain(|i| !existing.contains_key(&ids[*i]));
             }
-            let mut events = Vec::with_capacity(pending.len());
+            let mut envelopes = Vec::with_capacity(pending.len());
             let mut created = Vec::with_capacity(pending.len());
             for &i in pending.iter() {
                 match self.new_job(ids[i], &jobs[i].spec, &metadata).await {
-                    Ok((serialized, job)) => {
-                        events.extend(serialized);
+                    Ok((job_envelopes, job)) => {
+                        envelopes.extend(job_envelopes);
                         created.push((i, job));
                     }
                     Err(e) => results[i] = Some(Err(e)),
                 }
             }
+            let events = envelopes
+                .iter()
+                .map(SerializedEvent::try_from)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| CommandError::Internal(e.to_string()))?;
             match self.appender.append(&events).await {
                 Ok(()) => {
                     if let Some(write_through) = self.write_through.get() {
-                        // The events are as the aggregate made them: they read back.
-                        let updates: Vec<ViewUpdate> = events
-                            .iter()
-                            .filter_map(|e| {
-                                let event: JobEvent =
-                                    serde_json::from_value(e.payload.clone()).ok()?;
-                                let sequence = e.sequence as u64;
-                                Some(ViewUpdate::of_event(
-                                    &e.aggregate_id,
-                                    &tenant,
-                                    sequence,
-                                    occurred_at,
-                                    &event,
-                                ))
-                            })
-                            .collect();
-                        write_through.apply(updates);
+                        write_through.write_events(&tenant, occurred_at, events_of(&envelopes));
                     }
                     for (i, (sequence, job)) in created {
                         let status = job.status().ok_or(JobError::NotFound);
@@ -361,12 +349,7 @@ impl JobCommandBus {
         .bind(ids)
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                CommandError::Unavailable(e.to_string())
-            }
-            e => CommandError::Internal(e.to_string()),
-        })?;
+        .map_err(|e| AggregateError::<JobError>::from(persistence_error(e)))?;
         let mut jobs: HashMap<Uuid, (Job, usize)> = HashMap::new();
         for (aggregate_id, sequence, event_type, event_version, payload, metadata) in rows {
             let job_id: Uuid = aggregate_id
@@ -408,14 +391,14 @@ impl JobCommandBus {
         })
     }
 
-    /// The serialized events of a fresh job `job_id` submitted with `spec`, its last
-    /// sequence and its state.
+    /// The events of a fresh job `job_id` submitted with `spec`, its last sequence and its
+    /// state.
     async fn new_job(
         &self,
         job_id: Uuid,
         spec: &JobSpec,
         metadata: &HashMap<String, String>,
-    ) -> Result<(Vec<SerializedEvent>, (usize, Job)), CommandError> {
+    ) -> Result<(Vec<cqrs_es::EventEnvelope<Job>>, (usize, Job)), CommandError> {
         let mut job = Job::default();
         let sink = EventSink::default();
         job.handle(
@@ -426,23 +409,20 @@ impl JobCommandBus {
         .await
         .map_err(CommandError::Rejected)?;
         let aggregate_id = job_id.to_string();
-        let serialized = sink
+        let envelopes: Vec<_> = sink
             .collect()
             .await
             .into_iter()
             .zip(1..)
-            .map(|(payload, sequence)| {
-                SerializedEvent::try_from(&cqrs_es::EventEnvelope::<Job> {
-                    aggregate_id: aggregate_id.clone(),
-                    sequence,
-                    payload,
-                    metadata: metadata.clone(),
-                })
+            .map(|(payload, sequence)| cqrs_es::EventEnvelope::<Job> {
+                aggregate_id: aggregate_id.clone(),
+                sequence,
+                payload,
+                metadata: metadata.clone(),
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CommandError::Internal(e.to_string()))?;
-        let sequence = serialized.len();
-        Ok((serialized, (sequence, job)))
+            .collect();
+        let sequence = envelopes.len();
+        Ok((envelopes, (sequence, job)))
     }
 
     async fn existing(
@@ -635,20 +615,7 @@ impl JobCommandBus {
             .commit(events, context, metadata.into_map())
             .await?;
         if let Some(write_through) = self.write_through.get() {
-            let updates: Vec<ViewUpdate> = committed
-                .iter()
-                .map(|e| {
-                    let sequence = e.sequence as u64;
-                    ViewUpdate::of_event(
-                        &e.aggregate_id,
-                        &tenant,
-                        sequence,
-                        occurred_at,
-                        &e.payload,
-                    )
-                })
-                .collect();
-            write_through.apply(updates);
+            write_through.write_events(&tenant, occurred_at, events_of(&committed));
         }
         let sequence = committed.last().map_or(0, |e| e.sequence);
         let status = job.status().ok_or(JobError::NotFound)?;
@@ -676,4 +643,13 @@ impl JobCommandBus {
     pub fn services(&self) -> &JobServices {
         &self.services
     }
+}
+
+/// Each committed event as (job id, sequence, event), for the write-through.
+fn events_of(
+    committed: &[cqrs_es::EventEnvelope<Job>],
+) -> impl Iterator<Item = (&str, u64, &JobEvent)> {
+    committed
+        .iter()
+        .map(|e| (e.aggregate_id.as_str(), e.sequence as u64, &e.payload))
 }

@@ -270,7 +270,9 @@ async fn write_batch(pool: &PgPool, mut batch: Vec<Append>) {
     futures::future::join_all(singles).await;
 }
 
-fn persistence_error(error: sqlx::Error) -> PersistenceError {
+/// What a failed query of the event store means to cqrs-es: a taken event key is a
+/// concurrent append, a lost connection an outage, anything else unexpected.
+pub(crate) fn persistence_error(error: sqlx::Error) -> PersistenceError {
     match &error {
         sqlx::Error::Database(db) if db.constraint() == Some(EVENTS_PKEY) => {
             PersistenceError::OptimisticLockError

@@ -15,6 +15,8 @@
 //! during a rebuild of the model that is the namespace being replaced, which is harmless: the
 //! rebuild's catch-up pass and the projector fill the new one.
 
+use chrono::{DateTime, Utc};
+use ordo_domain::JobEvent;
 use ordo_read_model::{namespace, ApplyOutcome, JobViews, ViewUpdate};
 use prometheus::IntCounterVec;
 use redis::aio::ConnectionManager;
@@ -51,12 +53,27 @@ impl WriteThrough {
         }
     }
 
-    /// Starts applying `updates` (one command's events, in order) beside the caller; outcomes
-    /// are counted (`skipped` when [`IN_FLIGHT`] writes are running already), failures
-    /// logged, never returned.
-    pub fn apply(&self, updates: Vec<ViewUpdate>) {
+    /// Starts writing `events` (job id, sequence, event; one call's, in order), committed for
+    /// `tenant` at `at`, beside the caller; outcomes are counted per event (`skipped` when
+    /// [`IN_FLIGHT`] writes are running already), failures logged, never returned.
+    pub fn write_events<'a>(
+        &self,
+        tenant: &str,
+        at: DateTime<Utc>,
+        events: impl IntoIterator<Item = (&'a str, u64, &'a JobEvent)>,
+    ) {
+        let updates = events
+            .into_iter()
+            .map(|(job_id, sequence, event)| {
+                ViewUpdate::of_event(job_id, tenant, sequence, at, event)
+            })
+            .collect();
+        self.apply(updates);
+    }
+
+    fn apply(&self, updates: Vec<ViewUpdate>) {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            self.outcomes.with_label_values(&["skipped"]).inc();
+            self.count("skipped", updates.len());
             return;
         };
         let this = self.clone();
@@ -66,12 +83,11 @@ impl WriteThrough {
         });
     }
 
-    async fn write(mut self, updates: &[ViewUpdate]) {
-        let counts = self.outcomes.clone();
-        let written = tokio::time::timeout(WRITE_TIMEOUT, async move {
-            let live = namespace::active(&mut self.redis, &self.prefix).await?;
-            self.views.set_namespace(live);
-            self.views.apply(updates).await
+    async fn write(self, updates: &[ViewUpdate]) {
+        let (mut redis, mut views) = (self.redis.clone(), self.views.clone());
+        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+            views.set_namespace(namespace::active(&mut redis, &self.prefix).await?);
+            views.apply(updates).await
         })
         .await;
         match written {
@@ -82,17 +98,23 @@ impl WriteThrough {
                         ApplyOutcome::Duplicate => "duplicate",
                         ApplyOutcome::Gap { .. } => "gap",
                     };
-                    counts.with_label_values(&[label]).inc();
+                    self.count(label, 1);
                 }
             }
             Ok(Err(error)) => {
                 tracing::debug!(%error, "write-through failed; the projector writes the events");
-                counts.with_label_values(&["failed"]).inc();
+                self.count("failed", updates.len());
             }
             Err(_) => {
                 tracing::debug!("write-through timed out; the projector writes the events");
-                counts.with_label_values(&["failed"]).inc();
+                self.count("failed", updates.len());
             }
         }
+    }
+
+    fn count(&self, outcome: &str, events: usize) {
+        self.outcomes
+            .with_label_values(&[outcome])
+            .inc_by(events as u64);
     }
 }

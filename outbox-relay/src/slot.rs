@@ -51,7 +51,7 @@ pub struct Prepared {
 }
 
 /// Checks the publication exists (it comes with the migrations), creates the slot if it is
-/// missing, and says whether the rows from before the slot still need publishing.
+/// missing (or invalidated), and says whether the rows from before the slot still need publishing.
 pub async fn prepare(pool: &PgPool, slot: &str, publication: &str) -> anyhow::Result<Prepared> {
     let publication_exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
@@ -62,6 +62,24 @@ pub async fn prepare(pool: &PgPool, slot: &str, publication: &str) -> anyhow::Re
         publication_exists,
         "publication {publication:?} does not exist; run `ordo migrate` first"
     );
+    // A slot PostgreSQL invalidated (its WAL went past `max_slot_wal_keep_size` while no relay
+    // read it) can never be read again: every session would fail with SQLSTATE 55000 for
+    // good. It is dropped and created anew below, and, as for any new slot, the rows still in
+    // the outbox (never acknowledged by the broker) are published again.
+    let dropped = sqlx::query(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+         WHERE slot_name = $1 AND wal_status = 'lost' AND NOT active",
+    )
+    .bind(slot)
+    .execute(pool)
+    .await?;
+    if dropped.rows_affected() > 0 {
+        tracing::error!(
+            slot,
+            "the replication slot was invalidated (its WAL was removed); dropped it to create it \
+             again and publish the outbox rows it had not delivered"
+        );
+    }
     let created = sqlx::query(
         "SELECT pg_create_logical_replication_slot($1, 'pgoutput') \
          WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",

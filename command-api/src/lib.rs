@@ -10,6 +10,8 @@
 //!   and wake-ups, the `Start` commands, claims put back when they could not start.
 //! - [`logs`]: job log lines to Kafka (`ordo.logs`), the record that goes on the wire, and
 //!   the ingestion metric.
+//! - [`reports`]: how workers report the end of their attempts (complete, fail, release), one
+//!   at a time or many in one call.
 //! - [`reaper`]: the lease reaper, which expires the leases of silent workers; it needs only
 //!   a bus, so `ordo serve reaper` runs without the HTTP side.
 //! - [`http`]: the axum application: [`http::router`], [`AppState`], request extractors,
@@ -24,6 +26,7 @@ pub mod http;
 pub mod logs;
 pub mod metrics;
 pub mod reaper;
+pub mod reports;
 pub mod store;
 pub mod write_through;
 

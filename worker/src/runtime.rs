@@ -10,9 +10,10 @@
 //!   reaper moved on; nothing is reported either, the other attempt owns the job now).
 //! - **Log lines** a handler writes to its [`JobLog`] go to the API in batches while the
 //!   attempt runs; the rest is flushed before the report.
-//! - **Reports** (complete, fail, release) are retried with backoff while the API is
-//!   unavailable, a bounded number of times; after that the lease runs out and the reaper
-//!   retries the job.
+//! - **Reports** (complete, fail, release) ride on the next claim when it is about to go, and
+//!   go on their own otherwise, many per call ([`crate::reports`]); they are sent again with
+//!   backoff while the API is unavailable, a bounded number of times; after that the lease
+//!   runs out and the reaper retries the job.
 //! - **Shutdown** (the `shutdown` token): no more claims (a waiting one is given up at once);
 //!   running attempts get
 //!   `shutdown_grace` to finish, then their tokens fire and what is still running is released
@@ -24,8 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_protocol::worker::{
-    ClaimRequest, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest, LogLine, LogRequest,
-    ReleaseRequest, MAX_CLAIM_JOBS,
+    AttemptReport, ClaimRequest, ClaimedJob, HeartbeatRequest, LogLine, LogRequest, MAX_CLAIM_JOBS,
 };
 use ordo_protocol::Backoff;
 use tokio::sync::{mpsc, Semaphore};
@@ -38,9 +38,8 @@ use crate::log::JobLog;
 use crate::metrics::WorkerMetrics;
 use crate::outcome::AttemptOutcome;
 use crate::registry::Handlers;
+use crate::reports::{self, Reports};
 
-/// Tries of a complete or fail report before leaving the job to its lease.
-const REPORT_TRIES: u32 = 6;
 /// Log lines per call, and how long the first waiting line waits for company.
 const LOG_BATCH: usize = 1_000;
 const LOG_LINGER: Duration = Duration::from_millis(200);
@@ -74,6 +73,8 @@ pub async fn run(
     // Fires for every running attempt once the grace after shutdown is over.
     let stop_jobs = CancellationToken::new();
     let mut running = JoinSet::new();
+    let reports = Arc::new(Reports::default());
+    let flusher = tokio::spawn(reports::flush(reports.clone(), client.clone()));
     let mut failures = 0;
     tracing::info!(worker_id = %config.worker_id, queues = ?config.queues, concurrency = config.concurrency, "worker started");
     loop {
@@ -82,13 +83,17 @@ pub async fn run(
             () = shutdown.cancelled() => break,
         };
         let wanted = (slots.available_permits() + 1).min(MAX_CLAIM_JOBS as usize);
+        let mut batch = reports.take();
         let request = ClaimRequest {
             worker_id: config.worker_id.clone(),
             queues: config.queues.clone(),
             max_jobs: wanted as u32,
             wait_ms: config.claim_wait.as_millis() as u64,
             lease_ms: config.lease.as_millis() as u64,
+            reports: std::mem::take(&mut batch.reports),
         };
+        // While the claim is in the server, reports of attempts that end go on their own.
+        reports.set_direct(true);
         // Shutdown gives up a waiting claim at once (closing its connection): the server
         // stops waiting when the connection closes, so no job is claimed for a worker that is
         // leaving, and a supervisor's short grace is not spent on a long-poll. A claim that
@@ -96,11 +101,30 @@ pub async fn run(
         // lease and the reaper retries them.
         let claimed = tokio::select! {
             claimed = client.claim(&request) => claimed,
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => {
+                batch.reports = request.reports;
+                reports.settle(batch, Err(ClientError::Unavailable("the worker is stopping".into())));
+                break;
+            }
+        };
+        batch.reports = request.reports;
+        let claimed = match claimed {
+            Ok(answer) => {
+                reports.settle(batch, Ok(answer.reports));
+                match answer.claim_problem {
+                    None => Ok(answer.jobs),
+                    Some(problem) => Err(ClientError::Unavailable(format!("claim: {problem}"))),
+                }
+            }
+            Err(error) => {
+                reports.settle(batch, Err(ClientError::Unavailable(error.to_string())));
+                Err(error)
+            }
         };
         let jobs = match claimed {
             Ok(jobs) => {
                 failures = 0;
+                reports.set_direct(false);
                 jobs
             }
             Err(error) => {
@@ -131,14 +155,23 @@ pub async fn run(
                 cancel: stop_jobs.child_token(),
                 worker_id: config.worker_id.clone(),
             };
+            let reports = reports.clone();
             running.spawn(async move {
-                attempt.run(job).await;
+                // The report first, then the slot: the claim the slot wakes carries it.
+                if let Some(report) = attempt.run(job).await {
+                    reports.push(report);
+                }
                 drop(permit);
             });
         }
         while running.try_join_next().is_some() {}
     }
+    reports.set_direct(true);
     drain(running, config.shutdown_grace, stop_jobs).await;
+    reports.close();
+    if let Err(error) = flusher.await {
+        tracing::error!(%error, "the report flusher failed");
+    }
     tracing::info!(worker_id = %config.worker_id, "worker stopped");
 }
 
@@ -182,7 +215,8 @@ struct Attempt {
 }
 
 impl Attempt {
-    async fn run(self, job: ClaimedJob) {
+    /// Runs the attempt; answers its report, none when the server already knows how it ended.
+    async fn run(self, job: ClaimedJob) -> Option<AttemptReport> {
         let context = JobContext::new(
             job.job_id,
             job.job_type.clone(),
@@ -216,27 +250,30 @@ impl Attempt {
         // The last lines go out before the report, while the attempt is still the running one.
         let (outcome, ()) = tokio::join!(run, shipper.run(lines, &finished));
         let interrupted = heartbeats.await.ok().flatten();
-        let report = match (outcome, interrupted) {
-            (_, Some(Interrupted::LeaseLost)) => return,
-            (AttemptOutcome::Completed(result), _) => Report::Complete(CompleteRequest {
-                attempt: job.attempt,
+        let (job_id, attempt) = (job.job_id, job.attempt);
+        match (outcome, interrupted) {
+            (_, Some(Interrupted::LeaseLost)) => None,
+            (AttemptOutcome::Completed(result), _) => Some(AttemptReport::Completed {
+                job_id,
+                attempt,
                 result,
             }),
-            (AttemptOutcome::Cancelled, Some(Interrupted::Cancelled)) => return,
+            (AttemptOutcome::Cancelled, Some(Interrupted::Cancelled)) => None,
             (AttemptOutcome::Failed(JobFailure { error, retryable }), _) => {
-                Report::Fail(FailRequest {
-                    attempt: job.attempt,
+                Some(AttemptReport::Failed {
+                    job_id,
+                    attempt,
                     error,
                     retryable,
                 })
             }
             // Stopped by the worker's shutdown: hand the attempt back; it does not count.
-            (AttemptOutcome::Cancelled, None) => Report::Release(ReleaseRequest {
-                attempt: job.attempt,
+            (AttemptOutcome::Cancelled, None) => Some(AttemptReport::Released {
+                job_id,
+                attempt,
                 reason: "the worker shut down before the attempt finished".into(),
             }),
-        };
-        report.send(&self.client, job.job_id).await;
+        }
     }
 }
 
@@ -305,36 +342,6 @@ impl LogShipper<'_> {
             }
             Err(error) => {
                 tracing::warn!(job_id = %self.job_id, %error, lines = request.lines.len(), "log lines dropped");
-            }
-        }
-    }
-}
-
-enum Report {
-    Complete(CompleteRequest),
-    Fail(FailRequest),
-    Release(ReleaseRequest),
-}
-
-impl Report {
-    /// Retried while the API is unavailable, at most [`REPORT_TRIES`] times.
-    async fn send(self, client: &ApiClient, job_id: uuid::Uuid) {
-        let sent = deliver(REPORT_TRIES, job_id, "report", || async {
-            match &self {
-                Self::Complete(request) => client.complete(job_id, request).await,
-                Self::Fail(request) => client.fail(job_id, request).await,
-                Self::Release(request) => client.release(job_id, request).await,
-            }
-        })
-        .await;
-        match sent {
-            Ok(()) => {}
-            // E.g. the lease ran out and the attempt was expired meanwhile.
-            Err(error @ ClientError::Refused { .. }) => {
-                tracing::warn!(%job_id, %error, "report refused; the job has moved on");
-            }
-            Err(error) => {
-                tracing::error!(%job_id, %error, "report not delivered; the lease will run out and the reaper retries the job");
             }
         }
     }

@@ -2,7 +2,7 @@
 //! from the event store.
 
 use crate::bus::{NewJob, MAX_BATCH_JOBS};
-use crate::http::command::{execute, parse_job_id, CommandResponse};
+use crate::http::command::{accepted, execute, parse_job_id, refused, CommandResponse};
 use crate::http::extract::{json_body, IdempotencyKey, JsonBody, OptionalJsonBody, RequestContext};
 use crate::http::{ApiError, AppState};
 use axum::extract::{Path, Request, State};
@@ -237,15 +237,10 @@ async fn submit_batch(
         .into_iter()
         .map(|result| {
             result.unwrap_or_else(|| match outcomes.next() {
-                Some(Ok(outcome)) => BatchJobResult {
-                    status: if outcome.created { 201 } else { 200 },
-                    job_id: Some(outcome.job_id),
-                    job_status: serde_json::to_value(outcome.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned)),
-                    sequence: Some(outcome.sequence),
-                    problem: None,
-                },
+                Some(Ok(outcome)) => {
+                    let status = if outcome.created { 201 } else { 200 };
+                    accepted(outcome, status)
+                }
                 Some(Err(e)) => refused(e.into()),
                 None => refused(ApiError::Command(crate::bus::CommandError::Internal(
                     "a job of the batch got no answer".into(),
@@ -254,18 +249,6 @@ async fn submit_batch(
         })
         .collect();
     Ok(Json(BatchSubmitResponse { results }))
-}
-
-/// The result of a job of a batch that was refused.
-fn refused(error: ApiError) -> BatchJobResult {
-    let problem = error.into_problem();
-    BatchJobResult {
-        status: problem.status.as_u16(),
-        job_id: None,
-        job_status: None,
-        sequence: None,
-        problem: Some(problem.to_json()),
-    }
 }
 
 /// `POST /api/v1/jobs/{id}/cancel` with an optional `{"reason": "..."}`.

@@ -3,9 +3,11 @@
 
 use crate::bus::{NewJob, MAX_BATCH_JOBS};
 use crate::http::command::{accepted, execute, parse_job_id, refused, CommandResponse};
-use crate::http::extract::{json_body, IdempotencyKey, JsonBody, OptionalJsonBody, RequestContext};
+use crate::http::extract::{
+    check_batch_len, BatchJsonBody, IdempotencyKey, JsonBody, OptionalJsonBody, RequestContext,
+};
 use crate::http::{ApiError, AppState};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -203,20 +205,9 @@ async fn submit(
 async fn submit_batch(
     State(state): State<AppState>,
     ctx: RequestContext,
-    request: Request,
+    BatchJsonBody(body): BatchJsonBody<BatchSubmitBody>,
 ) -> Result<Json<BatchSubmitResponse>, ApiError> {
-    let body: BatchSubmitBody =
-        json_body(request, &state, state.config.batch_body_limit_bytes).await?;
-    if body.jobs.is_empty() || body.jobs.len() > MAX_BATCH_JOBS {
-        return Err(ValidationError::new(
-            "jobs",
-            format!(
-                "must hold 1 to {MAX_BATCH_JOBS} jobs (got {}); split larger batches",
-                body.jobs.len()
-            ),
-        )
-        .into());
-    }
+    check_batch_len("jobs", body.jobs.len(), 1, MAX_BATCH_JOBS)?;
     let mut results: Vec<Option<BatchJobResult>> = Vec::with_capacity(body.jobs.len());
     let mut valid = Vec::with_capacity(body.jobs.len());
     for job in body.jobs {

@@ -8,14 +8,14 @@
 use crate::bus::CommandError;
 use crate::claims::{Lease, WorkerClaim};
 use crate::http::command::{accepted, parse_job_id, refused, CommandResponse};
-use crate::http::extract::{json_body, JsonBody, RequestContext};
+use crate::http::extract::{check_batch_len, BatchJsonBody, JsonBody, RequestContext};
 use crate::http::{ApiError, AppState};
 use crate::reports::{self, ReportError};
 use crate::CommandOutcome;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
-use ordo_domain::{JobCommand, JobError, JobStatus, ValidationError};
+use ordo_domain::{JobCommand, JobError, JobStatus};
 use ordo_protocol::worker::{
     AttemptReport, ClaimRequest, ClaimResponse, CompleteRequest, FailRequest, HeartbeatRequest,
     HeartbeatResponse, ReleaseRequest, ReportResult, ReportsRequest, ReportsResponse, MAX_REPORTS,
@@ -42,12 +42,10 @@ pub fn batch_routes() -> Router<AppState> {
 async fn claim(
     State(state): State<AppState>,
     ctx: RequestContext,
-    request: Request,
+    BatchJsonBody(mut request): BatchJsonBody<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
-    let mut request: ClaimRequest =
-        json_body(request, &state, state.config.batch_body_limit_bytes).await?;
     let claim = WorkerClaim::parse(&request)?;
-    check_report_count(request.reports.len(), 0)?;
+    check_batch_len("reports", request.reports.len(), 0, MAX_REPORTS)?;
     let claims = state.claims.as_ref().ok_or_else(|| {
         ApiError::Unavailable("the worker protocol needs Redis (ORDO_REDIS_URL)".into())
     })?;
@@ -88,26 +86,14 @@ async fn claim(
 async fn report_many(
     State(state): State<AppState>,
     ctx: RequestContext,
-    request: Request,
+    BatchJsonBody(request): BatchJsonBody<ReportsRequest>,
 ) -> Result<Json<ReportsResponse>, ApiError> {
-    let request: ReportsRequest =
-        json_body(request, &state, state.config.batch_body_limit_bytes).await?;
-    check_report_count(request.reports.len(), 1)?;
+    check_batch_len("reports", request.reports.len(), 1, MAX_REPORTS)?;
     let metadata = ctx.metadata(&state);
     let applied = reports::apply(&state.bus, &ctx.tenant, &metadata, request.reports).await;
     Ok(Json(ReportsResponse {
         results: results(applied),
     }))
-}
-
-fn check_report_count(count: usize, min: usize) -> Result<(), ValidationError> {
-    if (min..=MAX_REPORTS).contains(&count) {
-        return Ok(());
-    }
-    Err(ValidationError::new(
-        "reports",
-        format!("must hold {min} to {MAX_REPORTS} reports (got {count}); split larger batches"),
-    ))
 }
 
 fn results(applied: Vec<Result<CommandOutcome, ReportError>>) -> Vec<ReportResult> {

@@ -3,6 +3,7 @@
 
 mod chaos;
 mod e2e;
+mod lifecycle;
 mod project;
 mod queue;
 mod read_back;

@@ -1,17 +1,20 @@
-//! `ordo bench queue`: a queue benchmark in the shape users run Ordo ([`ordo`]): on a private
-//! PostgreSQL (`ordo::instances`), one worker process with `--slots` slots runs the jobs and
-//! a client with `--clients` callers submits one no-op job after another on each. After a
-//! warm-up of [`WARMUP_JOBS`] through the whole pipeline, the measured run prints
-//! ([`Report`]) enqueue/s as the client saw it, lifecycle/s (first enqueue → last complete),
-//! enqueue → complete latency split at the start, how often jobs started, and the CPU
-//! seconds each process of the stack spent ([`cpu`]).
+//! `ordo bench queue`: a queue benchmark in the shape users run a job queue, for Ordo
+//! ([`ordo`]) and, measured the same way beside it, graphile-worker ([`graphile`]). Each runs
+//! on a private PostgreSQL (`ordo::instances`, the same settings for both), one worker
+//! process with `--slots` slots runs the jobs, and a client with `--clients` callers submits
+//! one no-op job after another on each. After a warm-up of [`WARMUP_JOBS`] through the whole
+//! pipeline, the measured run prints the same lines for either system ([`Report`]):
+//! enqueue/s as the client saw it, lifecycle/s (first enqueue → last complete), enqueue →
+//! complete latency split at the start, how often jobs started, and the CPU seconds each
+//! process of the stack spent ([`cpu`]).
 
 mod cpu;
+mod graphile;
 mod ordo;
 
 use super::lifecycle::{percentiles, Lifecycle};
 use super::PhaseResult;
-use crate::cli::{GlobalArgs, QueueBenchArgs};
+use crate::cli::{GlobalArgs, QueueBenchArgs, QueueSystem};
 use ::ordo::instances::process::OrdoProcess;
 use anyhow::Context;
 use cpu::{CpuSnapshot, Rows};
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 /// connection opens.
 const WARMUP_JOBS: usize = 200;
 const WARMUP_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long a started process may take to answer its health check.
+/// How long a started process may take to come up (graphile-worker migrates first).
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// How often the bench looks whether every job completed.
 const POLL: Duration = Duration::from_millis(250);
@@ -39,6 +42,10 @@ pub async fn run(global: &GlobalArgs, args: QueueBenchArgs) -> anyhow::Result<()
         (1..=10_000).contains(&args.slots),
         "--slots must be 1 to 10000"
     );
+    anyhow::ensure!(
+        args.url.is_none() || args.system == QueueSystem::Ordo,
+        "--url measures a running Ordo; it does not go with --system graphile-worker"
+    );
     let dir = std::env::temp_dir().join(format!(
         "ordo-bench-queue-{}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%S"),
@@ -46,7 +53,12 @@ pub async fn run(global: &GlobalArgs, args: QueueBenchArgs) -> anyhow::Result<()
     ));
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("create the run's directory {}", dir.display()))?;
-    let bench = ordo::run(global, &args, &dir);
+    let bench = async {
+        match args.system {
+            QueueSystem::Ordo => ordo::run(global, &args, &dir).await,
+            QueueSystem::GraphileWorker => graphile::run(&args, &dir).await,
+        }
+    };
     // Ctrl-C or SIGTERM drops the bench and with it the stack: every process it started is
     // killed, the cluster stopped.
     tokio::select! {

@@ -560,30 +560,48 @@ pub enum BenchCommand {
     /// each submitting one job after another over HTTP), the platform is `ordo dev
     /// --no-worker` and one `ordo serve worker` process with --slots slots runs the jobs.
     /// Prints enqueue/s, lifecycle/s, enqueue → complete latency and the CPU seconds of
-    /// every process of the stack.
+    /// every process of the stack. `--system graphile-worker` measures that job queue the
+    /// same way on the same private PostgreSQL.
     Queue(QueueBenchArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct QueueBenchArgs {
+    /// The job queue measured: Ordo, or graphile-worker (its `addJob` from a Node client,
+    /// one graphile-worker process; installed with `npm ci` on first use).
+    #[arg(long, value_enum, default_value_t = QueueSystem::Ordo)]
+    pub system: QueueSystem,
     /// Jobs of the measured run (after a warm-up of 200).
     #[arg(long, default_value_t = 20_000)]
     pub jobs: usize,
     /// Concurrent callers of the client, each awaiting its submit before the next.
     #[arg(long, default_value_t = 1)]
     pub clients: usize,
-    /// Slots of the one worker process (its ORDO_WORKER_CONCURRENCY).
+    /// Slots of the one worker process (ORDO_WORKER_CONCURRENCY, graphile-worker's
+    /// concurrency).
     #[arg(long, default_value_t = 32)]
     pub slots: usize,
     /// Use the platform already running at this URL (`ordo dev --no-worker`, its event store
     /// at --database-url) instead of starting one on a private PostgreSQL, Redis and broker.
     /// CPU time is then counted for every ordo, postgres, redis-server and nisshi process of
-    /// the machine.
+    /// the machine. Ordo only.
     #[arg(long)]
     pub url: Option<String>,
-    /// Longest wait, after the last submit, for every job to complete.
+    /// The graphile-worker project (package.json, lock file, scripts); by default
+    /// bench/peers/graphile-worker of the source tree this binary was built from.
+    #[arg(long)]
+    pub peer_dir: Option<std::path::PathBuf>,
+    /// Longest wait, after the last submit, for every job to complete; for graphile-worker
+    /// also the longest its client may take for the submits of the measured run.
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
+}
+
+/// What `ordo bench queue` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueSystem {
+    Ordo,
+    GraphileWorker,
 }
 
 /// What `ordo bench chaos` can do to the platform.

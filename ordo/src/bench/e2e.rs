@@ -74,14 +74,14 @@ const STAGES: [Stage; 5] = [
         labels: &[("route", "/api/v1/jobs"), ("method", "POST")],
     },
     Stage {
-        label: "HTTP POST /api/v1/workers/claim (long-poll)",
+        label: "HTTP POST /api/v1/workers/claim (+ reports)",
         metric: "ordo_http_request_duration_seconds",
         labels: &[("route", "/api/v1/workers/claim")],
     },
     Stage {
-        label: "HTTP POST /api/v1/jobs/{id}/complete",
+        label: "HTTP POST /api/v1/workers/reports",
         metric: "ordo_http_request_duration_seconds",
-        labels: &[("route", "/api/v1/jobs/{id}/complete")],
+        labels: &[("route", "/api/v1/workers/reports")],
     },
 ];
 

@@ -16,7 +16,10 @@ fn main() {
     let mut out = String::from("&[\n");
     for path in &files {
         println!("cargo:rerun-if-changed={}", path.display());
-        let name = path.file_name().and_then(|n| n.to_str()).expect("UTF-8 file name");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("UTF-8 file name");
         writeln!(out, "    ({name:?}, include_str!({:?})),", path.display()).unwrap();
     }
     out.push(']');

@@ -7,8 +7,8 @@ library. This front serves it on ClickHouse's HTTP interface, so the official `c
 Rust crate (at its defaults), curl, Grafana and other HTTP clients work as against a server:
 
 - `GET|HEAD /ping` (and `/` without a query) answer `Ok.`;
-- the SQL comes from `?query=` (GET or POST), the POST body, or both (for an INSERT the URL
-  holds the statement and the body its data, streamed into the engine);
+- the SQL comes from `?query=` (GET or POST), the POST body, or both (the URL's query, a
+  newline, then the body: for an INSERT, its data, text or binary);
 - `multipart/form-data` bodies (the crate's `Query::param`): a `query` field and `param_*`;
 - `param_<name>` are query parameters (`{name:Type}`), `database` picks the database,
   `default_format` the output format (else TabSeparated or the query's own FORMAT), any other
@@ -30,8 +30,9 @@ of `decompress=1` blocks are not verified (TCP's are).
 Concurrency: each request opens its own chDB connection on the one data path (one process may
 open a path; connections within it share the engine and run in parallel, about 0.1 ms to
 open), so requests never see each other's settings or database; at most --max-queries run at
-once, the others wait. A client that disconnects mid-request loses its answer and nothing
-else: an unfinished INSERT body is cancelled (nothing of it is written), a query runs to its
+once, the others wait. A request's body is read whole before it runs; an INSERT's data is
+spooled to a temporary file and inserted `FROM INFILE` (see `execute` for why). A client that disconnects mid-request
+loses its answer and nothing else: an unfinished body is never executed, a query runs to its
 end (bound it with `max_execution_time`) and its answer is dropped.
 """
 
@@ -44,6 +45,7 @@ import signal
 import socket
 import socketserver
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -297,8 +299,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             size += len(chunk)
             if size > MAX_SQL_BYTES:
                 raise ClickHouseError(202, "QUERY_IS_TOO_LARGE",
-                                      "Code: 202. DB::Exception: request body is over 256 MiB; "
-                                      "stream data with ?query=INSERT ... FORMAT ... instead. "
+                                      "Code: 202. DB::Exception: request body is over 256 MiB "
+                                      "(the local front's limit): send smaller inserts. "
                                       "(QUERY_IS_TOO_LARGE)")
             parts.append(chunk)
         return b"".join(parts)
@@ -320,24 +322,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         query_id = params.get("query_id") or str(uuid.uuid4())
         body_consumed = self.command != "POST"
         try:
-            sql, data, fields = params.get("query", ""), None, {}
-            chunks = self.data_chunks(params) if self.command == "POST" else iter(())
-            if (self.headers.get("Content-Type") or "").startswith("multipart/form-data"):
-                fields = multipart(self.read_all(chunks), self.headers["Content-Type"])
+            sql, fields, data = params.get("query", "").encode(), {}, None
+            if self.command == "POST":
+                body = self.read_all(self.data_chunks(params))
                 body_consumed = True
-                sql = fields.pop("query", b"").decode() or sql
-            elif self.command == "POST":
-                insert_format = TRAILING_FORMAT.search(sql) if INSERT.match(sql) else None
-                if insert_format or (INSERT.match(sql) and TRAILING_VALUES.search(sql)):
-                    # The statement is in the URL, its data streams in from the body.
-                    if insert_format:
-                        data = (sql[:insert_format.start()], insert_format.group(1), chunks)
-                    else:
-                        data = (TRAILING_VALUES.sub("", sql), "Values", chunks)
+                if (self.headers.get("Content-Type") or "").startswith("multipart/form-data"):
+                    fields = multipart(body, self.headers["Content-Type"])
+                    sql = fields.pop("query", b"") or sql
+                elif sql and body and (insert := insert_from_body(sql.decode())):
+                    data = (insert, body)
+                elif sql and body:
+                    # As on a server: the URL's query, then the body.
+                    sql += b"\n" + body
                 else:
-                    body = self.read_all(chunks)
-                    body_consumed = True
-                    sql = f"{sql}\n{body.decode()}" if sql and body else (sql or body.decode())
+                    sql = sql or body
             if not sql.strip():
                 raise ClickHouseError(62, "SYNTAX_ERROR",
                                       "Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)")
@@ -349,17 +347,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if read_only:
                 settings["readonly"] = "2"
             fmt = params.get("default_format") or "TabSeparated"
+            if not INSERT.match(sql[:64].decode("utf-8", "replace")):
+                own_format = TRAILING_FORMAT.search(sql[-256:].decode("utf-8", "replace"))
+                fmt = own_format.group(1) if own_format else fmt
             with engine.slots:
                 connection = _chdb.connect(engine.path)
                 try:
-                    result, summary, fmt = self.execute(connection, params.get("database"),
-                                                        settings, sql, fmt, query_params, data)
+                    result, summary = execute(connection, params.get("database"), settings,
+                                              sql, fmt, query_params, data)
                 finally:
                     connection.close()
-            body_consumed = True
         except ClickHouseError as error:
             return self.fail(error, query_id, close=not body_consumed)
         except (ConnectionError, TimeoutError, socket.timeout):
+            # The client went away mid-request: nothing of it was executed.
             self.close_connection = True
             return None
         except Exception as error:  # the engine's own errors (RuntimeError) and any other
@@ -373,36 +374,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "X-ClickHouse-Server-Display-Name": "chdb",
             "X-ClickHouse-Summary": json.dumps(summary, separators=(",", ":")),
         }
-        if settings.get("enable_http_compression", "1") not in ("0", "false"):
+        if result and settings.get("enable_http_compression", "1") not in ("0", "false"):
             result = self.compress(result, headers)
         self.reply(200, result, headers)
-
-    def execute(self, connection, database, settings, sql, fmt, query_params, data):
-        if database:
-            connection.query(f"USE `{database.replace('`', '``')}`", "TabSeparated")
-        if settings:
-            assignments = ", ".join(f"{name} = {quote(value)}" for name, value in settings.items())
-            connection.query(f"SET {assignments}", "TabSeparated")
-        if data is not None:
-            statement, input_format, chunks = data
-            inserter = connection.send_insert(statement, input_format)
-            try:
-                for chunk in chunks:
-                    if chunk:
-                        connection.insert_append(inserter, chunk)
-            except BaseException:
-                connection.insert_cancel(inserter)
-                raise
-            done = connection.insert_done(inserter)
-            return b"", summary(0, 0, done.rows_written(), done.bytes_written(), 0, 0), fmt
-        own_format = TRAILING_FORMAT.search(sql)
-        if own_format and not INSERT.match(sql):
-            fmt = own_format.group(1)
-        result = connection.query(sql, fmt, params=query_params)
-        body = result.bytes() or b""
-        return body, summary(result.storage_rows_read(), result.storage_bytes_read(),
-                             result.rows_written(), result.bytes_written(),
-                             result.rows_read(), len(body)), fmt
 
     # ------------------------------------------------------------------- answering ---
 
@@ -446,6 +420,46 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except OSError:
             self.close_connection = True
+
+
+def insert_from_body(sql):
+    """`(head, tail)` of an INSERT whose data is the request body, to run as `head FROM INFILE
+    'file' tail`; None for other statements."""
+    if not INSERT.match(sql):
+        return None
+    if match := TRAILING_FORMAT.search(sql):
+        head, tail = sql[:match.start()], f"FORMAT {match.group(1)}"
+    elif match := TRAILING_VALUES.search(sql):
+        head, tail = sql[:match.start()], "FORMAT Values"
+    else:
+        return None
+    # FROM INFILE goes before an INSERT's SETTINGS clause.
+    if settings := re.search(r"\sSETTINGS\s", head, re.I):
+        head, tail = head[:settings.start()], f"{head[settings.start():]} {tail}"
+    return head, tail
+
+
+def execute(connection, database, settings, sql, fmt, query_params, data):
+    if database:
+        connection.query(f"USE `{database.replace('`', '``')}`", "TabSeparated")
+    if settings:
+        assignments = ", ".join(f"{name} = {quote(value)}" for name, value in settings.items())
+        connection.query(f"SET {assignments}", "TabSeparated")
+    if data:
+        # An INSERT's data goes through a file: chDB cuts binary data inline in a query short
+        # (at bytes 0a 0a, silently), and its streaming insert skips the table's constraints
+        # and reports rows it did not write. FROM INFILE checks and writes like a server.
+        (head, tail), body = data
+        with tempfile.NamedTemporaryFile(prefix="ordo-clickhouse-insert-") as spool:
+            spool.write(body)
+            spool.flush()
+            result = connection.query(f"{head} FROM INFILE {quote(spool.name)} {tail}", fmt)
+    else:
+        result = connection.query(sql, fmt, params=query_params)
+    body = result.bytes() or b""
+    return body, summary(result.storage_rows_read(), result.storage_bytes_read(),
+                         result.rows_written(), result.bytes_written(), result.rows_read(),
+                         len(body))
 
 
 def summary(read_rows, read_bytes, written_rows, written_bytes, result_rows, result_bytes):

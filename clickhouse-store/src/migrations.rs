@@ -55,13 +55,10 @@ impl Migration {
 
     /// The statements with the placeholders substituted and comments removed.
     fn statements(&self, config: &ClickHouseConfig) -> Result<Vec<String>, StoreError> {
-        let sql = self
-            .sql
-            .replace("${database}", &config.database)
-            .replace(
-                "${log_retention_days}",
-                &config.log_retention_days.to_string(),
-            );
+        let sql = self.sql.replace("${database}", &config.database).replace(
+            "${log_retention_days}",
+            &config.log_retention_days.to_string(),
+        );
         let statements = split_statements(&sql);
         if statements.iter().any(|s| s.contains("${")) {
             return Err(StoreError::InvalidMigration {

@@ -30,8 +30,10 @@ of `decompress=1` blocks are not verified (TCP's are).
 Concurrency: each request opens its own chDB connection on the one data path (one process may
 open a path; connections within it share the engine and run in parallel, about 0.1 ms to
 open), so requests never see each other's settings or database; at most --max-queries run at
-once, the others wait. A request's body is read whole before it runs; an INSERT's data is
-spooled to a temporary file and inserted `FROM INFILE` (see `execute` for why). A client that disconnects mid-request
+once, the others wait (measured: four concurrent `SELECT sleep(1)` answer together after
+1.0 s; a lock around one session would take 4 s). A request's body is read whole before it runs; an INSERT's data is
+spooled to a temporary file and inserted `FROM INFILE` (see `execute` for why), whether it
+came in the body or inline after the statement. A client that disconnects mid-request
 loses its answer and nothing else: an unfinished body is never executed, a query runs to its
 end (bound it with `max_execution_time`) and its answer is dropped.
 """
@@ -96,7 +98,9 @@ EXCEPTION = re.compile(r"Code: (\d+)\. DB::Exception: .*?(?:\(([A-Z_0-9]+)\))?\s
 # A trailing FORMAT clause (the output format, or an INSERT's input format).
 TRAILING_FORMAT = re.compile(r"\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.I)
 INSERT = re.compile(r"^\s*INSERT\s+INTO\b", re.I)
-TRAILING_VALUES = re.compile(r"\bVALUES\s*$", re.I)
+# An INSERT up to its FORMAT clause or VALUES keyword; whatever follows is its data.
+INLINE_INSERT = re.compile(
+    rb"(?P<head>\s*INSERT\s+INTO\b.*?)(?:\bFORMAT\s+(?P<format>\w+)|\bVALUES\b)", re.I | re.S)
 
 # Native framing of `decompress=1` blocks: 16 bytes of checksum, then method (1 byte),
 # compressed size including this 9-byte header, uncompressed size (both u32 little-endian).
@@ -323,19 +327,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body_consumed = self.command != "POST"
         try:
             sql, fields, data = params.get("query", "").encode(), {}, None
+            if params.get("compress") in ("1", "true"):
+                raise unsupported("compress=1 (its checksums need CityHash128); the local front "
+                                  "compresses answers as Accept-Encoding asks")
             if self.command == "POST":
                 body = self.read_all(self.data_chunks(params))
                 body_consumed = True
                 if (self.headers.get("Content-Type") or "").startswith("multipart/form-data"):
                     fields = multipart(body, self.headers["Content-Type"])
                     sql = fields.pop("query", b"") or sql
-                elif sql and body and (insert := insert_from_body(sql.decode())):
-                    data = (insert, body)
                 elif sql and body:
                     # As on a server: the URL's query, then the body.
                     sql += b"\n" + body
                 else:
                     sql = sql or body
+                data = inline_insert(sql)
             if not sql.strip():
                 raise ClickHouseError(62, "SYNTAX_ERROR",
                                       "Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)")
@@ -395,6 +401,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return body
 
     def fail(self, error, query_id=None, close=False):
+        if error.status >= 500:
+            print(f"{self.command} {self.path[:200]}: {error}", file=sys.stderr, flush=True)
         if close:
             # The rest of the body was not read: the connection cannot carry another request.
             self.close_connection = True
@@ -422,21 +430,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def insert_from_body(sql):
-    """`(head, tail)` of an INSERT whose data is the request body, to run as `head FROM INFILE
-    'file' tail`; None for other statements."""
-    if not INSERT.match(sql):
+def inline_insert(sql):
+    """`((head, tail), data)` of an INSERT that carries its data, to run as `head FROM INFILE
+    'file' tail` with the data in the file; None for other statements."""
+    match = INLINE_INSERT.match(sql[:65536])
+    if not match:
         return None
-    if match := TRAILING_FORMAT.search(sql):
-        head, tail = sql[:match.start()], f"FORMAT {match.group(1)}"
-    elif match := TRAILING_VALUES.search(sql):
-        head, tail = sql[:match.start()], "FORMAT Values"
+    head, rest = match.group("head").decode(), sql[match.end():]
+    if match.group("format"):
+        tail = f"FORMAT {match.group('format').decode()}"
+        # Data starts after the first newline, or after the whitespace if it has none.
+        space = re.match(rb"[ \t\r\n]*", rest).group(0)
+        data = rest[space.index(b"\n") + 1 if b"\n" in space else len(space):]
     else:
-        return None
+        tail, data = "FORMAT Values", rest
     # FROM INFILE goes before an INSERT's SETTINGS clause.
     if settings := re.search(r"\sSETTINGS\s", head, re.I):
         head, tail = head[:settings.start()], f"{head[settings.start():]} {tail}"
-    return head, tail
+    return (head, tail), data
 
 
 def execute(connection, database, settings, sql, fmt, query_params, data):
@@ -446,9 +457,10 @@ def execute(connection, database, settings, sql, fmt, query_params, data):
         assignments = ", ".join(f"{name} = {quote(value)}" for name, value in settings.items())
         connection.query(f"SET {assignments}", "TabSeparated")
     if data:
-        # An INSERT's data goes through a file: chDB cuts binary data inline in a query short
-        # (at bytes 0a 0a, silently), and its streaming insert skips the table's constraints
-        # and reports rows it did not write. FROM INFILE checks and writes like a server.
+        # An INSERT's data goes through a file: chDB splits a query's text at every blank
+        # line, so inline data is cut short (binary data silently, at bytes 0a 0a), and its
+        # streaming insert skips the table's constraints and reports rows it did not write.
+        # FROM INFILE checks and writes like a server.
         (head, tail), body = data
         with tempfile.NamedTemporaryFile(prefix="ordo-clickhouse-insert-") as spool:
             spool.write(body)

@@ -252,10 +252,12 @@ async fn the_plain_http_interface_answers_like_clickhouse() {
         .await
         .unwrap();
     assert_eq!(inserted.status(), 200, "{}", inserted.text().await.unwrap());
-    // JSONEachRow inline in a POSTed statement.
+    // JSONEachRow inline in a POSTed statement, a blank line between its rows.
     let inserted = http
         .post(format!("{url}/?database={}", db.config.database))
-        .body("INSERT INTO samples (id, at, uid, kind) FORMAT JSONEachRow {\"id\":3,\"at\":\"2026-11-21 10:00:02\",\"uid\":\"018f0000-0000-7000-8000-000000000003\",\"kind\":\"gamma\"}")
+        .body("INSERT INTO samples (id, at, uid, kind) FORMAT JSONEachRow\n\
+               {\"id\":3,\"at\":\"2026-11-21 10:00:02\",\"uid\":\"018f0000-0000-7000-8000-000000000003\",\"kind\":\"gamma\"}\n\n\
+               {\"id\":4,\"at\":\"2026-11-21 10:00:03\",\"uid\":\"018f0000-0000-7000-8000-000000000004\",\"kind\":\"delta\"}\n")
         .send()
         .await
         .unwrap();
@@ -276,7 +278,7 @@ async fn the_plain_http_interface_answers_like_clickhouse() {
         .json()
         .await
         .unwrap();
-    assert_eq!(json["rows"], 3);
+    assert_eq!(json["rows"], 4);
     assert_eq!(
         json["data"][1],
         serde_json::json!({"id": 2, "kind": "beta"})
@@ -291,7 +293,7 @@ async fn the_plain_http_interface_answers_like_clickhouse() {
         .unwrap();
     assert_eq!(tsv.headers()["x-clickhouse-format"], "TabSeparated");
     assert!(tsv.headers().contains_key("x-clickhouse-summary"));
-    assert_eq!(tsv.text().await.unwrap(), "2\tbeta\n3\tgamma\n");
+    assert_eq!(tsv.text().await.unwrap(), "2\tbeta\n3\tgamma\n4\tdelta\n");
 
     let each_row = http
         .get(&url)

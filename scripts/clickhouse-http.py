@@ -457,10 +457,11 @@ def execute(connection, database, settings, sql, fmt, query_params, data):
         assignments = ", ".join(f"{name} = {quote(value)}" for name, value in settings.items())
         connection.query(f"SET {assignments}", "TabSeparated")
     if data:
-        # An INSERT's data goes through a file: chDB splits a query's text at every blank
-        # line, so inline data is cut short (binary data silently, at bytes 0a 0a), and its
-        # streaming insert skips the table's constraints and reports rows it did not write.
-        # FROM INFILE checks and writes like a server.
+        # An INSERT's data goes through a file: chDB reads a query as clickhouse-client reads
+        # several, where inline INSERT data ends at the first blank line (the rest is taken
+        # for another query; binary data is cut silently at bytes 0a 0a), and its streaming
+        # insert skips the table's constraints and reports rows it did not write. FROM INFILE
+        # checks and writes like a server.
         (head, tail), body = data
         with tempfile.NamedTemporaryFile(prefix="ordo-clickhouse-insert-") as spool:
             spool.write(body)

@@ -1,6 +1,7 @@
 //! Command-line interface. Every setting has an `ORDO_*` environment variable; flags win.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ordo_clickhouse_store::ClickHouseConfig;
 use ordo_command_api::ApiConfig;
 use ordo_common::db::DbConfig;
 use ordo_domain::RetryPolicy;
@@ -54,6 +55,39 @@ pub struct GlobalArgs {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
+    /// HTTP interface of the ClickHouse that holds the log and job history read models.
+    #[arg(long, global = true, env = "ORDO_CLICKHOUSE_URL", default_value = ordo_clickhouse_store::DEFAULT_URL)]
+    pub clickhouse_url: String,
+    /// ClickHouse user.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_CLICKHOUSE_USER",
+        default_value = "default"
+    )]
+    pub clickhouse_user: String,
+    /// ClickHouse password (none by default).
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_CLICKHOUSE_PASSWORD",
+        hide_env_values = true
+    )]
+    pub clickhouse_password: Option<String>,
+    /// ClickHouse database of Ordo's tables; `ordo migrate` creates it.
+    #[arg(long, global = true, env = "ORDO_CLICKHOUSE_DATABASE", default_value = ordo_clickhouse_store::DEFAULT_DATABASE)]
+    pub clickhouse_database: String,
+    /// Bound of every ClickHouse call, client and server side (`max_execution_time`).
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_CLICKHOUSE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub clickhouse_timeout_ms: u64,
+    /// Days log lines are kept in ClickHouse; `ordo migrate` (and `ordo dev`) apply a change.
+    #[arg(long, global = true, env = "ORDO_LOG_RETENTION_DAYS", default_value_t = ordo_clickhouse_store::DEFAULT_LOG_RETENTION_DAYS)]
+    pub log_retention_days: u32,
     /// Key prefix of the read model in Redis; `{prefix}:active` names the live namespace.
     #[arg(long, global = true, env = "ORDO_REDIS_PREFIX", default_value = ordo_read_model::keys::DEFAULT_PREFIX)]
     pub redis_prefix: String,
@@ -146,6 +180,19 @@ impl GlobalArgs {
         }
     }
 
+    pub fn clickhouse_config(&self) -> anyhow::Result<ClickHouseConfig> {
+        let config = ClickHouseConfig {
+            url: self.clickhouse_url.clone(),
+            user: self.clickhouse_user.clone(),
+            password: self.clickhouse_password.clone(),
+            database: self.clickhouse_database.clone(),
+            timeout: Duration::from_millis(self.clickhouse_timeout_ms),
+            log_retention_days: self.log_retention_days,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
     /// The API settings, with the retry defaults checked like a submitted policy.
     pub fn api_config(&self) -> anyhow::Result<ApiConfig> {
         let retry_defaults = RetryPolicy {
@@ -174,7 +221,7 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Everything in one process against the local stack: migrate, then serve the command
+    /// Everything in one process against the local stack: migrate (PostgreSQL and ClickHouse), then serve the command
     /// and query APIs on one port, relay the outbox to Kafka, project it into Redis, reap
     /// expired leases and run a worker.
     Dev {
@@ -196,7 +243,8 @@ pub enum Command {
     /// Run one role of the platform.
     #[command(subcommand)]
     Serve(ServeRole),
-    /// Create the database if needed and apply the PostgreSQL migrations.
+    /// Create the databases if needed and apply the migrations: PostgreSQL's, then
+    /// ClickHouse's (and the log retention).
     Migrate,
     /// Benchmarks that print numbers.
     #[command(subcommand)]

@@ -27,7 +27,24 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Applies the PostgreSQL migrations, then ClickHouse's (`ordo migrate`, `ordo dev`).
 pub async fn migrate(args: &GlobalArgs) -> anyhow::Result<()> {
+    let clickhouse = args.clickhouse_config()?;
+    migrate_postgres(args).await?;
+    let report = ordo_clickhouse_store::migrate(&clickhouse)
+        .await
+        .context("ClickHouse migrations failed (is ClickHouse up? `make services` starts it)")?;
+    tracing::info!(
+        database = %clickhouse.database,
+        applied = ?report.applied,
+        retention_changed = ?report.retention_changed,
+        "ClickHouse migrations applied"
+    );
+    Ok(())
+}
+
+/// Creates the database if needed and applies the PostgreSQL migrations.
+pub async fn migrate_postgres(args: &GlobalArgs) -> anyhow::Result<()> {
     db::ensure_database(&args.database_url)
         .await
         .with_context(|| format!("cannot reach PostgreSQL at {}", args.database_url))?;

@@ -82,7 +82,7 @@ bench-e2e: services
 ## package is installed from bench/peers/graphile-worker on first use).
 bench-queue: build
 	./target/release/ordo --log-format text bench queue --system $${SYSTEM:-ordo} --jobs $${JOBS:-20000} \
-		--clients $${CLIENTS:-1} --slots $${SLOTS:-32} $${URL:+--url $$URL}
+		--clients $${CLIENTS:-1} --slots $${SLOTS:-32} $${URL:+--url $$URL} $${DURABLE:+--durable}
 
 ## Faults under load on a private stack (its own PostgreSQL, Redis, broker and role processes),
 ## checked from the event store: make chaos, or e.g. make chaos FAULTS=api,postgres INTERVAL=10

@@ -643,6 +643,21 @@ pub struct QueueBenchArgs {
     /// also the longest its client may take for the submits of the measured run.
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
+    /// Run the private PostgreSQL as production does, every commit flushed to disk
+    /// (`fsync=on`); by default it runs with `fsync=off`, which measures the systems' own
+    /// costs rather than the disk's.
+    #[arg(long)]
+    pub durable: bool,
+}
+
+impl QueueBenchArgs {
+    pub fn durability(&self) -> ordo::instances::postgres::Durability {
+        if self.durable {
+            ordo::instances::postgres::Durability::Durable
+        } else {
+            ordo::instances::postgres::Durability::Scratch
+        }
+    }
 }
 
 /// What `ordo bench queue` measures.

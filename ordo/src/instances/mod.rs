@@ -24,8 +24,8 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn start_in(dir: &Path) -> anyhow::Result<Self> {
-        let cluster = postgres::PrivateCluster::start_in(&dir.join("postgres"))
+    pub fn start_in(dir: &Path, durability: postgres::Durability) -> anyhow::Result<Self> {
+        let cluster = postgres::PrivateCluster::start_in(&dir.join("postgres"), durability)
             .context("start the private PostgreSQL cluster")?;
         let redis = redis::PrivateRedis::start(free_port()?, dir, &dir.join("redis.log"))
             .context("start the private Redis")?;

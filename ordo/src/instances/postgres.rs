@@ -28,6 +28,27 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a cluster flushes its commits to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `fsync=off`: tests and quick benchmarks, whose data may die with the machine.
+    #[default]
+    Scratch,
+    /// PostgreSQL's defaults (`fsync`, `synchronous_commit` on): every commit waits for its
+    /// WAL flush, as in production.
+    Durable,
+}
+
+impl Durability {
+    /// How a report names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Durability::Scratch => "fsync off",
+            Durability::Durable => "fsync on",
+        }
+    }
+}
+
 /// A throw-away cluster with logical replication, trust authentication on loopback and its
 /// socket in its own directory. Stopped when dropped (also when a test panics), and its data
 /// removed. PostgreSQL refuses to run as root, so under root the cluster belongs to, and runs
@@ -39,22 +60,23 @@ pub struct PrivateCluster {
     as_postgres: bool,
     /// Whether dropping removes `dir` itself (it was made for the cluster) or only the data.
     remove_dir: bool,
+    durability: Durability,
 }
 
 impl PrivateCluster {
     /// `initdb` into a new temporary directory, then start on a free port.
     pub fn start() -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("ordo-pg-{}", uuid::Uuid::new_v4().simple()));
-        Self::init(dir, true)
+        Self::init(dir, true, Durability::Scratch)
     }
 
     /// `initdb` into `dir` (created; it must not exist), then start on a free port. Dropping
     /// the cluster removes its data but leaves `dir` with the server log, `postgres.log`.
-    pub fn start_in(dir: &Path) -> anyhow::Result<Self> {
-        Self::init(dir.to_path_buf(), false)
+    pub fn start_in(dir: &Path, durability: Durability) -> anyhow::Result<Self> {
+        Self::init(dir.to_path_buf(), false, durability)
     }
 
-    fn init(dir: PathBuf, remove_dir: bool) -> anyhow::Result<Self> {
+    fn init(dir: PathBuf, remove_dir: bool, durability: Durability) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let as_postgres = running_as_root();
         std::fs::create_dir(&dir)
@@ -65,6 +87,7 @@ impl PrivateCluster {
             bin,
             as_postgres,
             remove_dir,
+            durability,
         };
         if as_postgres {
             let status = Command::new("chown")
@@ -152,9 +175,13 @@ impl PrivateCluster {
         let options = format!(
             "-c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10 \
              -c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} \
-             -c fsync=off",
+             -c fsync={}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            match self.durability {
+                Durability::Scratch => "off",
+                Durability::Durable => "on",
+            }
         );
         let log = self.log_path().display().to_string();
         let data = self.data_dir();

@@ -6,7 +6,7 @@
 use crate::cli::{Fault, GlobalArgs};
 use anyhow::Context;
 use ordo::instances::broker::Broker;
-use ordo::instances::postgres::PrivateCluster;
+use ordo::instances::postgres::{Durability, PrivateCluster};
 use ordo::instances::process::{OrdoProcess, ProcessSpec};
 use ordo::instances::redis::PrivateRedis;
 use ordo::instances::{free_port, Services};
@@ -82,7 +82,7 @@ impl Stack {
             broker,
             redis,
             cluster,
-        } = tokio::task::block_in_place(|| Services::start_in(dir))?;
+        } = tokio::task::block_in_place(|| Services::start_in(dir, Durability::Scratch))?;
         let database_url = cluster.url("ordo");
         let migrate = GlobalArgs {
             database_url: database_url.clone(),

@@ -51,8 +51,10 @@ pub(super) async fn run(args: &QueueBenchArgs, dir: &Path) -> anyhow::Result<()>
     let node = node()?;
     install(&project, &dir.join("npm.log")).await?;
 
-    let cluster = tokio::task::block_in_place(|| PrivateCluster::start_in(&dir.join("postgres")))
-        .context("start the private PostgreSQL cluster")?;
+    let cluster = tokio::task::block_in_place(|| {
+        PrivateCluster::start_in(&dir.join("postgres"), args.durability())
+    })
+    .context("start the private PostgreSQL cluster")?;
     let database_url = cluster.url(DATABASE);
     db::ensure_database(&database_url)
         .await
@@ -74,12 +76,13 @@ pub(super) async fn run(args: &QueueBenchArgs, dir: &Path) -> anyhow::Result<()>
     println!(
         "ordo bench queue --system graphile-worker: {} noop jobs, {} client(s) each adding one \
          after another with addJob (node), 1 graphile-worker process × {} concurrency \
-         (graphile-worker {}, node {}); on a private PostgreSQL; logs in {}",
+         (graphile-worker {}, node {}); on a private PostgreSQL ({}); logs in {}",
         args.jobs,
         args.clients,
         args.slots,
         installed_version(&project),
         node_version(&node).unwrap_or_else(|e| format!("unknown: {e:#}")),
+        args.durability().describe(),
         dir.display()
     );
 

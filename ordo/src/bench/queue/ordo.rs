@@ -16,6 +16,7 @@ use crate::bench::lifecycle::Lifecycle;
 use crate::bench::{measure, submit_job, QUEUE};
 use crate::cli::{GlobalArgs, QueueBenchArgs};
 use anyhow::{bail, Context};
+use ordo::instances::postgres::Durability;
 use ordo::instances::process::{OrdoProcess, ProcessSpec};
 use ordo::instances::{free_port, Services};
 use ordo_common::db::{self, DbConfig};
@@ -34,7 +35,7 @@ pub(super) async fn run(
     let binary = std::env::current_exe().context("find this executable")?;
     let mut stack = match &args.url {
         Some(url) => Stack::external(url, &global.database_url),
-        None => Stack::private(global, &binary, dir).await?,
+        None => Stack::private(global, &binary, dir, args.durability()).await?,
     };
     let worker = stack.start_worker(&binary, dir, args.slots).await?;
     println!(
@@ -43,7 +44,7 @@ pub(super) async fn run(
         args.jobs,
         args.clients,
         args.slots,
-        stack.describe(),
+        stack.describe(args.durability()),
         dir.display()
     );
 
@@ -130,8 +131,13 @@ impl Stack {
     }
 
     /// A private PostgreSQL, Redis and broker, and `ordo dev --no-worker` on them.
-    async fn private(global: &GlobalArgs, binary: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let services = tokio::task::block_in_place(|| Services::start_in(dir))?;
+    async fn private(
+        global: &GlobalArgs,
+        binary: &Path,
+        dir: &Path,
+        durability: Durability,
+    ) -> anyhow::Result<Self> {
+        let services = tokio::task::block_in_place(|| Services::start_in(dir, durability))?;
         let database_url = services.cluster.url("ordo");
         let port = free_port()?;
         let api_url = format!("http://127.0.0.1:{port}");
@@ -169,9 +175,12 @@ impl Stack {
         })
     }
 
-    fn describe(&self) -> String {
+    fn describe(&self, durability: Durability) -> String {
         match self.platform {
-            Some(_) => "`ordo dev --no-worker` on a private PostgreSQL, Redis and broker".into(),
+            Some(_) => format!(
+                "`ordo dev --no-worker` on a private PostgreSQL ({}), Redis and broker",
+                durability.describe()
+            ),
             None => format!("the running one at {}", self.api_url),
         }
     }

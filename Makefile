@@ -79,7 +79,8 @@ bench-e2e: services
 ## platform is `ordo dev --no-worker`, all on a private PostgreSQL, Redis and broker. Prints
 ## enqueue/s, lifecycle/s, enqueue → complete p50/p95/p99 and the CPU seconds of each process.
 ## SYSTEM=graphile-worker measures graphile-worker the same way (needs node and npm; its
-## package is installed from bench/peers/graphile-worker on first use).
+## package is installed from bench/peers/graphile-worker on first use). DURABLE=1 runs the
+## private PostgreSQL with fsync on, as production does.
 bench-queue: build
 	./target/release/ordo --log-format text bench queue --system $${SYSTEM:-ordo} --jobs $${JOBS:-20000} \
 		--clients $${CLIENTS:-1} --slots $${SLOTS:-32} $${URL:+--url $$URL} $${DURABLE:+--durable}

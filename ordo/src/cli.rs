@@ -77,7 +77,7 @@ pub struct GlobalArgs {
     )]
     pub topic_partitions: i32,
     /// Topic of the job log lines the API takes from workers.
-    #[arg(long, global = true, env = "ORDO_LOGS_TOPIC", default_value = ordo_command_api::logs::DEFAULT_TOPIC)]
+    #[arg(long, global = true, env = "ORDO_LOGS_TOPIC", default_value = ordo_common::logs::DEFAULT_TOPIC)]
     pub logs_topic: String,
     /// Address of the HTTP API.
     #[arg(

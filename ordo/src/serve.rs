@@ -7,7 +7,7 @@ use crate::cli::{GlobalArgs, ProjectorArgs, QueryArgs, RelayArgs, WorkerArgs};
 use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
-use ordo_command_api::logs::LogSink;
+use ordo_common::logs::LogSink;
 use ordo_command_api::reaper::{self, ReaperConfig};
 use ordo_command_api::{http::api_routes, router, AppState, CommandMetrics, JobCommandBus};
 use ordo_common::db;

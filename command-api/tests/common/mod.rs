@@ -3,7 +3,7 @@
 //! own API server on an ephemeral port.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use ordo_command_api::logs::LogSink;
+use ordo_common::logs::LogSink;
 use ordo_command_api::{router, ApiConfig, AppState, JobCommandBus};
 use ordo_domain::spec::TenantId;
 use ordo_domain::JobServices;

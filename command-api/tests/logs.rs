@@ -228,10 +228,7 @@ async fn malformed_lines_are_refused_naming_the_field() {
     claim(&app, 1).await;
     let info = json!({"level": "info", "message": "x"});
     let cases = [
-        (
-            json!([{"level": "loud", "message": "x"}]),
-            "lines[0].level",
-        ),
+        (json!([{"level": "loud", "message": "x"}]), "lines[0].level"),
         (json!([]), "lines"),
         (Value::Array(vec![info.clone(); 1001]), "lines"),
         (

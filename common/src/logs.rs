@@ -204,6 +204,9 @@ mod tests {
             assert!(text.contains(expected), "{expected} in {text}");
         }
         assert!(!text.contains(r#"reason="malformed"} 0"#), "{text}");
-        assert!(LogMetrics::register(&registry).is_err(), "once per registry");
+        assert!(
+            LogMetrics::register(&registry).is_err(),
+            "once per registry"
+        );
     }
 }

@@ -410,7 +410,10 @@ mod tests {
         }
         assert_eq!(Level::parse("loud"), None);
         let error = serde_json::from_value::<Level>(json!("loud")).unwrap_err();
-        assert!(error.to_string().contains("unknown level \"loud\""), "{error}");
+        assert!(
+            error.to_string().contains("unknown level \"loud\""),
+            "{error}"
+        );
         assert_eq!(serde_json::to_value(Level::Warn).unwrap(), json!("warn"));
     }
 
@@ -458,7 +461,10 @@ mod tests {
         assert_eq!(records.len(), 1);
         let value: Value = serde_json::from_slice(&records[0]).unwrap();
         assert_eq!(value["v"], 2);
-        assert_eq!(value["lines"][0]["trace_id"], "5b8efff798038103d269b633813fc60c");
+        assert_eq!(
+            value["lines"][0]["trace_id"],
+            "5b8efff798038103d269b633813fc60c"
+        );
         assert!(value["lines"][0].get("span_id").is_none(), "{value}");
         assert_eq!(LogBatch::decode(&records[0]).unwrap(), batch);
         assert_eq!(batch.key(), "acme/checkout");
@@ -485,7 +491,12 @@ mod tests {
         };
         let records = big.encode(4096);
         assert_eq!(records.len(), 3);
-        assert_eq!(LogBatch::decode(&records[1]).unwrap().lines[0].message.len(), 5000);
+        assert_eq!(
+            LogBatch::decode(&records[1]).unwrap().lines[0]
+                .message
+                .len(),
+            5000
+        );
     }
 
     #[test]

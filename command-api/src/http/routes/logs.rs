@@ -87,13 +87,15 @@ async fn append(
             .collect(),
     };
     let logs = state.metrics.logs();
-    sink.send(std::slice::from_ref(&batch)).await.map_err(|error| {
-        tracing::warn!(%error, %job_id, "log lines not produced");
-        logs.rejected_request(JOB_SERVICE, "unavailable", lines);
-        ApiError::Unavailable(format!(
-            "the log lines did not reach Kafka ({error}); retry"
-        ))
-    })?;
+    sink.send(std::slice::from_ref(&batch))
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, %job_id, "log lines not produced");
+            logs.rejected_request(JOB_SERVICE, "unavailable", lines);
+            ApiError::Unavailable(format!(
+                "the log lines did not reach Kafka ({error}); retry"
+            ))
+        })?;
     logs.accepted(JOB_SERVICE, lines);
     Ok((
         StatusCode::ACCEPTED,

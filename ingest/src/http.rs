@@ -1,0 +1,192 @@
+//! The routes of the role. Handlers are thin: receive (admission, tenant, body), decode with
+//! the protocol's decoder, accept (rules, limit, Kafka), and render the answer or the
+//! refusal in the protocol's own shape.
+
+use crate::error::IngestError;
+use crate::otlp::Encoding;
+use crate::service::{Accepted, IngestService, Protocol};
+use crate::{elasticsearch, loki, native, otlp};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::time::Instant;
+
+/// The header official Elasticsearch clients check on every answer.
+const ELASTIC_PRODUCT: HeaderName = HeaderName::from_static("x-elastic-product");
+
+/// The routes with their state and body limit, without fallbacks or layers, to merge with
+/// the other APIs of a process and finish with [`ordo_common::http::finish`].
+pub fn routes(service: IngestService) -> Router {
+    let limit = service.config().max_body_bytes;
+    let elasticsearch = Router::new()
+        .route("/es", get(es_info))
+        .route("/es/", get(es_info))
+        .route("/es/_bulk", post(es_bulk).put(es_bulk))
+        .route("/es/{index}/_bulk", post(es_bulk_into).put(es_bulk_into))
+        .route("/es/{*rest}", axum::routing::any(es_unknown))
+        .layer(middleware::from_fn(elastic_product));
+    Router::new()
+        .route("/api/v1/logs", post(native_logs))
+        .route("/v1/logs", post(otlp_logs))
+        .route("/loki/api/v1/push", post(loki_push))
+        .merge(elasticsearch)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(service)
+}
+
+/// `POST /api/v1/logs`: 202 `{"accepted": N}`.
+async fn native_logs(State(service): State<IngestService>, request: Request) -> Response {
+    let protocol = Protocol::Native;
+    let accepted = async {
+        let incoming = service.receive(protocol, request).await?;
+        let max_lines = service.config().max_lines;
+        let lines = native::decode(&incoming.media_type, &incoming.body, max_lines);
+        let lines = service.counted(protocol, lines)?;
+        service.accept(&incoming, protocol, lines).await
+    };
+    match accepted.await {
+        Ok(Accepted { lines, .. }) => {
+            (StatusCode::ACCEPTED, Json(json!({"accepted": lines}))).into_response()
+        }
+        Err(error) => error.problem().into_response(),
+    }
+}
+
+/// `POST /v1/logs`: OTLP/HTTP, answered in the request's encoding.
+async fn otlp_logs(State(service): State<IngestService>, request: Request) -> Response {
+    let protocol = Protocol::Otlp;
+    let media_type = ordo_common::http::media_type(request.headers());
+    // A refusal of an unknown media type is still answered, in protobuf.
+    let encoding = Encoding::of(&media_type).unwrap_or(Encoding::Protobuf);
+    let accepted = async {
+        let incoming = service.receive(protocol, request).await?;
+        let encoding = service.counted(protocol, Encoding::of(&incoming.media_type))?;
+        let lines = otlp::decode(encoding, &incoming.body, service.config().max_lines);
+        let lines = service.counted(protocol, lines)?;
+        service.accept(&incoming, protocol, lines).await
+    };
+    let (status, body, retry_after) = match accepted.await {
+        Ok(accepted) => (
+            StatusCode::OK,
+            otlp::response(encoding, 0, accepted.warning()),
+            None,
+        ),
+        Err(error) => (
+            error.status(),
+            otlp::status(encoding, &error),
+            error.retry_after_secs(),
+        ),
+    };
+    answer(status, encoding.content_type(), body, retry_after)
+}
+
+/// `POST /loki/api/v1/push`: 204, as Loki answers.
+async fn loki_push(State(service): State<IngestService>, request: Request) -> Response {
+    let protocol = Protocol::Loki;
+    let accepted = async {
+        let incoming = service.receive(protocol, request).await?;
+        let config = service.config();
+        let lines = loki::decode(
+            &incoming.media_type,
+            &incoming.body,
+            config.max_body_bytes,
+            config.max_lines,
+        );
+        let lines = service.counted(protocol, lines)?;
+        service.accept(&incoming, protocol, lines).await
+    };
+    match accepted.await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.problem().into_response(),
+    }
+}
+
+/// `GET /es/`: the node's self-description, which clients and shippers ask first.
+async fn es_info() -> Json<serde_json::Value> {
+    Json(elasticsearch::info())
+}
+
+async fn es_bulk(State(service): State<IngestService>, request: Request) -> Response {
+    bulk(service, None, request).await
+}
+
+async fn es_bulk_into(
+    State(service): State<IngestService>,
+    Path(index): Path<String>,
+    request: Request,
+) -> Response {
+    bulk(service, Some(index), request).await
+}
+
+async fn bulk(service: IngestService, index: Option<String>, request: Request) -> Response {
+    let protocol = Protocol::Elasticsearch;
+    let started = Instant::now();
+    let answered = async {
+        let incoming = service.receive(protocol, request).await?;
+        let media_type = elasticsearch::check_media_type(&incoming.media_type);
+        service.counted(protocol, media_type)?;
+        let bulk =
+            elasticsearch::decode(index.as_deref(), &incoming.body, service.config().max_lines);
+        let mut bulk = service.counted(protocol, bulk)?;
+        service.rejected_lines(protocol, bulk.rejected());
+        let lines = std::mem::take(&mut bulk.lines);
+        service.accept(&incoming, protocol, lines).await?;
+        Ok(elasticsearch::answer(&bulk, started.elapsed().as_millis()))
+    };
+    match answered.await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(error) => es_error(&error),
+    }
+}
+
+/// Any other path under `/es`: Elasticsearch's 404, so a client sees a missing API, not a
+/// broken server.
+async fn es_unknown(request: Request) -> Response {
+    let error = IngestError::Unsupported(format!(
+        "no handler found for uri [{}] and method [{}]: Ordo's ingest serves GET /es/ and _bulk only",
+        request.uri().path(),
+        request.method()
+    ));
+    let mut response = es_error(&error);
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}
+
+fn es_error(error: &IngestError) -> Response {
+    let body = serde_json::to_vec(&elasticsearch::error_body(error)).expect("plain JSON");
+    answer(
+        error.status(),
+        "application/json",
+        body,
+        error.retry_after_secs(),
+    )
+}
+
+/// Adds `X-Elastic-Product: Elasticsearch` to every answer under `/es`, errors included:
+/// official clients refuse answers without it.
+async fn elastic_product(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(ELASTIC_PRODUCT, HeaderValue::from_static("Elasticsearch"));
+    response
+}
+
+fn answer(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+    retry_after: Option<u32>,
+) -> Response {
+    let mut response = (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}

@@ -22,18 +22,18 @@ const ELASTIC_PRODUCT: HeaderName = HeaderName::from_static("x-elastic-product")
 /// the other APIs of a process and finish with [`ordo_common::http::finish`].
 pub fn routes(service: IngestService) -> Router {
     let limit = service.config().max_body_bytes;
+    // Nested with a fallback of its own: any other path under /es gets Elasticsearch's 404.
     let elasticsearch = Router::new()
-        .route("/es", get(es_info))
-        .route("/es/", get(es_info))
-        .route("/es/_bulk", post(es_bulk).put(es_bulk))
-        .route("/es/{index}/_bulk", post(es_bulk_into).put(es_bulk_into))
-        .route("/es/{*rest}", axum::routing::any(es_unknown))
+        .route("/", get(es_info))
+        .route("/_bulk", post(es_bulk).put(es_bulk))
+        .route("/{index}/_bulk", post(es_bulk_into).put(es_bulk_into))
+        .fallback(es_unknown)
         .layer(middleware::from_fn(elastic_product));
     Router::new()
         .route("/api/v1/logs", post(native_logs))
         .route("/v1/logs", post(otlp_logs))
         .route("/loki/api/v1/push", post(loki_push))
-        .merge(elasticsearch)
+        .nest("/es", elasticsearch)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(service)
 }

@@ -31,6 +31,14 @@ pub struct TenantLimits {
 }
 
 impl TenantLimits {
+    /// The defaults: twice the role's throughput target per tenant, a burst of two seconds.
+    pub const DEFAULT: TenantLimits = TenantLimits {
+        lines_per_sec: 100_000,
+        lines_burst: 200_000,
+        bytes_per_sec: 64 * 1024 * 1024,
+        bytes_burst: 128 * 1024 * 1024,
+    };
+
     pub fn unlimited(&self) -> bool {
         self.lines_per_sec == 0 && self.bytes_per_sec == 0
     }
@@ -69,10 +77,6 @@ impl RateLimiter {
             limits,
             script: Script::new(include_str!("limit.lua")),
         }
-    }
-
-    pub fn limits(&self) -> TenantLimits {
-        self.limits
     }
 
     /// Takes `lines` and `bytes` from `tenant`'s buckets, or says how long to wait.

@@ -197,12 +197,17 @@ pub struct LineRules {
     pub max_attributes_bytes: usize,
 }
 
+impl LineRules {
+    pub const DEFAULT_RETENTION_DAYS: u32 = 14;
+    pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+}
+
 impl Default for LineRules {
     fn default() -> Self {
         Self {
-            retention: TimeDelta::days(14),
+            retention: TimeDelta::days(Self::DEFAULT_RETENTION_DAYS.into()),
             max_future: TimeDelta::hours(1),
-            max_message_bytes: 64 * 1024,
+            max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
             max_attribute_value_bytes: 16 * 1024,
             max_attributes_bytes: 64 * 1024,
         }

@@ -6,7 +6,7 @@
 
 use crate::body::decode_content;
 use crate::error::IngestError;
-use crate::limiter::{Decision, RateLimiter};
+use crate::limiter::{Decision, RateLimiter, TenantLimits};
 use crate::line::{prepare, Adjusted, Line, LineRules};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
 use ordo_common::logs::{LogMetrics, LogSink};
 use ordo_domain::spec::TenantId;
+use redis::aio::ConnectionManager;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -50,15 +51,24 @@ pub struct IngestConfig {
     /// queued, which bounds the memory bodies take.
     pub max_in_flight: usize,
     pub rules: LineRules,
+    /// Each tenant's rate limits, kept in Redis across instances.
+    pub limits: TenantLimits,
+}
+
+impl IngestConfig {
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+    pub const DEFAULT_MAX_LINES: usize = 100_000;
+    pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
-            max_body_bytes: 8 * 1024 * 1024,
-            max_lines: 100_000,
-            max_in_flight: 32,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            max_lines: Self::DEFAULT_MAX_LINES,
+            max_in_flight: Self::DEFAULT_MAX_IN_FLIGHT,
             rules: LineRules::default(),
+            limits: TenantLimits::DEFAULT,
         }
     }
 }
@@ -95,14 +105,17 @@ struct Inner {
 }
 
 impl IngestService {
-    /// `limiter`: the per-tenant limits (none: unlimited); `metrics` are shared with the
-    /// other roles of the process that take log lines.
+    /// The tenants' limits are kept in `redis` under `prefix`; `metrics` are shared with
+    /// the other roles of the process that take log lines.
     pub fn new(
         sink: LogSink,
-        limiter: Option<RateLimiter>,
+        redis: ConnectionManager,
+        prefix: &str,
         metrics: LogMetrics,
         config: IngestConfig,
     ) -> Self {
+        let limiter =
+            (!config.limits.unlimited()).then(|| RateLimiter::new(redis, prefix, config.limits));
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
         Self {
             inner: Arc::new(Inner {

@@ -35,6 +35,9 @@ pub enum IngestError {
     TooManyLines { limit: usize },
     #[error("{0}")]
     Unsupported(String),
+    /// A path under a protocol's prefix that this role does not serve (404).
+    #[error("{0}")]
+    NotFound(String),
     #[error(
         "tenant {tenant} is over its log ingest limit (lines or bytes per second); \
          retry in {retry_after_secs} s"
@@ -75,6 +78,7 @@ impl IngestError {
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge { .. } | Self::TooManyLines { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -86,7 +90,7 @@ impl IngestError {
             Self::Malformed { .. } | Self::BadRequest(_) => "malformed",
             Self::Invalid { .. } => "invalid",
             Self::TooLarge { .. } | Self::TooManyLines { .. } => "too_large",
-            Self::Unsupported(_) => "unsupported",
+            Self::Unsupported(_) | Self::NotFound(_) => "unsupported",
             Self::RateLimited { .. } => "rate_limited",
             Self::Busy => "busy",
             Self::Unavailable(_) => "unavailable",
@@ -120,6 +124,7 @@ impl IngestError {
             Self::Unsupported(_) => {
                 Problem::new(self.status(), "unsupported-media-type", detail.clone())
             }
+            Self::NotFound(_) => Problem::new(self.status(), "not-found", detail.clone()),
             Self::RateLimited { .. } => Problem::new(self.status(), "rate-limited", detail.clone()),
             Self::Busy | Self::Unavailable(_) => Problem::unavailable(detail.clone()),
         };

@@ -6,8 +6,8 @@ use crate::error::IngestError;
 use crate::otlp::Encoding;
 use crate::service::{Accepted, IngestService, Protocol};
 use crate::{elasticsearch, loki, native, otlp};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,6 +33,11 @@ pub fn routes(service: IngestService) -> Router {
         .route("/api/v1/logs", post(native_logs))
         .route("/v1/logs", post(otlp_logs))
         .route("/loki/api/v1/push", post(loki_push))
+        // `/es/`, the info path of clients whose base URL ends in /es: the nest takes `/es`.
+        .route(
+            "/es/",
+            get(es_info).layer(middleware::from_fn(elastic_product)),
+        )
         .nest("/es", elasticsearch)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(service)
@@ -145,15 +150,11 @@ async fn bulk(service: IngestService, index: Option<String>, request: Request) -
 
 /// Any other path under `/es`: Elasticsearch's 404, so a client sees a missing API, not a
 /// broken server.
-async fn es_unknown(request: Request) -> Response {
-    let error = IngestError::Unsupported(format!(
-        "no handler found for uri [{}] and method [{}]: Ordo's ingest serves GET /es/ and _bulk only",
-        request.uri().path(),
-        request.method()
-    ));
-    let mut response = es_error(&error);
-    *response.status_mut() = StatusCode::NOT_FOUND;
-    response
+async fn es_unknown(OriginalUri(uri): OriginalUri, method: Method) -> Response {
+    es_error(&IngestError::NotFound(format!(
+        "no handler found for uri [{}] and method [{method}]: Ordo's ingest serves GET /es/ and _bulk only",
+        uri.path()
+    )))
 }
 
 fn es_error(error: &IngestError) -> Response {

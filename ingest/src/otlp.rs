@@ -194,10 +194,21 @@ pub fn response(encoding: Encoding, rejected: i64, warning: Option<String>) -> V
         rejected_log_records: rejected,
         error_message: warning.unwrap_or_default(),
     });
-    let response = ExportLogsServiceResponse { partial_success };
-    match encoding {
-        Encoding::Protobuf => response.encode_to_vec(),
-        Encoding::Json => serde_json::to_vec(&response).expect("a response is plain JSON"),
+    match (encoding, partial_success) {
+        (Encoding::Protobuf, partial_success) => {
+            ExportLogsServiceResponse { partial_success }.encode_to_vec()
+        }
+        // Written by hand: the crate's serde would write `"partialSuccess": null` and the
+        // int64 as a number, where protobuf's JSON mapping leaves out an unset message and
+        // writes 64-bit integers as strings.
+        (Encoding::Json, None) => b"{}".to_vec(),
+        (Encoding::Json, Some(partial)) => serde_json::to_vec(&serde_json::json!({
+            "partialSuccess": {
+                "rejectedLogRecords": partial.rejected_log_records.to_string(),
+                "errorMessage": partial.error_message,
+            }
+        }))
+        .expect("a response is plain JSON"),
     }
 }
 

@@ -4,7 +4,8 @@
 //! JSON (`{"streams": [{"stream": {labels}, "values": [["<ns>", "<line>", {metadata}]]}]}`).
 //!
 //! Stream labels map to the line: the first of `service`, `service_name`, `app`, `job` is the
-//! service; `level` or `detected_level` the level (unknown names → `info`, the name kept);
+//! service; `level`, `detected_level` or `severity` (python-logging-loki's) the level
+//! (unknown names → `info`, the name kept);
 //! `env` or `environment` the env; `host` or `hostname` the host; the rest are attributes.
 //! Structured metadata adds `trace_id` and `span_id` (hex ids) and its other pairs as
 //! attributes. Text that is not UTF-8 is taken with U+FFFD in place of the bad bytes.
@@ -158,12 +159,12 @@ fn line(
     line.service = first(&mut attributes, &["service", "service_name", "app", "job"]);
     line.env = first(&mut attributes, &["env", "environment"]);
     line.host = first(&mut attributes, &["host", "hostname"]);
-    let mut level = first(&mut attributes, &["level", "detected_level"]);
+    let mut level = first(&mut attributes, &["level", "detected_level", "severity"]);
     for (name, value) in metadata {
         match name.as_str() {
             "trace_id" if hex_id(&value, 16).is_some() => line.trace_id = hex_id(&value, 16),
             "span_id" if hex_id(&value, 8).is_some() => line.span_id = hex_id(&value, 8),
-            "level" | "detected_level" if level.is_none() => level = Some(value),
+            "level" | "detected_level" | "severity" if level.is_none() => level = Some(value),
             _ => {
                 attributes.insert(name, value);
             }

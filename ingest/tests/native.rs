@@ -71,7 +71,8 @@ async fn objects_arrays_and_ndjson_land_as_v2_batches() {
     assert_eq!(success(response, 202).await, json!({"accepted": 1}));
 
     let batches = ingest.batches(6).await;
-    let summary: Vec<(&str, &str, &str, Option<Uuid>, Vec<&str>)> = batches
+    type Summary<'a> = (&'a str, &'a str, &'a str, Option<Uuid>, Vec<&'a str>);
+    let summary: Vec<Summary> = batches
         .iter()
         .map(|(key, b)| {
             let messages = b.lines.iter().map(|l| l.message.as_str()).collect();

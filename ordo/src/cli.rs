@@ -263,8 +263,9 @@ pub enum Command {
         query: QueryArgs,
         #[command(flatten)]
         worker: WorkerArgs,
+        // Boxed: the variant would otherwise outgrow the others by far (clippy).
         #[command(flatten)]
-        ingest: IngestArgs,
+        ingest: Box<IngestArgs>,
         /// Run no worker in this process (run `ordo serve worker` beside it instead).
         #[arg(long, env = "ORDO_DEV_NO_WORKER")]
         no_worker: bool,

@@ -80,13 +80,10 @@ impl ApiError {
 
     fn extensions(&self) -> Map<String, Value> {
         let mut extra = Map::new();
-        match self {
-            ApiError::Command(CommandError::Rejected(e)) => {
-                if let Some(status) = rejected_status(e) {
-                    extra.insert("current_status".into(), json!(status));
-                }
+        if let ApiError::Command(CommandError::Rejected(e)) = self {
+            if let Some(status) = rejected_status(e) {
+                extra.insert("current_status".into(), json!(status));
             }
-            _ => {}
         }
         extra
     }

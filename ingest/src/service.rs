@@ -10,7 +10,7 @@ use crate::limiter::{Decision, RateLimiter, TenantLimits};
 use crate::line::{prepare, Adjusted, Line, LineRules};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::Utc;
 use ordo_common::logs::{LogMetrics, LogSink};
 use ordo_domain::spec::TenantId;
@@ -76,7 +76,6 @@ impl Default for IngestConfig {
 /// A request admitted, its tenant known and its body read and decompressed.
 pub struct Incoming {
     pub tenant: TenantId,
-    pub headers: HeaderMap,
     /// The media type of `Content-Type`, lowercase, without parameters.
     pub media_type: String,
     pub body: Bytes,
@@ -163,7 +162,6 @@ impl IngestService {
             Ok(Incoming {
                 tenant,
                 media_type: ordo_common::http::media_type(&headers),
-                headers,
                 body,
                 _permit: permit,
             })

@@ -282,6 +282,7 @@ pub fn error_body(error: &IngestError) -> Value {
         StatusCode::SERVICE_UNAVAILABLE => "unavailable_shards_exception",
         StatusCode::PAYLOAD_TOO_LARGE => "content_too_long_exception",
         StatusCode::NOT_FOUND => "resource_not_found_exception",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed_exception",
         StatusCode::BAD_REQUEST => "parse_exception",
         _ => "illegal_argument_exception",
     };

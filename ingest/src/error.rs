@@ -38,6 +38,9 @@ pub enum IngestError {
     /// A path under a protocol's prefix that this role does not serve (404).
     #[error("{0}")]
     NotFound(String),
+    /// A route of a protocol's prefix called with a method it does not serve (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error(
         "tenant {tenant} is over its log ingest limit (lines or bytes per second); \
          retry in {retry_after_secs} s"
@@ -79,6 +82,7 @@ impl IngestError {
             Self::TooLarge { .. } | Self::TooManyLines { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -90,7 +94,7 @@ impl IngestError {
             Self::Malformed { .. } | Self::BadRequest(_) => "malformed",
             Self::Invalid { .. } => "invalid",
             Self::TooLarge { .. } | Self::TooManyLines { .. } => "too_large",
-            Self::Unsupported(_) | Self::NotFound(_) => "unsupported",
+            Self::Unsupported(_) | Self::NotFound(_) | Self::MethodNotAllowed(_) => "unsupported",
             Self::RateLimited { .. } => "rate_limited",
             Self::Busy => "busy",
             Self::Unavailable(_) => "unavailable",
@@ -125,6 +129,9 @@ impl IngestError {
                 Problem::new(self.status(), "unsupported-media-type", detail.clone())
             }
             Self::NotFound(_) => Problem::new(self.status(), "not-found", detail.clone()),
+            Self::MethodNotAllowed(_) => {
+                Problem::new(self.status(), "method-not-allowed", detail.clone())
+            }
             Self::RateLimited { .. } => Problem::new(self.status(), "rate-limited", detail.clone()),
             Self::Busy | Self::Unavailable(_) => Problem::unavailable(detail.clone()),
         };

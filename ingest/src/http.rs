@@ -28,6 +28,9 @@ pub fn routes(service: IngestService) -> Router {
         .route("/_bulk", post(es_bulk).put(es_bulk))
         .route("/{index}/_bulk", post(es_bulk_into).put(es_bulk_into))
         .fallback(es_unknown)
+        // Set before the layer, so that it carries the product header (the process-wide
+        // 405 fallback that `finish` adds later only fills routes without one).
+        .method_not_allowed_fallback(es_wrong_method)
         .layer(middleware::from_fn(elastic_product));
     Router::new()
         .route("/api/v1/logs", post(native_logs))
@@ -153,6 +156,13 @@ async fn bulk(service: IngestService, index: Option<String>, request: Request) -
 async fn es_unknown(OriginalUri(uri): OriginalUri, method: Method) -> Response {
     es_error(&IngestError::NotFound(format!(
         "no handler found for uri [{}] and method [{method}]: Ordo's ingest serves GET /es/ and _bulk only",
+        uri.path()
+    )))
+}
+
+async fn es_wrong_method(OriginalUri(uri): OriginalUri, method: Method) -> Response {
+    es_error(&IngestError::MethodNotAllowed(format!(
+        "Incorrect HTTP method for uri [{}] and method [{method}]",
         uri.path()
     )))
 }

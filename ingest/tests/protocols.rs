@@ -255,6 +255,22 @@ async fn elasticsearch_clients_see_an_elasticsearch_8_node() {
         assert_eq!(error["status"], status, "{error}");
         assert!(error["error"]["type"].is_string(), "{error}");
     }
+    let wrong_method = ingest
+        .http
+        .delete(format!("{}/es/_bulk", ingest.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.headers()["x-elastic-product"], "Elasticsearch");
+    let ping = ingest
+        .http
+        .head(format!("{}/es/", ingest.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), 200, "the clients' ping");
+    assert_eq!(ping.headers()["x-elastic-product"], "Elasticsearch");
     let metrics = ingest.metrics();
     assert!(
         metrics.contains(

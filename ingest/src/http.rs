@@ -18,8 +18,8 @@ use std::time::Instant;
 /// The header official Elasticsearch clients check on every answer.
 const ELASTIC_PRODUCT: HeaderName = HeaderName::from_static("x-elastic-product");
 
-/// The routes with their state and body limit, without fallbacks or layers, to merge with
-/// the other APIs of a process and finish with [`ordo_common::http::finish`].
+/// The routes with their state and body limit, without the process-wide fallbacks and layers,
+/// to merge with the other APIs of a process and finish with [`ordo_common::http::finish`].
 pub fn routes(service: IngestService) -> Router {
     let limit = service.config().max_body_bytes;
     // Nested with a fallback of its own: any other path under /es gets Elasticsearch's 404.

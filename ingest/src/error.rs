@@ -31,6 +31,8 @@ pub enum IngestError {
         if *decompressed { " once decompressed" } else { "" }
     )]
     TooLarge { limit: usize, decompressed: bool },
+    #[error("the request body did not arrive within {secs} s")]
+    SlowBody { secs: u64 },
     #[error("a request may carry at most {limit} log lines; send smaller batches")]
     TooManyLines { limit: usize },
     #[error("{0}")]
@@ -78,6 +80,7 @@ impl IngestError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Malformed { .. } | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::SlowBody { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge { .. } | Self::TooManyLines { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -91,7 +94,7 @@ impl IngestError {
     /// The `reason` label of the refusal metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Malformed { .. } | Self::BadRequest(_) => "malformed",
+            Self::Malformed { .. } | Self::BadRequest(_) | Self::SlowBody { .. } => "malformed",
             Self::Invalid { .. } => "invalid",
             Self::TooLarge { .. } | Self::TooManyLines { .. } => "too_large",
             Self::Unsupported(_) | Self::NotFound(_) | Self::MethodNotAllowed(_) => "unsupported",
@@ -122,6 +125,7 @@ impl IngestError {
             Self::Malformed { .. } | Self::BadRequest(_) => {
                 Problem::new(self.status(), "malformed-body", detail.clone())
             }
+            Self::SlowBody { .. } => Problem::new(self.status(), "request-timeout", detail.clone()),
             Self::TooLarge { .. } | Self::TooManyLines { .. } => {
                 Problem::new(self.status(), "payload-too-large", detail.clone())
             }

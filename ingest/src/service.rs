@@ -16,7 +16,11 @@ use ordo_common::logs::{LogMetrics, LogSink};
 use ordo_domain::spec::TenantId;
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a client may take to send its request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The protocols lines arrive by: the `protocol` label of the metrics and the `source` of
 /// the records.
@@ -148,16 +152,19 @@ impl IngestService {
             let tenant = ordo_common::http::tenant(&headers).map_err(IngestError::BadRequest)?;
             let limit = self.inner.config.max_body_bytes;
             // The route's body limit is `limit`: a longer body is refused while it streams in.
-            let body =
-                Bytes::from_request(request, &())
-                    .await
-                    .map_err(|rejection| match rejection.status() {
-                        StatusCode::PAYLOAD_TOO_LARGE => IngestError::TooLarge {
-                            limit,
-                            decompressed: false,
-                        },
-                        _ => IngestError::malformed(rejection.body_text()),
-                    })?;
+            // A client too slow to send it must not hold its place for ever.
+            let body = tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(request, &()))
+                .await
+                .map_err(|_| IngestError::SlowBody {
+                    secs: BODY_TIMEOUT.as_secs(),
+                })?
+                .map_err(|rejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => IngestError::TooLarge {
+                        limit,
+                        decompressed: false,
+                    },
+                    _ => IngestError::malformed(rejection.body_text()),
+                })?;
             let body = decode_content(&headers, body, limit)?;
             Ok(Incoming {
                 tenant,

@@ -80,8 +80,10 @@ bench-e2e: services
 ## (one submit after another each), one `ordo serve worker` with SLOTS slots runs them, the
 ## platform is `ordo dev --no-worker`, all on a private PostgreSQL, Redis and broker. Prints
 ## enqueue/s, lifecycle/s, enqueue → complete p50/p95/p99 and the CPU seconds of each process.
+## SYSTEM=graphile-worker measures graphile-worker the same way (needs node and npm; its
+## package is installed from bench/peers/graphile-worker on first use).
 bench-queue: build
-	./target/release/ordo --log-format text bench queue --jobs $${JOBS:-20000} \
+	./target/release/ordo --log-format text bench queue --system $${SYSTEM:-ordo} --jobs $${JOBS:-20000} \
 		--clients $${CLIENTS:-1} --slots $${SLOTS:-32} $${URL:+--url $$URL}
 
 ## Faults under load on a private stack (its own PostgreSQL, Redis, broker and role processes),

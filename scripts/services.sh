@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Local Ordo stack without Docker: PostgreSQL 15 (logical replication), Redis 7
-# and a Kafka-protocol broker (Nisshi, in-memory storage), all on loopback, for
-# Debian 12. Idempotent: reuses what is installed/running, installs what is not.
+# Local Ordo stack without Docker: PostgreSQL 15 (logical replication), Redis 7,
+# a Kafka-protocol broker (Nisshi, in-memory storage) and ClickHouse 26 (chDB behind
+# scripts/clickhouse-http.py), all on loopback, for Debian 12. Idempotent: reuses
+# what is installed/running, installs what is not.
 #
 # Usage: scripts/services.sh [up|down|status]   (default: up)
 # Env:   ORDO_PG_PORT (default 5432), ORDO_REDIS_PORT (default 6379),
-#        ORDO_KAFKA_PORT (default 9092)
+#        ORDO_KAFKA_PORT (default 9092), ORDO_CLICKHOUSE_PORT (default 8123)
 set -euo pipefail
 
 PG_VERSION=15
@@ -19,6 +20,13 @@ KAFKA_PORT="${ORDO_KAFKA_PORT:-9092}"
 # storage loses records on consumer resume, so the version is pinned.
 NISSHI_VERSION=0.7.0-pre.2
 STATE_DIR="${XDG_STATE_HOME:-$HOME/.local/state}/ordo"
+CLICKHOUSE_PORT="${ORDO_CLICKHOUSE_PORT:-8123}"
+# chDB: ClickHouse 26.9 as a Python extension (Debian only has ClickHouse 18.16). Only its
+# engine is used, so its pandas/pyarrow dependencies are left out; lz4 is the front's.
+CHDB_VERSION=26.9.0
+LZ4_SPEC='lz4>=4.3,<5'
+CLICKHOUSE_DIR="$STATE_DIR/clickhouse"
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # Root runs everything directly; otherwise escalate with sudo (best effort).
 if [[ $(id -u) -eq 0 ]]; then
@@ -286,6 +294,89 @@ status_broker() {
   fi
 }
 
+# -------------------------------------------------------------- clickhouse ---
+
+clickhouse_up() {
+  [[ $(curl -s -m 2 "http://127.0.0.1:${CLICKHOUSE_PORT}/ping" 2>/dev/null) == "Ok." ]]
+}
+
+# The front this script started, if it is alive (the pid file may be stale or recycled).
+clickhouse_pid() {
+  local pid
+  [[ -f $CLICKHOUSE_DIR/front.pid ]] && pid=$(cat "$CLICKHOUSE_DIR/front.pid") && [[ -n $pid ]] &&
+    tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q 'clickhouse-http.py' && echo "$pid"
+}
+
+clickhouse_installed() {
+  "$CLICKHOUSE_DIR/venv/bin/python" -c \
+    "import chdb, lz4.frame; assert chdb.__version__ == '${CHDB_VERSION}', chdb.__version__" 2>/dev/null
+}
+
+ensure_clickhouse() {
+  local how="reused" pid i start
+  if ! clickhouse_up; then
+    if ! clickhouse_installed; then
+      start=$(date +%s)
+      log "clickhouse: installing chdb-core ${CHDB_VERSION} (~565 MB) into $CLICKHOUSE_DIR/venv"
+      mkdir -p "$CLICKHOUSE_DIR"
+      if ! python3 -m venv "$CLICKHOUSE_DIR/venv" 2>/dev/null; then
+        rm -rf "$CLICKHOUSE_DIR/venv"
+        apt_install python3-venv
+        python3 -m venv "$CLICKHOUSE_DIR/venv"
+      fi
+      "$CLICKHOUSE_DIR/venv/bin/pip" install -q --disable-pip-version-check --no-deps \
+        "chdb-core==${CHDB_VERSION}" "$LZ4_SPEC"
+      clickhouse_installed || die "chdb-core ${CHDB_VERSION} does not import from $CLICKHOUSE_DIR/venv"
+      how="installed in $(($(date +%s) - start))s"
+    fi
+    if pid=$(clickhouse_pid); then
+      die "the ClickHouse front (pid $pid) runs but does not answer on port ${CLICKHOUSE_PORT}; see $CLICKHOUSE_DIR/front.log, or run '$0 down'"
+    fi
+    mkdir -p "$CLICKHOUSE_DIR/data"
+    # setsid: the front must outlive the shell (and make) that started it.
+    setsid "$CLICKHOUSE_DIR/venv/bin/python" "$SCRIPT_DIR/clickhouse-http.py" \
+      --port "$CLICKHOUSE_PORT" --path "$CLICKHOUSE_DIR/data" \
+      >>"$CLICKHOUSE_DIR/front.log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$CLICKHOUSE_DIR/front.pid"
+    for ((i = 0; i < 60; i++)); do
+      clickhouse_up && break
+      kill -0 "$pid" 2>/dev/null || die "the ClickHouse front exited during start-up; see $CLICKHOUSE_DIR/front.log"
+      sleep 0.5
+    done
+    clickhouse_up || die "ClickHouse not answering http://127.0.0.1:${CLICKHOUSE_PORT}/ping after 30s (see $CLICKHOUSE_DIR/front.log)"
+    [[ $how != reused ]] || how="started"
+  fi
+  log "clickhouse: ${how}, running on 127.0.0.1:${CLICKHOUSE_PORT} ($(curl -s -m 2 "http://127.0.0.1:${CLICKHOUSE_PORT}/?query=SELECT+version()") via chDB, data in $CLICKHOUSE_DIR/data)"
+}
+
+stop_clickhouse() {
+  local pid i
+  if pid=$(clickhouse_pid); then
+    kill "$pid"
+    for ((i = 0; i < 40; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.25
+    done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    rm -f "$CLICKHOUSE_DIR/front.pid"
+    log "clickhouse: stopped"
+  elif clickhouse_up; then
+    log "clickhouse: port ${CLICKHOUSE_PORT} answers but was not started by this script; left alone"
+  else
+    log "clickhouse: not running"
+  fi
+}
+
+status_clickhouse() {
+  if clickhouse_up; then
+    log "clickhouse: up on 127.0.0.1:${CLICKHOUSE_PORT}"
+  else
+    log "clickhouse: down"
+    return 1
+  fi
+}
+
 # -------------------------------------------------------------------- main ---
 
 main() {
@@ -294,8 +385,10 @@ main() {
       ensure_postgres
       ensure_redis
       ensure_broker
+      ensure_clickhouse
       ;;
     down)
+      stop_clickhouse
       stop_broker
       stop_postgres
       stop_redis
@@ -306,6 +399,7 @@ main() {
       status_postgres || rc=1
       status_redis || rc=1
       status_broker || rc=1
+      status_clickhouse || rc=1
       return "$rc"
       ;;
     *)

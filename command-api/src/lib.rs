@@ -8,6 +8,8 @@
 //! - [`metrics`]: the bus's Prometheus instruments ([`CommandMetrics`]).
 //! - [`claims`]: how workers get jobs: the claim from the dispatch model in Redis, long-poll
 //!   and wake-ups, the `Start` commands, claims put back when they could not start.
+//! - [`reports`]: how workers report the end of their attempts (complete, fail, release), one
+//!   at a time or many in one call.
 //! - [`reaper`]: the lease reaper, which expires the leases of silent workers; it needs only
 //!   a bus, so `ordo serve reaper` runs without the HTTP side.
 //! - [`http`]: the axum application: [`http::router`], [`AppState`], request extractors,
@@ -21,6 +23,7 @@ pub mod claims;
 pub mod http;
 pub mod metrics;
 pub mod reaper;
+pub mod reports;
 pub mod store;
 pub mod write_through;
 

@@ -445,3 +445,117 @@ async fn with_write_through_a_batch_is_claimable_at_once() {
     assert_eq!(jobs.len(), 3, "{jobs:?}");
     assert!(claim(&app, 10, 0).await.is_empty(), "claimed twice");
 }
+
+/// `POST /api/v1/workers/reports` applies each report on its own and answers one result per
+/// report in order: accepted ones with the job's new status, a wrong attempt 409, an
+/// unstorable error 422, without holding up the others.
+#[tokio::test]
+async fn many_reports_in_one_call_each_get_their_own_result() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let done = submit(&app, 0).await;
+    let failing = submit(&app, 0).await;
+    let released = submit(&app, 0).await;
+    assert_eq!(claim(&app, 3, 0).await.len(), 3);
+
+    let (status, body) = post(
+        &app,
+        "/api/v1/workers/reports",
+        json!({"reports": [
+            {"outcome": "completed", "job_id": done, "attempt": 2},
+            {"outcome": "completed", "job_id": done, "attempt": 1, "result": {"rows": 3}},
+            {"outcome": "failed", "job_id": failing, "attempt": 1, "error": "bad\u{0}byte"},
+            {"outcome": "failed", "job_id": failing, "attempt": 1, "error": "bad address", "retryable": false},
+            {"outcome": "released", "job_id": released, "attempt": 1, "reason": "shutting down"},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    let statuses: Vec<(u64, Option<&str>)> = results
+        .iter()
+        .map(|r| (r["status"].as_u64().unwrap(), r["job_status"].as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (409, None),
+            (200, Some("COMPLETED")),
+            (422, None),
+            (200, Some("DEAD_LETTER")),
+            (200, Some("QUEUED")),
+        ],
+        "{body}"
+    );
+    assert_eq!(results[1]["job_id"], done.as_str());
+    assert_eq!(results[2]["problem"]["field"], "error", "{body}");
+    let events = app.events(&done).await;
+    assert_eq!(events.last().unwrap()["data"]["result"]["rows"], 3);
+
+    for (body, field) in [
+        (json!({"reports": []}), "reports"),
+        (
+            json!({"reports": [{"outcome": "won", "job_id": done, "attempt": 1}]}),
+            "won",
+        ),
+        (
+            json!({"reports": [{"outcome": "completed", "job_id": done, "attempt": 1, "rsult": 1}]}),
+            "rsult",
+        ),
+    ] {
+        let (status, problem) = post(&app, "/api/v1/workers/reports", body).await;
+        assert!(matches!(status, 400 | 422), "{status} {problem}");
+        assert!(problem.to_string().contains(field), "{problem}");
+    }
+}
+
+/// Complete-and-claim-next: a claim's reports are applied while it claims, in one round trip;
+/// their results come back beside the jobs.
+#[tokio::test]
+async fn a_claim_carries_the_reports_of_finished_attempts() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let first = submit(&app, 5).await;
+    let second = submit(&app, 1).await;
+    assert_eq!(claim(&app, 1, 0).await[0]["job_id"], first.as_str());
+
+    let (status, body) = post(
+        &app,
+        "/api/v1/workers/claim",
+        json!({"worker_id": "w-1", "queues": ["reports"], "max_jobs": 1,
+               "reports": [{"outcome": "completed", "job_id": first, "attempt": 1}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reports"][0]["status"], 200, "{body}");
+    assert_eq!(body["reports"][0]["job_status"], "COMPLETED");
+    assert_eq!(body["jobs"][0]["job_id"], second.as_str(), "{body}");
+    assert_eq!(body.get("claim_problem"), None);
+    let events = app.events(&first).await;
+    assert_eq!(events.last().unwrap()["event_type"], "JobCompleted");
+}
+
+/// A claim that carried reports answers 200 even when the claim itself fails: the reports were
+/// applied and the worker must hear their results; the claim's problem comes in
+/// `claim_problem`.
+#[tokio::test]
+async fn reports_on_a_claim_that_fails_are_still_answered() {
+    let app = TestApp::spawn_with_dispatch().await;
+    let id = submit(&app, 0).await;
+    assert_eq!(claim(&app, 1, 0).await.len(), 1);
+    let redis = app.redis.as_ref().expect("spawned with a dispatch model");
+    let mut connection = redis.redis.clone();
+    namespace::unmark(&mut connection, &redis.prefix)
+        .await
+        .unwrap();
+
+    let (status, body) = post(
+        &app,
+        "/api/v1/workers/claim",
+        json!({"worker_id": "w-1", "queues": ["reports"],
+               "reports": [{"outcome": "completed", "job_id": id, "attempt": 1}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reports"][0]["job_status"], "COMPLETED", "{body}");
+    assert_eq!(body["jobs"], json!([]));
+    assert_eq!(body["claim_problem"]["status"], 503, "{body}");
+}

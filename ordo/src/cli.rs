@@ -1,6 +1,7 @@
 //! Command-line interface. Every setting has an `ORDO_*` environment variable; flags win.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ordo_clickhouse_store::ClickHouseConfig;
 use ordo_command_api::ApiConfig;
 use ordo_common::db::DbConfig;
 use ordo_domain::RetryPolicy;
@@ -56,6 +57,39 @@ pub struct GlobalArgs {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
+    /// HTTP interface of the ClickHouse that holds the log and job history read models.
+    #[arg(long, global = true, env = "ORDO_CLICKHOUSE_URL", default_value = ordo_clickhouse_store::DEFAULT_URL)]
+    pub clickhouse_url: String,
+    /// ClickHouse user.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_CLICKHOUSE_USER",
+        default_value = "default"
+    )]
+    pub clickhouse_user: String,
+    /// ClickHouse password (none by default).
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_CLICKHOUSE_PASSWORD",
+        hide_env_values = true
+    )]
+    pub clickhouse_password: Option<String>,
+    /// ClickHouse database of Ordo's tables; `ordo migrate` creates it.
+    #[arg(long, global = true, env = "ORDO_CLICKHOUSE_DATABASE", default_value = ordo_clickhouse_store::DEFAULT_DATABASE)]
+    pub clickhouse_database: String,
+    /// Bound of every ClickHouse call, client and server side (`max_execution_time`).
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_CLICKHOUSE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub clickhouse_timeout_ms: u64,
+    /// Days log lines are kept in ClickHouse; `ordo migrate` (and `ordo dev`) apply a change.
+    #[arg(long, global = true, env = "ORDO_LOG_RETENTION_DAYS", default_value_t = ordo_clickhouse_store::DEFAULT_LOG_RETENTION_DAYS)]
+    pub log_retention_days: u32,
     /// Key prefix of the read model in Redis; `{prefix}:active` names the live namespace.
     #[arg(long, global = true, env = "ORDO_REDIS_PREFIX", default_value = ordo_read_model::keys::DEFAULT_PREFIX)]
     pub redis_prefix: String,
@@ -148,6 +182,19 @@ impl GlobalArgs {
         }
     }
 
+    pub fn clickhouse_config(&self) -> anyhow::Result<ClickHouseConfig> {
+        let config = ClickHouseConfig {
+            url: self.clickhouse_url.clone(),
+            user: self.clickhouse_user.clone(),
+            password: self.clickhouse_password.clone(),
+            database: self.clickhouse_database.clone(),
+            timeout: Duration::from_millis(self.clickhouse_timeout_ms),
+            log_retention_days: self.log_retention_days,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
     /// The API settings, with the retry defaults checked like a submitted policy.
     pub fn api_config(&self) -> anyhow::Result<ApiConfig> {
         let retry_defaults = RetryPolicy {
@@ -177,10 +224,6 @@ pub struct IngestArgs {
     /// Most log lines in one request; more get 413.
     #[arg(long, env = "ORDO_LOG_MAX_LINES", default_value_t = IngestConfig::DEFAULT_MAX_LINES)]
     pub log_max_lines: usize,
-    /// Days the logs store keeps lines: older lines are stamped with their arrival time,
-    /// their own kept in the attribute `ordo.original_ts`.
-    #[arg(long, env = "ORDO_LOG_RETENTION_DAYS", default_value_t = LineRules::DEFAULT_RETENTION_DAYS)]
-    pub log_retention_days: u32,
     /// Longer messages are cut to this many bytes (attribute `ordo.truncated`).
     #[arg(long, env = "ORDO_LOG_MAX_MESSAGE_BYTES", default_value_t = LineRules::DEFAULT_MAX_MESSAGE_BYTES)]
     pub log_max_message_bytes: usize,
@@ -202,7 +245,9 @@ pub struct IngestArgs {
 }
 
 impl IngestArgs {
-    pub fn config(&self) -> anyhow::Result<IngestConfig> {
+    /// The settings; lines older than the logs' retention (`--log-retention-days`) are
+    /// stamped with their arrival time, their own kept in the attribute `ordo.original_ts`.
+    pub fn config(&self, global: &GlobalArgs) -> anyhow::Result<IngestConfig> {
         anyhow::ensure!(
             self.log_max_body_bytes >= 1024,
             "--log-max-body-bytes must be at least 1024"
@@ -212,8 +257,8 @@ impl IngestArgs {
             "--log-max-lines must be at least 1"
         );
         anyhow::ensure!(
-            (1..=3650).contains(&self.log_retention_days),
-            "--log-retention-days must be 1 to 3650"
+            global.log_retention_days >= 1,
+            "--log-retention-days must be at least 1"
         );
         anyhow::ensure!(
             self.log_max_message_bytes >= 256,
@@ -229,7 +274,7 @@ impl IngestArgs {
             max_lines: self.log_max_lines,
             max_in_flight: self.ingest_max_in_flight,
             rules: LineRules {
-                retention: chrono::TimeDelta::days(self.log_retention_days.into()),
+                retention: chrono::TimeDelta::days(global.log_retention_days.into()),
                 max_message_bytes: self.log_max_message_bytes,
                 ..defaults
             },
@@ -251,9 +296,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Everything in one process against the local stack: migrate, then serve the command
-    /// and query APIs and the log ingest on one port, relay the outbox to Kafka, project it
-    /// into Redis, reap expired leases and run a worker.
+    /// Everything in one process against the local stack: migrate (PostgreSQL and
+    /// ClickHouse), then serve the command and query APIs and the log ingest on one port,
+    /// relay the outbox to Kafka, project it into Redis, reap expired leases and run a worker.
     Dev {
         #[command(flatten)]
         relay: RelayArgs,
@@ -276,7 +321,8 @@ pub enum Command {
     /// Run one role of the platform.
     #[command(subcommand)]
     Serve(ServeRole),
-    /// Create the database if needed and apply the PostgreSQL migrations.
+    /// Create the databases if needed and apply the migrations: PostgreSQL's, then
+    /// ClickHouse's (and the log retention).
     Migrate,
     /// Benchmarks that print numbers.
     #[command(subcommand)]
@@ -646,30 +692,48 @@ pub enum BenchCommand {
     /// each submitting one job after another over HTTP), the platform is `ordo dev
     /// --no-worker` and one `ordo serve worker` process with --slots slots runs the jobs.
     /// Prints enqueue/s, lifecycle/s, enqueue → complete latency and the CPU seconds of
-    /// every process of the stack.
+    /// every process of the stack. `--system graphile-worker` measures that job queue the
+    /// same way on the same private PostgreSQL.
     Queue(QueueBenchArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct QueueBenchArgs {
+    /// The job queue measured: Ordo, or graphile-worker (its `addJob` from a Node client,
+    /// one graphile-worker process; installed with `npm ci` on first use).
+    #[arg(long, value_enum, default_value_t = QueueSystem::Ordo)]
+    pub system: QueueSystem,
     /// Jobs of the measured run (after a warm-up of 200).
     #[arg(long, default_value_t = 20_000)]
     pub jobs: usize,
     /// Concurrent callers of the client, each awaiting its submit before the next.
     #[arg(long, default_value_t = 1)]
     pub clients: usize,
-    /// Slots of the one worker process (its ORDO_WORKER_CONCURRENCY).
+    /// Slots of the one worker process (ORDO_WORKER_CONCURRENCY, graphile-worker's
+    /// concurrency).
     #[arg(long, default_value_t = 32)]
     pub slots: usize,
     /// Use the platform already running at this URL (`ordo dev --no-worker`, its event store
     /// at --database-url) instead of starting one on a private PostgreSQL, Redis and broker.
     /// CPU time is then counted for every ordo, postgres, redis-server and nisshi process of
-    /// the machine.
+    /// the machine. Ordo only.
     #[arg(long)]
     pub url: Option<String>,
-    /// Longest wait, after the last submit, for every job to complete.
+    /// The graphile-worker project (package.json, lock file, scripts); by default
+    /// bench/peers/graphile-worker of the source tree this binary was built from.
+    #[arg(long)]
+    pub peer_dir: Option<std::path::PathBuf>,
+    /// Longest wait, after the last submit, for every job to complete; for graphile-worker
+    /// also the longest its client may take for the submits of the measured run.
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
+}
+
+/// What `ordo bench queue` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueSystem {
+    Ordo,
+    GraphileWorker,
 }
 
 /// What `ordo bench chaos` can do to the platform.

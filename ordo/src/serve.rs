@@ -29,7 +29,24 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Applies the PostgreSQL migrations, then ClickHouse's (`ordo migrate`, `ordo dev`).
 pub async fn migrate(args: &GlobalArgs) -> anyhow::Result<()> {
+    let clickhouse = args.clickhouse_config()?;
+    migrate_postgres(args).await?;
+    let report = ordo_clickhouse_store::migrate(&clickhouse)
+        .await
+        .context("ClickHouse migrations failed (is ClickHouse up? `make services` starts it)")?;
+    tracing::info!(
+        database = %clickhouse.database,
+        applied = ?report.applied,
+        retention_changed = ?report.retention_changed,
+        "ClickHouse migrations applied"
+    );
+    Ok(())
+}
+
+/// Creates the database if needed and applies the PostgreSQL migrations.
+pub async fn migrate_postgres(args: &GlobalArgs) -> anyhow::Result<()> {
     db::ensure_database(&args.database_url)
         .await
         .with_context(|| format!("cannot reach PostgreSQL at {}", args.database_url))?;
@@ -54,7 +71,7 @@ pub async fn dev(
         relay_args.map(|r| r.config(args)).transpose()?,
         projector_args.config(args)?,
         query_args.config(args)?,
-        ingest_args.config()?,
+        ingest_args.config(args)?,
         &shutdown,
     )
     .await?;
@@ -216,7 +233,7 @@ pub async fn ingest(args: &GlobalArgs, ingest_args: &IngestArgs) -> anyhow::Resu
         connect_redis(args).await?,
         &args.redis_prefix,
         LogMetrics::register(&registry)?,
-        ingest_args.config()?,
+        ingest_args.config(args)?,
     );
     let health = health_routes(registry.clone(), Readiness::default());
     let app = finish(

@@ -17,6 +17,8 @@ pub const LEASE_MS: RangeInclusive<u64> = 1_000..=600_000;
 pub const MAX_CLAIM_JOBS: u32 = 100;
 /// Longest long-poll wait of a claim.
 pub const MAX_CLAIM_WAIT_MS: u64 = 30_000;
+/// Most reports one call may carry (`POST /api/v1/workers/reports`, or riding on a claim).
+pub const MAX_REPORTS: usize = 1_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +33,10 @@ pub struct ClaimRequest {
     pub wait_ms: u64,
     #[serde(default = "default_lease_ms")]
     pub lease_ms: u64,
+    /// How attempts this worker ran ended, applied alongside the claim: complete-and-claim-next
+    /// in one round trip.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<AttemptReport>,
 }
 
 fn one() -> u32 {
@@ -60,7 +66,72 @@ pub struct ClaimedJob {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClaimResponse {
     pub jobs: Vec<ClaimedJob>,
+    /// One result per report the claim carried, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<ReportResult>,
+    /// Why no job was claimed (a problem+json document), when the claim carried reports: they
+    /// were applied, so the answer is a 200 that holds their results, and the claim failed
+    /// after them (e.g. 503 while the dispatch model is rebuilt). Without reports a failed
+    /// claim answers its own status instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_problem: Option<Value>,
 }
+
+/// How an attempt ended, as its worker reports it: one item of `POST /api/v1/workers/reports`
+/// or of a claim's `reports`. The same as the bodies of `POST /api/v1/jobs/{id}/complete`,
+/// `…/fail` and `…/release`, with the job named in the item and `outcome` saying which.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AttemptReport {
+    Completed {
+        job_id: Uuid,
+        attempt: u32,
+        #[serde(default)]
+        result: Value,
+    },
+    Failed {
+        job_id: Uuid,
+        attempt: u32,
+        error: String,
+        /// A permanent failure dead-letters the job at once.
+        #[serde(default = "retryable_by_default")]
+        retryable: bool,
+    },
+    /// Given back unfinished (the worker is shutting down); the attempt does not count.
+    Released {
+        job_id: Uuid,
+        attempt: u32,
+        reason: String,
+    },
+}
+
+impl AttemptReport {
+    pub fn job_id(&self) -> Uuid {
+        match self {
+            Self::Completed { job_id, .. }
+            | Self::Failed { job_id, .. }
+            | Self::Released { job_id, .. } => *job_id,
+        }
+    }
+}
+
+/// `POST /api/v1/workers/reports`: 1 to [`MAX_REPORTS`] reports, each applied on its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsRequest {
+    pub reports: Vec<AttemptReport>,
+}
+
+/// One result per report, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportsResponse {
+    pub results: Vec<ReportResult>,
+}
+
+/// The result of one report: the shape of a batch submit's results (200 with the job's new
+/// status and sequence, or the status and problem+json of a refusal: 409 when the attempt
+/// is no longer the job's running one).
+pub type ReportResult = crate::jobs::BatchJobResult;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +238,30 @@ mod tests {
         assert!(
             serde_json::from_value::<LogLine>(json!({"level": "loud", "message": "m"})).is_err()
         );
+    }
+
+    #[test]
+    fn a_report_says_its_outcome_and_refuses_fields_of_another() {
+        let report: AttemptReport = serde_json::from_value(
+            json!({"outcome": "failed", "job_id": Uuid::nil(), "attempt": 2, "error": "boom"}),
+        )
+        .unwrap();
+        assert_eq!(
+            report,
+            AttemptReport::Failed {
+                job_id: Uuid::nil(),
+                attempt: 2,
+                error: "boom".into(),
+                retryable: true,
+            }
+        );
+        let wire = serde_json::to_value(&report).unwrap();
+        assert_eq!(wire["outcome"], "failed");
+        let error = serde_json::from_value::<AttemptReport>(
+            json!({"outcome": "completed", "job_id": Uuid::nil(), "attempt": 1, "error": "x"}),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("error"), "{error}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! see each other's data:
 //!
 //! - [`stack`]: the addresses of the local stack (`ORDO_DATABASE_URL`, `ORDO_REDIS_URL`,
-//!   `ORDO_KAFKA_BROKERS`) and names no other run uses;
+//!   `ORDO_KAFKA_BROKERS`, `ORDO_CLICKHOUSE_URL`) and names no other run uses;
 //! - [`TestDb`]: a migrated scratch database, dropped with the value;
 //! - [`TestPrefix`]: a Redis key prefix, its keys deleted with the value;
 //! - [`kafka`]: a topic read back from the beginning, records with their headers;

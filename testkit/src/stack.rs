@@ -19,3 +19,7 @@ pub fn kafka_brokers() -> String {
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &Uuid::new_v4().simple().to_string()[..12])
 }
+
+pub fn clickhouse_url() -> String {
+    std::env::var("ORDO_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".to_owned())
+}

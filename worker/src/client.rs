@@ -8,8 +8,8 @@ use std::time::Duration;
 use ordo_protocol::jobs::{BatchJobResult, BatchSubmitResponse, NewJob};
 use ordo_protocol::tenant::TENANT_HEADER;
 use ordo_protocol::worker::{
-    ClaimRequest, ClaimResponse, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest,
-    HeartbeatResponse, LogRequest, ReleaseRequest,
+    AttemptReport, ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, LogRequest,
+    ReportResult, ReportsResponse,
 };
 use reqwest::{Client, StatusCode};
 use serde::de::DeserializeOwned;
@@ -52,11 +52,26 @@ impl ApiClient {
         })
     }
 
-    /// Up to `request.max_jobs` jobs, waiting up to `request.wait_ms` for the first.
-    pub async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, ClientError> {
+    /// Up to `request.max_jobs` jobs, waiting up to `request.wait_ms` for the first, after the
+    /// reports the request carries.
+    pub async fn claim(&self, request: &ClaimRequest) -> Result<ClaimResponse, ClientError> {
         let timeout = self.timeout + Duration::from_millis(request.wait_ms);
-        let answer: ClaimResponse = self.post("/api/v1/workers/claim", request, timeout).await?;
-        Ok(answer.jobs)
+        self.post("/api/v1/workers/claim", request, timeout).await
+    }
+
+    /// Reports how attempts ended; one result per report, in order.
+    pub async fn reports(
+        &self,
+        reports: &[AttemptReport],
+    ) -> Result<Vec<ReportResult>, ClientError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            reports: &'a [AttemptReport],
+        }
+        let answer: ReportsResponse = self
+            .post("/api/v1/workers/reports", &Body { reports }, self.timeout)
+            .await?;
+        Ok(answer.results)
     }
 
     pub async fn heartbeat(
@@ -66,22 +81,6 @@ impl ApiClient {
     ) -> Result<HeartbeatResponse, ClientError> {
         self.post(&job_path(job_id, "heartbeat"), request, self.timeout)
             .await
-    }
-
-    pub async fn complete(
-        &self,
-        job_id: Uuid,
-        request: &CompleteRequest,
-    ) -> Result<(), ClientError> {
-        self.job_call(job_id, "complete", request).await
-    }
-
-    pub async fn fail(&self, job_id: Uuid, request: &FailRequest) -> Result<(), ClientError> {
-        self.job_call(job_id, "fail", request).await
-    }
-
-    pub async fn release(&self, job_id: Uuid, request: &ReleaseRequest) -> Result<(), ClientError> {
-        self.job_call(job_id, "release", request).await
     }
 
     pub async fn logs(&self, job_id: Uuid, request: &LogRequest) -> Result<(), ClientError> {

@@ -13,6 +13,7 @@
 //! - [`client`] speaks the worker protocol to the command API ([`ClientError`] when a call
 //!   fails);
 //! - [`runtime`] is the claim loop: claims, heartbeats, reports, graceful shutdown;
+//! - [`reports`] carries how attempts ended to the API, on the next claim or many per call;
 //! - [`metrics`] holds its Prometheus instruments.
 //!
 //! Users embed their own handlers by implementing [`JobHandler`] and registering it.
@@ -24,6 +25,7 @@ pub mod log;
 pub mod metrics;
 pub mod outcome;
 pub mod registry;
+pub mod reports;
 pub mod runtime;
 pub mod supervisor;
 

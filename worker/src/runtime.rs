@@ -10,26 +10,29 @@
 //!   reaper moved on; nothing is reported either, the other attempt owns the job now).
 //! - **Log lines** a handler writes to its [`JobLog`] go to the API in batches while the
 //!   attempt runs; the rest is flushed before the report.
-//! - **Reports** (complete, fail, release) are retried with backoff while the API is
-//!   unavailable, a bounded number of times; after that the lease runs out and the reaper
-//!   retries the job.
+//! - **Reports** (complete, fail, release) ride on the next claim when it is about to go, and
+//!   go on their own otherwise, many per call ([`crate::reports`]); they are sent again with
+//!   backoff while the API is unavailable, a bounded number of times; after that the lease
+//!   runs out and the reaper retries the job.
 //! - **Shutdown** (the `shutdown` token): no more claims (a waiting one is given up at once);
 //!   running attempts get
 //!   `shutdown_grace` to finish, then their tokens fire and what is still running is released
 //!   (the attempt does not count), so another worker takes it at once instead of waiting for
 //!   the lease to run out.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_protocol::worker::{
-    ClaimRequest, ClaimedJob, CompleteRequest, FailRequest, HeartbeatRequest, LogLine, LogRequest,
-    ReleaseRequest, MAX_CLAIM_JOBS,
+    AttemptReport, ClaimRequest, ClaimResponse, ClaimedJob, HeartbeatRequest, LogLine, LogRequest,
+    MAX_CLAIM_JOBS,
 };
 use ordo_protocol::Backoff;
-use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{self, JoinSet};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{ApiClient, ClientError};
@@ -38,9 +41,8 @@ use crate::log::JobLog;
 use crate::metrics::WorkerMetrics;
 use crate::outcome::AttemptOutcome;
 use crate::registry::Handlers;
+use crate::reports::{self, Batch, Reports};
 
-/// Tries of a complete or fail report before leaving the job to its lease.
-const REPORT_TRIES: u32 = 6;
 /// Log lines per call, and how long the first waiting line waits for company.
 const LOG_BATCH: usize = 1_000;
 const LOG_LINGER: Duration = Duration::from_millis(200);
@@ -62,6 +64,11 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
 }
 
+/// Claims in the server at once. A claim holds the slots it asks for until it is answered; a
+/// second one lets slots freed meanwhile (and the reports of their attempts) go out without
+/// waiting for the first, so a busy worker is not bound to one claim's round trip.
+const CLAIMS_IN_FLIGHT: usize = 2;
+
 /// Runs the claim loop until `shutdown`, then drains (see the module docs).
 pub async fn run(
     config: WorkerConfig,
@@ -74,72 +81,166 @@ pub async fn run(
     // Fires for every running attempt once the grace after shutdown is over.
     let stop_jobs = CancellationToken::new();
     let mut running = JoinSet::new();
+    let reports = Arc::new(Reports::default());
+    let flusher = tokio::spawn(reports::flush(reports.clone(), client.clone()));
+    // Claims in the server, each answering with the slots it holds; and the reports each
+    // carries, settled with its answer.
+    let mut claims = JoinSet::new();
+    let mut carried: HashMap<task::Id, Batch> = HashMap::new();
     let mut failures = 0;
+    // After a failed claim, no new one until then.
+    let mut resume_at: Option<Instant> = None;
     tracing::info!(worker_id = %config.worker_id, queues = ?config.queues, concurrency = config.concurrency, "worker started");
     loop {
-        let first = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = shutdown.cancelled() => break,
-        };
-        let wanted = (slots.available_permits() + 1).min(MAX_CLAIM_JOBS as usize);
-        let request = ClaimRequest {
-            worker_id: config.worker_id.clone(),
-            queues: config.queues.clone(),
-            max_jobs: wanted as u32,
-            wait_ms: config.claim_wait.as_millis() as u64,
-            lease_ms: config.lease.as_millis() as u64,
-        };
-        // Shutdown gives up a waiting claim at once (closing its connection): the server
-        // stops waiting when the connection closes, so no job is claimed for a worker that is
-        // leaving, and a supervisor's short grace is not spent on a long-poll. A claim that
-        // was being answered at that very moment has started its jobs; they run out their
-        // lease and the reaper retries them.
-        let claimed = tokio::select! {
-            claimed = client.claim(&request) => claimed,
-            () = shutdown.cancelled() => break,
-        };
-        let jobs = match claimed {
-            Ok(jobs) => {
-                failures = 0;
-                jobs
-            }
-            Err(error) => {
-                failures += 1;
-                let pause = RETRY.delay(failures);
-                tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "claim failed");
-                drop(first);
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => continue,
-                    () = shutdown.cancelled() => break,
+        let can_claim = claims.len() < CLAIMS_IN_FLIGHT && resume_at.is_none();
+        // Reports ride on the claim a freed slot starts, unless none can start now.
+        reports.set_direct(!can_claim);
+        tokio::select! {
+            Some(answer) = claims.join_next_with_id() => {
+                let (claimed, held, batch) = match answer {
+                    Ok((id, (claimed, held))) => (claimed, Some(held), carried.remove(&id)),
+                    Err(error) => {
+                        let batch = carried.remove(&error.id());
+                        let error = ClientError::Unavailable(format!("the claim task failed: {error}"));
+                        (Err(error), None, batch)
+                    }
+                };
+                match settle_claim(&reports, batch.unwrap_or_default(), claimed) {
+                    Ok(jobs) => {
+                        failures = 0;
+                        let attempt = |job_cancel| Attempt {
+                            client: client.clone(),
+                            handlers: handlers.clone(),
+                            metrics: metrics.clone(),
+                            lease: config.lease,
+                            cancel: job_cancel,
+                            worker_id: config.worker_id.clone(),
+                        };
+                        start(jobs, held, &mut running, &reports, || attempt(stop_jobs.child_token()));
+                    }
+                    Err(error) => {
+                        failures += 1;
+                        let pause = RETRY.delay(failures);
+                        tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "claim failed");
+                        resume_at = Some(Instant::now() + pause);
+                    }
                 }
             }
-        };
-        let mut permit = Some(first);
-        for job in jobs {
-            let permit = match permit.take() {
-                Some(permit) => permit,
-                None => slots
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("a claim asks for free slots only"),
-            };
-            let attempt = Attempt {
-                client: client.clone(),
-                handlers: handlers.clone(),
-                metrics: metrics.clone(),
-                lease: config.lease,
-                cancel: stop_jobs.child_token(),
-                worker_id: config.worker_id.clone(),
-            };
-            running.spawn(async move {
-                attempt.run(job).await;
-                drop(permit);
-            });
+            permit = slots.clone().acquire_owned(), if can_claim => {
+                let mut held = permit.expect("the semaphore is never closed");
+                let more = slots.available_permits().min(MAX_CLAIM_JOBS as usize - 1);
+                if let Ok(extra) = slots.clone().try_acquire_many_owned(more as u32) {
+                    held.merge(extra);
+                }
+                let batch = reports.take();
+                let request = ClaimRequest {
+                    worker_id: config.worker_id.clone(),
+                    queues: config.queues.clone(),
+                    max_jobs: held.num_permits() as u32,
+                    wait_ms: config.claim_wait.as_millis() as u64,
+                    lease_ms: config.lease.as_millis() as u64,
+                    reports: batch.reports.clone(),
+                };
+                let client = client.clone();
+                let claim = claims.spawn(async move { (client.claim(&request).await, held) });
+                carried.insert(claim.id(), batch);
+            }
+            () = sleep_until(resume_at), if resume_at.is_some() => resume_at = None,
+            () = shutdown.cancelled() => break,
         }
         while running.try_join_next().is_some() {}
     }
+    // Shutdown gives up waiting claims at once (closing their connections): the server stops
+    // waiting when a connection closes, so no job is claimed for a worker that is leaving, and
+    // a supervisor's short grace is not spent on a long-poll. Jobs of a claim answered at that
+    // very moment are given back (released) without running.
+    reports.set_direct(true);
+    claims.abort_all();
+    while let Some(answer) = claims.join_next_with_id().await {
+        let (id, claimed) = match answer {
+            Ok((id, (claimed, _held))) => (id, claimed),
+            Err(error) => (
+                error.id(),
+                Err(ClientError::Unavailable("the worker is stopping".into())),
+            ),
+        };
+        let batch = carried.remove(&id).unwrap_or_default();
+        for job in settle_claim(&reports, batch, claimed).unwrap_or_default() {
+            reports.push(AttemptReport::Released {
+                job_id: job.job_id,
+                attempt: job.attempt,
+                reason: "the worker shut down before the attempt started".into(),
+            });
+        }
+    }
     drain(running, config.shutdown_grace, stop_jobs).await;
+    reports.close();
+    if let Err(error) = flusher.await {
+        tracing::error!(%error, "the report flusher failed");
+    }
     tracing::info!(worker_id = %config.worker_id, "worker stopped");
+}
+
+/// Settles the reports a claim carried with its answer; the claimed jobs, or why the claim
+/// failed (its reports are settled either way).
+fn settle_claim(
+    reports: &Reports,
+    batch: Batch,
+    claimed: Result<ClaimResponse, ClientError>,
+) -> Result<Vec<ClaimedJob>, ClientError> {
+    match claimed {
+        Ok(answer) => {
+            reports.settle(batch, Ok(answer.reports));
+            match answer.claim_problem {
+                None => Ok(answer.jobs),
+                Some(problem) => Err(ClientError::Unavailable(format!("claim: {problem}"))),
+            }
+        }
+        Err(error) => {
+            reports.settle(batch, Err(ClientError::Unavailable(error.to_string())));
+            Err(error)
+        }
+    }
+}
+
+/// Runs each claimed job on one of the slots its claim held; the slots left over are free
+/// again.
+fn start(
+    jobs: Vec<ClaimedJob>,
+    mut held: Option<OwnedSemaphorePermit>,
+    running: &mut JoinSet<()>,
+    reports: &Arc<Reports>,
+    mut attempt: impl FnMut() -> Attempt,
+) {
+    for job in jobs {
+        let Some(permit) = held.as_mut().and_then(|held| held.split(1)) else {
+            // The server answered more jobs than the claim asked for: give them back.
+            tracing::error!(job_id = %job.job_id, "claimed beyond the slots asked for; released");
+            reports.push(AttemptReport::Released {
+                job_id: job.job_id,
+                attempt: job.attempt,
+                reason: "claimed beyond the worker's free slots".into(),
+            });
+            continue;
+        };
+        let attempt = attempt();
+        let reports = reports.clone();
+        running.spawn(async move {
+            // The report first, then the slot: the claim the slot starts carries it.
+            if let Some(report) = attempt.run(job).await {
+                reports.push(report);
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Until `at`, or never.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn drain(mut running: JoinSet<()>, grace: Duration, stop_jobs: CancellationToken) {
@@ -182,7 +283,8 @@ struct Attempt {
 }
 
 impl Attempt {
-    async fn run(self, job: ClaimedJob) {
+    /// Runs the attempt; answers its report, none when the server already knows how it ended.
+    async fn run(self, job: ClaimedJob) -> Option<AttemptReport> {
         let context = JobContext::new(
             job.job_id,
             job.job_type.clone(),
@@ -216,27 +318,30 @@ impl Attempt {
         // The last lines go out before the report, while the attempt is still the running one.
         let (outcome, ()) = tokio::join!(run, shipper.run(lines, &finished));
         let interrupted = heartbeats.await.ok().flatten();
-        let report = match (outcome, interrupted) {
-            (_, Some(Interrupted::LeaseLost)) => return,
-            (AttemptOutcome::Completed(result), _) => Report::Complete(CompleteRequest {
-                attempt: job.attempt,
+        let (job_id, attempt) = (job.job_id, job.attempt);
+        match (outcome, interrupted) {
+            (_, Some(Interrupted::LeaseLost)) => None,
+            (AttemptOutcome::Completed(result), _) => Some(AttemptReport::Completed {
+                job_id,
+                attempt,
                 result,
             }),
-            (AttemptOutcome::Cancelled, Some(Interrupted::Cancelled)) => return,
+            (AttemptOutcome::Cancelled, Some(Interrupted::Cancelled)) => None,
             (AttemptOutcome::Failed(JobFailure { error, retryable }), _) => {
-                Report::Fail(FailRequest {
-                    attempt: job.attempt,
+                Some(AttemptReport::Failed {
+                    job_id,
+                    attempt,
                     error,
                     retryable,
                 })
             }
             // Stopped by the worker's shutdown: hand the attempt back; it does not count.
-            (AttemptOutcome::Cancelled, None) => Report::Release(ReleaseRequest {
-                attempt: job.attempt,
+            (AttemptOutcome::Cancelled, None) => Some(AttemptReport::Released {
+                job_id,
+                attempt,
                 reason: "the worker shut down before the attempt finished".into(),
             }),
-        };
-        report.send(&self.client, job.job_id).await;
+        }
     }
 }
 
@@ -305,36 +410,6 @@ impl LogShipper<'_> {
             }
             Err(error) => {
                 tracing::warn!(job_id = %self.job_id, %error, lines = request.lines.len(), "log lines dropped");
-            }
-        }
-    }
-}
-
-enum Report {
-    Complete(CompleteRequest),
-    Fail(FailRequest),
-    Release(ReleaseRequest),
-}
-
-impl Report {
-    /// Retried while the API is unavailable, at most [`REPORT_TRIES`] times.
-    async fn send(self, client: &ApiClient, job_id: uuid::Uuid) {
-        let sent = deliver(REPORT_TRIES, job_id, "report", || async {
-            match &self {
-                Self::Complete(request) => client.complete(job_id, request).await,
-                Self::Fail(request) => client.fail(job_id, request).await,
-                Self::Release(request) => client.release(job_id, request).await,
-            }
-        })
-        .await;
-        match sent {
-            Ok(()) => {}
-            // E.g. the lease ran out and the attempt was expired meanwhile.
-            Err(error @ ClientError::Refused { .. }) => {
-                tracing::warn!(%job_id, %error, "report refused; the job has moved on");
-            }
-            Err(error) => {
-                tracing::error!(%job_id, %error, "report not delivered; the lease will run out and the reaper retries the job");
             }
         }
     }

@@ -6,6 +6,7 @@ use crate::http::extract::RequestContext;
 use crate::http::{ApiError, AppState};
 use axum::Json;
 use ordo_domain::JobCommand;
+use ordo_protocol::jobs::BatchJobResult;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -46,4 +47,30 @@ pub async fn execute(
         .execute(job_id, &ctx.tenant, command, ctx.metadata(state))
         .await?;
     Ok(Json(outcome.into()))
+}
+
+/// The result of an item of a batch call (a job of a bulk submit, a worker's report) that
+/// was accepted with `status`.
+pub fn accepted(outcome: CommandOutcome, status: u16) -> BatchJobResult {
+    BatchJobResult {
+        status,
+        job_id: Some(outcome.job_id),
+        job_status: serde_json::to_value(outcome.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned)),
+        sequence: Some(outcome.sequence),
+        problem: None,
+    }
+}
+
+/// The result of an item of a batch call that was refused: its status and problem document.
+pub fn refused(error: ApiError) -> BatchJobResult {
+    let problem = error.into_problem();
+    BatchJobResult {
+        status: problem.status.as_u16(),
+        job_id: None,
+        job_status: None,
+        sequence: None,
+        problem: Some(problem.to_json()),
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::bus::CommandError;
 use crate::claims::ClaimError;
+use crate::reports::ReportError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ordo_common::Problem;
@@ -27,6 +28,15 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unavailable(String),
+}
+
+impl From<ReportError> for ApiError {
+    fn from(error: ReportError) -> Self {
+        match error {
+            ReportError::Invalid(e) => ApiError::Validation(e),
+            ReportError::Command(e) => ApiError::Command(e),
+        }
+    }
 }
 
 impl From<ClaimError> for ApiError {

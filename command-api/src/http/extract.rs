@@ -21,6 +21,10 @@ pub struct JsonBody<T>(pub T);
 /// Like [`JsonBody`], but an empty body stands for `T::default()`.
 pub struct OptionalJsonBody<T>(pub T);
 
+/// A [`JsonBody`] of a call that carries many items (a bulk submit, a worker's reports), under
+/// the batch body limit.
+pub struct BatchJsonBody<T>(pub T);
+
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
@@ -31,8 +35,34 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
+impl<T: DeserializeOwned> FromRequest<AppState> for BatchJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        json_body(req, state, state.config.batch_body_limit_bytes)
+            .await
+            .map(BatchJsonBody)
+    }
+}
+
+/// Checks that a batch's `field` holds `min` to `max` items.
+pub fn check_batch_len(
+    field: &str,
+    len: usize,
+    min: usize,
+    max: usize,
+) -> Result<(), ValidationError> {
+    if (min..=max).contains(&len) {
+        return Ok(());
+    }
+    Err(ValidationError::new(
+        field,
+        format!("must hold {min} to {max} {field} (got {len}); split larger batches"),
+    ))
+}
+
 /// A [`JsonBody`] whose route has a body limit of `limit` bytes (named in the 413).
-pub async fn json_body<T: DeserializeOwned>(
+async fn json_body<T: DeserializeOwned>(
     req: Request,
     state: &AppState,
     limit: usize,

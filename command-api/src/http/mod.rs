@@ -150,6 +150,7 @@ pub fn api_routes(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     // The inner limit wins: the route's layer runs after (and overrides) the outer one.
     let batch = routes::jobs::batch_routes()
+        .merge(routes::workers::batch_routes())
         .layer(DefaultBodyLimit::max(state.config.batch_body_limit_bytes));
     Router::new()
         .merge(routes::jobs::routes())

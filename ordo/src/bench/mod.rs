@@ -3,6 +3,7 @@
 
 mod chaos;
 mod e2e;
+mod lifecycle;
 mod project;
 mod queue;
 mod read_back;
@@ -79,13 +80,18 @@ impl PhaseResult {
         while let Some(joined) = tasks.join_next().await {
             latencies.extend(joined??);
         }
-        let elapsed = started.elapsed();
+        Ok(Self::from_latencies(started.elapsed(), latencies))
+    }
+
+    /// A phase of `latencies.len()` calls that took `elapsed`, timed elsewhere (a peer
+    /// system's own client).
+    pub fn from_latencies(elapsed: Duration, mut latencies: Vec<Duration>) -> Self {
         latencies.sort_unstable();
-        Ok(Self {
-            ops,
+        Self {
+            ops: latencies.len(),
             elapsed,
             latencies,
-        })
+        }
     }
 
     pub fn per_second(&self) -> f64 {

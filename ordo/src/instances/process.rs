@@ -1,11 +1,12 @@
 //! `ordo` processes: one role of the platform (`ordo serve …`, `ordo dev`), spawned from a
-//! given binary with its settings in the environment, and killed when dropped.
+//! given binary with its settings in the environment, and killed when dropped. A benchmark
+//! runs a peer system's programs (`node …`) the same way.
 
 use super::send_signal;
 use anyhow::{bail, Context};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// What to run: the binary, its arguments and environment, and where its output goes.
@@ -19,6 +20,9 @@ pub struct ProcessSpec {
     /// Drop every `ORDO_*` variable of the caller's environment first, so only `env`
     /// configures the process (a caller's settings must not leak into a private stack).
     pub clean_env: bool,
+    /// Stdin and stdout are pipes to the caller ([`OrdoProcess::take_pipes`]), for a
+    /// line protocol with it; only stderr goes to the log.
+    pub pipes: bool,
 }
 
 impl ProcessSpec {
@@ -29,6 +33,7 @@ impl ProcessSpec {
             env: Vec::new(),
             log: None,
             clean_env: false,
+            pipes: false,
         }
     }
 
@@ -52,6 +57,11 @@ impl ProcessSpec {
         self.clean_env = true;
         self
     }
+
+    pub fn pipes(mut self) -> Self {
+        self.pipes = true;
+        self
+    }
 }
 
 /// Opens `path` for appending (created if missing), for a child's output.
@@ -64,7 +74,7 @@ pub fn append(path: &Path) -> anyhow::Result<Stdio> {
     Ok(file.into())
 }
 
-/// A running `ordo` process, killed (SIGKILL) when dropped.
+/// A running process, killed (SIGKILL) when dropped.
 pub struct OrdoProcess {
     child: Child,
     pub spec: ProcessSpec,
@@ -73,7 +83,7 @@ pub struct OrdoProcess {
 impl OrdoProcess {
     pub fn spawn(spec: ProcessSpec) -> anyhow::Result<Self> {
         let mut command = Command::new(&spec.binary);
-        command.args(&spec.args).stdin(Stdio::null());
+        command.args(&spec.args);
         if spec.clean_env {
             for (key, _) in std::env::vars_os() {
                 if key.to_string_lossy().starts_with("ORDO_") {
@@ -84,6 +94,11 @@ impl OrdoProcess {
         command.envs(spec.env.iter().map(|(k, v)| (k, v)));
         if let Some(log) = &spec.log {
             command.stdout(append(log)?).stderr(append(log)?);
+        }
+        if spec.pipes {
+            command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        } else {
+            command.stdin(Stdio::null());
         }
         let child = command
             .spawn()
@@ -96,6 +111,11 @@ impl OrdoProcess {
         self.kill_hard();
         *self = Self::spawn(self.spec.clone())?;
         Ok(())
+    }
+
+    /// Its stdin and stdout, once, when spawned with [`ProcessSpec::pipes`].
+    pub fn take_pipes(&mut self) -> Option<(ChildStdin, ChildStdout)> {
+        Some((self.child.stdin.take()?, self.child.stdout.take()?))
     }
 
     pub fn pid(&self) -> u32 {

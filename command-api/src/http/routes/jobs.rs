@@ -2,10 +2,12 @@
 //! from the event store.
 
 use crate::bus::{NewJob, MAX_BATCH_JOBS};
-use crate::http::command::{execute, parse_job_id, CommandResponse};
-use crate::http::extract::{json_body, IdempotencyKey, JsonBody, OptionalJsonBody, RequestContext};
+use crate::http::command::{accepted, execute, parse_job_id, refused, CommandResponse};
+use crate::http::extract::{
+    check_batch_len, BatchJsonBody, IdempotencyKey, JsonBody, OptionalJsonBody, RequestContext,
+};
 use crate::http::{ApiError, AppState};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -203,20 +205,9 @@ async fn submit(
 async fn submit_batch(
     State(state): State<AppState>,
     ctx: RequestContext,
-    request: Request,
+    BatchJsonBody(body): BatchJsonBody<BatchSubmitBody>,
 ) -> Result<Json<BatchSubmitResponse>, ApiError> {
-    let body: BatchSubmitBody =
-        json_body(request, &state, state.config.batch_body_limit_bytes).await?;
-    if body.jobs.is_empty() || body.jobs.len() > MAX_BATCH_JOBS {
-        return Err(ValidationError::new(
-            "jobs",
-            format!(
-                "must hold 1 to {MAX_BATCH_JOBS} jobs (got {}); split larger batches",
-                body.jobs.len()
-            ),
-        )
-        .into());
-    }
+    check_batch_len("jobs", body.jobs.len(), 1, MAX_BATCH_JOBS)?;
     let mut results: Vec<Option<BatchJobResult>> = Vec::with_capacity(body.jobs.len());
     let mut valid = Vec::with_capacity(body.jobs.len());
     for job in body.jobs {
@@ -237,15 +228,10 @@ async fn submit_batch(
         .into_iter()
         .map(|result| {
             result.unwrap_or_else(|| match outcomes.next() {
-                Some(Ok(outcome)) => BatchJobResult {
-                    status: if outcome.created { 201 } else { 200 },
-                    job_id: Some(outcome.job_id),
-                    job_status: serde_json::to_value(outcome.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned)),
-                    sequence: Some(outcome.sequence),
-                    problem: None,
-                },
+                Some(Ok(outcome)) => {
+                    let status = if outcome.created { 201 } else { 200 };
+                    accepted(outcome, status)
+                }
                 Some(Err(e)) => refused(e.into()),
                 None => refused(ApiError::Command(crate::bus::CommandError::Internal(
                     "a job of the batch got no answer".into(),
@@ -254,18 +240,6 @@ async fn submit_batch(
         })
         .collect();
     Ok(Json(BatchSubmitResponse { results }))
-}
-
-/// The result of a job of a batch that was refused.
-fn refused(error: ApiError) -> BatchJobResult {
-    let problem = error.into_problem();
-    BatchJobResult {
-        status: problem.status.as_u16(),
-        job_id: None,
-        job_status: None,
-        sequence: None,
-        problem: Some(problem.to_json()),
-    }
 }
 
 /// `POST /api/v1/jobs/{id}/cancel` with an optional `{"reason": "..."}`.

@@ -1,50 +1,109 @@
 //! The worker protocol, usable from any language: claim jobs, heartbeat (extends the lease and
 //! says whether the job was cancelled), complete, fail, release (give the attempt back
 //! unfinished, uncounted). Every call names the attempt it works on, so a worker whose lease
-//! ran out cannot report for an attempt another worker now runs.
+//! ran out cannot report for an attempt another worker now runs. Reports also go many at a
+//! time (`POST /api/v1/workers/reports`) or ride on the next claim (its `reports`), so a busy
+//! worker spends one round trip per batch of jobs instead of one per job.
 
 use crate::bus::CommandError;
 use crate::claims::{Lease, WorkerClaim};
-use crate::http::command::{execute, parse_job_id, CommandResponse};
-use crate::http::extract::{JsonBody, RequestContext};
+use crate::http::command::{accepted, parse_job_id, refused, CommandResponse};
+use crate::http::extract::{check_batch_len, BatchJsonBody, JsonBody, RequestContext};
 use crate::http::{ApiError, AppState};
+use crate::reports::{self, ReportError};
+use crate::CommandOutcome;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
-use ordo_domain::spec::{check_storable_json, check_text};
 use ordo_domain::{JobCommand, JobError, JobStatus};
 use ordo_protocol::worker::{
-    ClaimRequest, ClaimResponse, CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatResponse,
-    ReleaseRequest,
+    AttemptReport, ClaimRequest, ClaimResponse, CompleteRequest, FailRequest, HeartbeatRequest,
+    HeartbeatResponse, ReleaseRequest, ReportResult, ReportsRequest, ReportsResponse, MAX_REPORTS,
 };
-
-/// Characters of a worker's error or release reason.
-const MAX_REPORT_CHARS: usize = 10_000;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/workers/claim", post(claim))
         .route("/api/v1/jobs/{id}/heartbeat", post(heartbeat))
         .route("/api/v1/jobs/{id}/complete", post(complete))
         .route("/api/v1/jobs/{id}/fail", post(fail))
         .route("/api/v1/jobs/{id}/release", post(release_attempt))
 }
 
+/// The calls that carry many reports (each with its result), under the batch body limit.
+pub fn batch_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/workers/claim", post(claim))
+        .route("/api/v1/workers/reports", post(report_many))
+}
+
 /// `POST /api/v1/workers/claim`: up to `max_jobs` jobs of the caller's tenant from `queues`
-/// (in that order of preference), waiting up to `wait_ms` for one to become ready.
+/// (in that order of preference), waiting up to `wait_ms` for one to become ready. The
+/// `reports` it carries are applied alongside; their results come back in `reports`.
 async fn claim(
     State(state): State<AppState>,
     ctx: RequestContext,
-    JsonBody(request): JsonBody<ClaimRequest>,
+    BatchJsonBody(mut request): BatchJsonBody<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
     let claim = WorkerClaim::parse(&request)?;
+    check_batch_len("reports", request.reports.len(), 0, MAX_REPORTS)?;
     let claims = state.claims.as_ref().ok_or_else(|| {
         ApiError::Unavailable("the worker protocol needs Redis (ORDO_REDIS_URL)".into())
     })?;
-    let jobs = claims
-        .claim(&ctx.tenant, &ctx.metadata(&state), &claim)
-        .await?;
-    Ok(Json(ClaimResponse { jobs }))
+    let reports = std::mem::take(&mut request.reports);
+    let metadata = ctx.metadata(&state);
+    if reports.is_empty() {
+        let jobs = claims.claim(&ctx.tenant, &metadata, &claim).await?;
+        return Ok(Json(ClaimResponse {
+            jobs,
+            reports: Vec::new(),
+            claim_problem: None,
+        }));
+    }
+    // Side by side: the reports' events and the claim's starts share group commits, so the
+    // claim takes one commit's time instead of two.
+    let (applied, claimed) = tokio::join!(
+        reports::apply(&state.bus, &ctx.tenant, &metadata, reports),
+        claims.claim(&ctx.tenant, &metadata, &claim)
+    );
+    let reports = results(applied);
+    // The reports are applied: their results must reach the worker whatever the claim did.
+    let (jobs, claim_problem) = match claimed {
+        Ok(jobs) => (jobs, None),
+        Err(error) => (
+            Vec::new(),
+            Some(ApiError::from(error).into_problem().to_json()),
+        ),
+    };
+    Ok(Json(ClaimResponse {
+        jobs,
+        reports,
+        claim_problem,
+    }))
+}
+
+/// `POST /api/v1/workers/reports`: `{"reports": [...]}`, 1 to 1,000 reports, each applied on
+/// its own; 200 with one result per report in order (see [`ReportResult`]).
+async fn report_many(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    BatchJsonBody(request): BatchJsonBody<ReportsRequest>,
+) -> Result<Json<ReportsResponse>, ApiError> {
+    check_batch_len("reports", request.reports.len(), 1, MAX_REPORTS)?;
+    let metadata = ctx.metadata(&state);
+    let applied = reports::apply(&state.bus, &ctx.tenant, &metadata, request.reports).await;
+    Ok(Json(ReportsResponse {
+        results: results(applied),
+    }))
+}
+
+fn results(applied: Vec<Result<CommandOutcome, ReportError>>) -> Vec<ReportResult> {
+    applied
+        .into_iter()
+        .map(|result| match result {
+            Ok(outcome) => accepted(outcome, 200),
+            Err(error) => refused(error.into()),
+        })
+        .collect()
 }
 
 /// `POST /api/v1/jobs/{id}/heartbeat`: the attempt is alive; its lease now ends `lease_ms`
@@ -89,12 +148,12 @@ async fn complete(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<CompleteRequest>,
 ) -> Result<Json<CommandResponse>, ApiError> {
-    check_storable_json("result", &request.result)?;
-    let command = JobCommand::Complete {
+    let report = AttemptReport::Completed {
+        job_id: parse_job_id(&id)?,
         attempt: request.attempt,
         result: request.result,
     };
-    execute(&state, &ctx, &id, command).await
+    report_one(&state, &ctx, report).await
 }
 
 /// `POST /api/v1/jobs/{id}/fail`: attempt `attempt` failed; a retryable failure is retried
@@ -105,13 +164,13 @@ async fn fail(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<FailRequest>,
 ) -> Result<Json<CommandResponse>, ApiError> {
-    check_text("error", &request.error, MAX_REPORT_CHARS)?;
-    let command = JobCommand::Fail {
+    let report = AttemptReport::Failed {
+        job_id: parse_job_id(&id)?,
         attempt: request.attempt,
         error: request.error,
         retryable: request.retryable,
     };
-    execute(&state, &ctx, &id, command).await
+    report_one(&state, &ctx, report).await
 }
 
 /// `POST /api/v1/jobs/{id}/release`: the worker gives attempt `attempt` back unfinished (it is
@@ -123,10 +182,19 @@ async fn release_attempt(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<ReleaseRequest>,
 ) -> Result<Json<CommandResponse>, ApiError> {
-    check_text("reason", &request.reason, MAX_REPORT_CHARS)?;
-    let command = JobCommand::Release {
+    let report = AttemptReport::Released {
+        job_id: parse_job_id(&id)?,
         attempt: request.attempt,
         reason: request.reason,
     };
-    execute(&state, &ctx, &id, command).await
+    report_one(&state, &ctx, report).await
+}
+
+async fn report_one(
+    state: &AppState,
+    ctx: &RequestContext,
+    report: AttemptReport,
+) -> Result<Json<CommandResponse>, ApiError> {
+    let outcome = reports::apply_one(&state.bus, &ctx.tenant, ctx.metadata(state), report).await?;
+    Ok(Json(outcome.into()))
 }

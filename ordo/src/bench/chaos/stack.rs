@@ -89,7 +89,8 @@ impl Stack {
             database_pool_size: 2,
             ..global.clone()
         };
-        crate::serve::migrate(&migrate).await?;
+        // Its own PostgreSQL only: the chaos run involves no ClickHouse.
+        crate::serve::migrate_postgres(&migrate).await?;
         let api_port = free_port()?;
         let binary = std::env::current_exe().context("find this executable")?;
         let mut stack = Self {

@@ -1,0 +1,155 @@
+//! The CPU seconds each process of a benchmarked stack spent (utime + stime from
+//! `/proc/<pid>/stat`), and the machine's load average: read at the start and at the end of
+//! the measured run, the same way for every system measured.
+
+use ordo::instances::postgres::PrivateCluster;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The processes whose CPU time is reported, by row of the table.
+pub(super) type Rows = Vec<(String, Vec<Counted>)>;
+
+/// Which CPU time of a process counts.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Counted {
+    /// Its own utime + stime.
+    Own(u32),
+    /// Also the cutime + cstime of the children it reaped (PostgreSQL's exited backends).
+    WithReaped(u32),
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name: index 0 is field 3 (`state`).
+fn stat_fields(pid: u32) -> Option<Vec<u64>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    Some(
+        rest.split_whitespace()
+            .map(|field| field.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU seconds of each row, keyed by pid so a process present at only one end shows.
+pub(super) type CpuSnapshot = Vec<(String, BTreeMap<u32, f64>)>;
+
+pub(super) fn cpu_seconds(rows: &Rows) -> CpuSnapshot {
+    let ticks = clock_ticks();
+    rows.iter()
+        .map(|(label, processes)| {
+            let per_pid = processes
+                .iter()
+                .filter_map(|&counted| {
+                    let (pid, reaped) = match counted {
+                        Counted::Own(pid) => (pid, false),
+                        Counted::WithReaped(pid) => (pid, true),
+                    };
+                    let f = stat_fields(pid)?;
+                    // utime, stime, cutime, cstime are fields 14–17.
+                    let mut t = f.get(11)? + f.get(12)?;
+                    if reaped {
+                        t += f.get(13)? + f.get(14)?;
+                    }
+                    Some((pid, t as f64 / ticks))
+                })
+                .collect();
+            (label.clone(), per_pid)
+        })
+        .collect()
+}
+
+/// Live children of `parent`.
+fn children(parent: u32) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|&pid| stat_fields(pid).and_then(|f| f.get(1).copied()) == Some(parent as u64))
+        .collect()
+}
+
+/// Processes whose command name (`/proc/<pid>/comm`) starts with `prefix` (a copied
+/// `ordo-…` binary is still Ordo).
+pub(super) fn processes_named(prefix: &str) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|name| name.starts_with(prefix))
+        })
+        .collect()
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(super) fn print_cpu(before: &CpuSnapshot, after: &CpuSnapshot, wall: Duration, jobs: usize) {
+    println!(
+        "CPU seconds during the measured run ({:.2} s from the first enqueue until every job \
+         completed; utime + stime from /proc):",
+        wall.as_secs_f64()
+    );
+    println!(
+        "  {:<36} {:>6} {:>9} {:>16} {:>11}",
+        "process", "procs", "CPU s", "CPU s/1000 jobs", "% of 1 core"
+    );
+    let mut total = 0.0;
+    for ((label, start), (_, end)) in before.iter().zip(after) {
+        // A process that started during the run counts from zero; one that ended is lost
+        // (PostgreSQL's reaped backends are in the postmaster's count).
+        // `+ 0.0`: an empty sum is -0.0.
+        let seconds: f64 = end
+            .iter()
+            .map(|(pid, &t)| t - start.get(pid).copied().unwrap_or(0.0))
+            .sum::<f64>()
+            + 0.0;
+        total += seconds;
+        let pids = end.len();
+        println!(
+            "  {label:<36} {pids:>6} {seconds:>9.2} {:>16.3} {:>10.0}%",
+            seconds / jobs as f64 * 1_000.0,
+            seconds / wall.as_secs_f64() * 100.0,
+        );
+    }
+    println!(
+        "  {:<36} {:>6} {total:>9.2} {:>16.3} {:>10.0}%",
+        "total",
+        "",
+        total / jobs as f64 * 1_000.0,
+        total / wall.as_secs_f64() * 100.0,
+    );
+}
+
+pub(super) fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The row of a private PostgreSQL cluster: the postmaster with the children it reaped
+/// (exited backends), and every live child.
+pub(super) fn postgres_row(cluster: &PrivateCluster) -> (String, Vec<Counted>) {
+    let processes = match cluster.postmaster_pid() {
+        Ok(postmaster) => std::iter::once(Counted::WithReaped(postmaster))
+            .chain(children(postmaster).into_iter().map(Counted::Own))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "PostgreSQL's CPU time not counted");
+            Vec::new()
+        }
+    };
+    ("PostgreSQL (postmaster + backends)".to_owned(), processes)
+}

@@ -7,7 +7,7 @@
 //! (`"log": {"level": "warn"}`): `@timestamp` → time, `message` → message, `log.level` →
 //! level (unknown names → `info`, the name kept), `service.name` → service (else the index
 //! name), `service.environment` or `deployment.environment` → env, `host.name` (or
-//! `host.hostname`) → host, `trace.id` and `span.id` → ids (when they are hex ids of the
+//! `host.hostname`) → host, `log.logger` → component, `trace.id` and `span.id` → ids (when they are hex ids of the
 //! right length); every other field becomes an attribute under its dotted name.
 //!
 //! Like Elasticsearch, a document that cannot be read (not a JSON object, an unreadable
@@ -191,6 +191,7 @@ fn document(index: &str, source: &str) -> Result<Line, (u16, &'static str, Strin
     line.service = take("service.name").or_else(|| (!index.is_empty()).then(|| index.to_owned()));
     line.env = take("service.environment").or_else(|| take("deployment.environment"));
     line.host = take("host.name").or_else(|| take("host.hostname"));
+    line.component = take("log.logger");
     line.trace_id = take_id(&mut fields, "trace.id", 16);
     line.span_id = take_id(&mut fields, "span.id", 8);
     for (key, value) in fields {
@@ -334,7 +335,7 @@ mod tests {
         );
         assert_eq!(nested.trace_id.as_deref(), Some("5b".repeat(16).as_str()));
         assert_eq!(nested.ts.unwrap().timestamp_millis(), 1_795_255_200_250);
-        assert_eq!(nested.attributes["log.logger"], "payments");
+        assert_eq!(nested.component.as_deref(), Some("payments"));
         assert_eq!(nested.attributes["http.response.status_code"], "402");
         assert_eq!(nested.attributes["tags"], r#"["a","b"]"#);
         let flat = &bulk.lines[1];

@@ -37,6 +37,7 @@ pub struct Line {
     pub span_id: Option<String>,
     pub env: Option<String>,
     pub host: Option<String>,
+    pub component: Option<String>,
 }
 
 impl Line {
@@ -54,6 +55,7 @@ impl Line {
             span_id: None,
             env: None,
             host: None,
+            component: None,
         }
     }
 
@@ -295,6 +297,7 @@ fn finish(line: Line, received_at: DateTime<Utc>, rules: &LineRules) -> (LogEntr
         span_id,
         env,
         host,
+        component,
         ..
     } = line;
     let mut cut = Vec::new();
@@ -328,6 +331,7 @@ fn finish(line: Line, received_at: DateTime<Utc>, rules: &LineRules) -> (LogEntr
         span_id,
         env,
         host,
+        component,
     };
     (entry, !cut.is_empty())
 }

@@ -6,7 +6,8 @@
 //! Stream labels map to the line: the first of `service`, `service_name`, `app`, `job` is the
 //! service; `level`, `detected_level` or `severity` (python-logging-loki's) the level
 //! (unknown names → `info`, the name kept);
-//! `env` or `environment` the env; `host` or `hostname` the host; the rest are attributes.
+//! `env` or `environment` the env; `host` or `hostname` the host; `component` or `logger`
+//! (python-logging-loki's) the component; the rest are attributes.
 //! Structured metadata adds `trace_id` and `span_id` (hex ids) and its other pairs as
 //! attributes. Text that is not UTF-8 is taken with U+FFFD in place of the bad bytes.
 
@@ -159,6 +160,7 @@ fn line(
     line.service = first(&mut attributes, &["service", "service_name", "app", "job"]);
     line.env = first(&mut attributes, &["env", "environment"]);
     line.host = first(&mut attributes, &["host", "hostname"]);
+    line.component = first(&mut attributes, &["component", "logger"]);
     let mut level = first(&mut attributes, &["level", "detected_level", "severity"]);
     for (name, value) in metadata {
         match name.as_str() {

@@ -98,7 +98,8 @@ fn check_count(count: usize, max_lines: usize) -> Result<(), IngestError> {
 
 /// One line object. Members: `message` (required), `level` (default `info`), `service`
 /// (alias `source`; default `unknown_service`), `ts`, `attributes` (alias `metadata`),
-/// `job_id`, `trace_id`, `span_id`, `env`, `host`; any other member becomes an attribute.
+/// `job_id`, `trace_id`, `span_id`, `env`, `host`, `component`; any other member becomes an
+/// attribute.
 fn line(index: usize, mut object: Map<String, Value>) -> Result<Line, IngestError> {
     let invalid = |field: &str, reason: String| IngestError::invalid(Some(index), field, reason);
     let mut take = |field: &str| -> Result<Option<String>, IngestError> {
@@ -120,6 +121,7 @@ fn line(index: usize, mut object: Map<String, Value>) -> Result<Line, IngestErro
     };
     line.env = take("env")?;
     line.host = take("host")?;
+    line.component = take("component")?;
     if let Some(id) = take("job_id")? {
         let id = Uuid::parse_str(&id).map_err(|_| invalid("job_id", "must be a UUID".into()))?;
         line.job_id = Some(id);
@@ -180,7 +182,7 @@ mod tests {
             "ts": 1_795_255_200_250_u64, "metadata": {"order": {"id": 42}, "k": "meta"},
             "attributes": {"k": "attr"}, "job_id": "0193a3c4-0000-7000-8000-000000000001",
             "trace_id": "5B8EFFF798038103D269B633813FC60C", "span_id": "eee19b7ec3c1b174",
-            "env": "prod", "host": "web-1", "region": "eu", "retry": 2
+            "env": "prod", "host": "web-1", "component": "cards", "region": "eu", "retry": 2
         }))
         .unwrap();
         assert_eq!(line.message, "card declined");
@@ -200,6 +202,7 @@ mod tests {
             (Some("prod"), Some("web-1"))
         );
         assert!(line.job_id.is_some());
+        assert_eq!(line.component.as_deref(), Some("cards"));
         let attributes: Vec<(&str, &str)> = line
             .attributes
             .iter()

@@ -7,9 +7,10 @@
 //! value `{}` (empty AnyValue) is refused with a 400.)
 //!
 //! Mapping: the resource's `service.name` is the service, `deployment.environment.name` (or
-//! the older `deployment.environment`) the env, `host.name` the host; its other attributes,
-//! the scope's name and version (`otel.scope.name`, `otel.scope.version`) and the record's
-//! attributes (which win a conflict) become the line's attributes. The body is the message
+//! the older `deployment.environment`) the env, `host.name` the host, the instrumentation
+//! scope's name (the logger) the component; the resource's other attributes, the scope's
+//! version (`otel.scope.version`) and the record's attributes (which win a conflict) become
+//! the line's attributes. The body is the message
 //! (a non-string body as its JSON text); the time is `timeUnixNano`, else
 //! `observedTimeUnixNano`, else the time received; the level is the severity number's when
 //! it has one (1–24), else the severity text's, else `info` (see [`Line::set_lenient_level`]).
@@ -114,16 +115,12 @@ pub fn decode(encoding: Encoding, body: &[u8], max_lines: usize) -> Result<Vec<L
         flatten_into(&mut resource_attributes, None, attributes);
         for scope_logs in resource_logs.scope_logs {
             let mut scoped = resource_attributes.clone();
+            let mut component = None;
             if let Some(scope) = scope_logs.scope {
-                let named = [
-                    ("otel.scope.name", scope.name),
-                    ("otel.scope.version", scope.version),
-                ];
-                for (key, value) in named {
-                    if !value.is_empty() {
-                        scoped.insert(key.to_owned(), value);
-                    }
+                if !scope.version.is_empty() {
+                    scoped.insert("otel.scope.version".to_owned(), scope.version);
                 }
+                component = Some(scope.name).filter(|name| !name.is_empty());
                 flatten_into(&mut scoped, None, key_values(scope.attributes));
             }
             for record in scope_logs.log_records {
@@ -139,6 +136,7 @@ pub fn decode(encoding: Encoding, body: &[u8], max_lines: usize) -> Result<Vec<L
                     trace_id: hex_id_bytes(&record.trace_id, 16),
                     span_id: hex_id_bytes(&record.span_id, 8),
                     attributes: scoped.clone(),
+                    component: component.clone(),
                     ..resource.clone()
                 };
                 flatten_into(&mut line.attributes, None, key_values(record.attributes));
@@ -323,7 +321,7 @@ mod tests {
         assert_eq!(line.span_id.as_deref(), Some("ee".repeat(8).as_str()));
         assert_eq!(line.attributes["order.id"], "42");
         assert_eq!(line.attributes["retries"], "2");
-        assert_eq!(line.attributes["otel.scope.name"], "app.payments");
+        assert_eq!(line.component.as_deref(), Some("app.payments"));
         assert_eq!(line.attributes["telemetry.sdk.language"], "python");
         assert!(!line.attributes.contains_key("service.name"));
     }

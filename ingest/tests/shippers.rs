@@ -111,7 +111,7 @@ async fn the_opentelemetry_python_sdk_exports_over_otlp_http_protobuf() {
     );
     assert_eq!(declined.attributes["order_id"], "42");
     assert_eq!(declined.attributes["amount"], "9.5");
-    assert_eq!(declined.attributes["otel.scope.name"], "shop.payments");
+    assert_eq!(declined.component.as_deref(), Some("shop.payments"));
     assert_eq!(declined.attributes["telemetry.sdk.language"], "python");
     assert!(lines[0].trace_id.is_none(), "logged outside a span");
 }
@@ -150,7 +150,7 @@ async fn python_logging_loki_pushes_json() {
     let lines: Vec<LogEntry> = batches.into_iter().flat_map(|(_, b)| b.lines).collect();
     assert_eq!(messages(&lines), ["invoice sent", "invoice overdue"]);
     assert_eq!((lines[0].level, lines[1].level), (Level::Info, Level::Warn));
-    assert_eq!(lines[0].attributes["logger"], "billing");
+    assert_eq!(lines[0].component.as_deref(), Some("billing"));
     assert_eq!(lines[1].attributes["customer"], "ada");
 }
 

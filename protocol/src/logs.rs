@@ -33,13 +33,15 @@
 //!  "lines": [{"ts": "2026-11-21T10:00:00.250Z", "level": "warn", "severity_number": 13,
 //!             "message": "card declined", "attributes": {"http.status": "402"},
 //!             "trace_id": "5b8efff798038103d269b633813fc60c", "span_id": "eee19b7ec3c1b174",
-//!             "env": "prod", "host": "web-1"}]}
+//!             "env": "prod", "host": "web-1", "component": "payments"}]}
 //! ```
 //!
 //! `job_id`, `attempt` and `worker_id` are null but for lines of a job (`attempt` and
 //! `worker_id` only when a worker sent them through the worker protocol); `trace_id`,
-//! `span_id` (lowercase hex), `env` and `host` are left out of a line that has none;
-//! `attributes` is always an object of strings (possibly empty).
+//! `span_id` (lowercase hex), `env`, `host` and `component` (a logger, module or
+//! instrumentation scope) are left out of a line that has none; `attributes` is always an
+//! object of strings (possibly empty). The fields are the columns of the logs table
+//! (`migrations/clickhouse`), `''`, 0 or NULL where a line has none.
 
 use chrono::{DateTime, Utc};
 use serde::de::Error as _;
@@ -168,6 +170,10 @@ pub struct LogEntry {
     pub env: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The part of the service that wrote the line: a logger, module or instrumentation
+    /// scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
 }
 
 /// The value of one record: lines of one tenant and service (and job, for a job's lines).
@@ -316,6 +322,7 @@ impl V1Line {
                 span_id: None,
                 env: None,
                 host: None,
+                component: None,
             }],
         }
     }
@@ -372,6 +379,7 @@ mod tests {
             span_id: None,
             env: Some("prod".to_owned()),
             host: None,
+            component: None,
         }
     }
 

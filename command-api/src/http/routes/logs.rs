@@ -83,6 +83,7 @@ async fn append(
                 span_id: None,
                 env: None,
                 host: None,
+                component: None,
             })
             .collect(),
     };

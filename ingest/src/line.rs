@@ -200,14 +200,14 @@ pub struct LineRules {
 }
 
 impl LineRules {
-    pub const DEFAULT_RETENTION_DAYS: u32 = 14;
     pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 }
 
 impl Default for LineRules {
     fn default() -> Self {
         Self {
-            retention: TimeDelta::days(Self::DEFAULT_RETENTION_DAYS.into()),
+            // The default of ORDO_LOG_RETENTION_DAYS, which `ordo` passes in.
+            retention: TimeDelta::days(14),
             max_future: TimeDelta::hours(1),
             max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
             max_attribute_value_bytes: 16 * 1024,

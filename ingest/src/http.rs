@@ -52,8 +52,9 @@ async fn native_logs(State(service): State<IngestService>, request: Request) -> 
     let accepted = async {
         let incoming = service.receive(protocol, request).await?;
         let max_lines = service.config().max_lines;
-        let lines = native::decode(&incoming.media_type, &incoming.body, max_lines);
-        let lines = service.counted(protocol, lines)?;
+        let decode =
+            move |media_type: &str, body: &[u8]| native::decode(media_type, body, max_lines);
+        let lines = service.decode(protocol, &incoming, decode).await?;
         service.accept(&incoming, protocol, lines).await
     };
     match accepted.await {
@@ -73,8 +74,9 @@ async fn otlp_logs(State(service): State<IngestService>, request: Request) -> Re
     let accepted = async {
         let incoming = service.receive(protocol, request).await?;
         let encoding = service.counted(protocol, Encoding::of(&incoming.media_type))?;
-        let lines = otlp::decode(encoding, &incoming.body, service.config().max_lines);
-        let lines = service.counted(protocol, lines)?;
+        let max_lines = service.config().max_lines;
+        let decode = move |_: &str, body: &[u8]| otlp::decode(encoding, body, max_lines);
+        let lines = service.decode(protocol, &incoming, decode).await?;
         service.accept(&incoming, protocol, lines).await
     };
     let (status, body, retry_after) = match accepted.await {
@@ -97,14 +99,10 @@ async fn loki_push(State(service): State<IngestService>, request: Request) -> Re
     let protocol = Protocol::Loki;
     let accepted = async {
         let incoming = service.receive(protocol, request).await?;
-        let config = service.config();
-        let lines = loki::decode(
-            &incoming.media_type,
-            &incoming.body,
-            config.max_body_bytes,
-            config.max_lines,
-        );
-        let lines = service.counted(protocol, lines)?;
+        let (limit, max_lines) = (service.config().max_body_bytes, service.config().max_lines);
+        let decode =
+            move |media_type: &str, body: &[u8]| loki::decode(media_type, body, limit, max_lines);
+        let lines = service.decode(protocol, &incoming, decode).await?;
         service.accept(&incoming, protocol, lines).await
     };
     match accepted.await {
@@ -137,9 +135,10 @@ async fn bulk(service: IngestService, index: Option<String>, request: Request) -
         let incoming = service.receive(protocol, request).await?;
         let media_type = elasticsearch::check_media_type(&incoming.media_type);
         service.counted(protocol, media_type)?;
-        let bulk =
-            elasticsearch::decode(index.as_deref(), &incoming.body, service.config().max_lines);
-        let mut bulk = service.counted(protocol, bulk)?;
+        let max_lines = service.config().max_lines;
+        let decode =
+            move |_: &str, body: &[u8]| elasticsearch::decode(index.as_deref(), body, max_lines);
+        let mut bulk = service.decode(protocol, &incoming, decode).await?;
         service.rejected_lines(protocol, bulk.rejected());
         let lines = std::mem::take(&mut bulk.lines);
         service.accept(&incoming, protocol, lines).await?;

@@ -4,7 +4,7 @@
 //! rate limit and Kafka. Nothing is produced unless the whole request passed, and a request
 //! is answered with success only once Kafka has every record of it.
 
-use crate::body::decode_content;
+use crate::body::{content_encoding, decode_content};
 use crate::error::IngestError;
 use crate::limiter::{Decision, RateLimiter, TenantLimits};
 use crate::line::{prepare, Adjusted, Line, LineRules};
@@ -165,7 +165,11 @@ impl IngestService {
                     },
                     _ => IngestError::malformed(rejection.body_text()),
                 })?;
-            let body = decode_content(&headers, body, limit)?;
+            // Inflating is CPU work: on the blocking pool, like the decoders (see `decode`).
+            let encoding = content_encoding(&headers);
+            let body = tokio::task::spawn_blocking(move || decode_content(&encoding, body, limit))
+                .await
+                .unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()))?;
             Ok(Incoming {
                 tenant,
                 media_type: ordo_common::http::media_type(&headers),
@@ -177,7 +181,24 @@ impl IngestService {
         self.counted(protocol, received)
     }
 
-    /// The result of a decoder, its refusal counted.
+    /// Runs `decode` on the body of `incoming` (its media type and bytes) on the blocking
+    /// pool: reading up to the body limit of JSON or protobuf takes milliseconds of CPU,
+    /// which must not hold up the other requests the process serves (in `ordo dev`, the
+    /// workers' claims). The requests in progress are bounded, and so are these tasks.
+    pub async fn decode<T: Send + 'static>(
+        &self,
+        protocol: Protocol,
+        incoming: &Incoming,
+        decode: impl FnOnce(&str, &[u8]) -> Result<T, IngestError> + Send + 'static,
+    ) -> Result<T, IngestError> {
+        let (media_type, body) = (incoming.media_type.clone(), incoming.body.clone());
+        let decoded = tokio::task::spawn_blocking(move || decode(&media_type, &body))
+            .await
+            .unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()));
+        self.counted(protocol, decoded)
+    }
+
+    /// A check's result, its refusal counted.
     pub fn counted<T>(
         &self,
         protocol: Protocol,

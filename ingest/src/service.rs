@@ -255,16 +255,10 @@ impl IngestService {
             });
         }
         let tenant = &incoming.tenant;
-        let prepared = prepare(
-            tenant,
-            protocol.as_str(),
-            Utc::now(),
-            lines,
-            &self.inner.config.rules,
-        );
+        // The limit first: a refused request costs no more work.
         if let Some(limiter) = &self.inner.limiter {
             let bytes = incoming.body.len() as u64;
-            match limiter.check(tenant, prepared.lines as u64, bytes).await {
+            match limiter.check(tenant, lines.len() as u64, bytes).await {
                 Ok(Decision::Allowed) => {}
                 Ok(Decision::Limited(wait)) => {
                     return Err(IngestError::RateLimited {
@@ -280,6 +274,13 @@ impl IngestService {
                 }
             }
         }
+        let prepared = prepare(
+            tenant,
+            protocol.as_str(),
+            Utc::now(),
+            lines,
+            &self.inner.config.rules,
+        );
         self.inner
             .sink
             .send(&prepared.batches)

@@ -18,10 +18,12 @@ dev: services
 	ORDO_LOG_FORMAT=$${ORDO_LOG_FORMAT:-text} $(CARGO) run --release -p ordo -- dev
 
 ## Install (if missing) and start the local stack; reuses what is already running.
-## Kafka Connect (with Debezium) comes last: it needs the broker.
+## Kafka Connect (with Debezium) comes last: it needs the broker. The log shippers the
+## ingest tests drive (OpenTelemetry SDK, Elasticsearch client, Loki clients) are installed too.
 services:
 	bash scripts/services.sh up
 	bash scripts/kafka-connect.sh up
+	bash scripts/log-shippers.sh >/dev/null
 
 services-down:
 	bash scripts/kafka-connect.sh down

@@ -8,8 +8,6 @@
 //! - [`metrics`]: the bus's Prometheus instruments ([`CommandMetrics`]).
 //! - [`claims`]: how workers get jobs: the claim from the dispatch model in Redis, long-poll
 //!   and wake-ups, the `Start` commands, claims put back when they could not start.
-//! - [`logs`]: job log lines to Kafka (`ordo.logs`), the record that goes on the wire, and
-//!   the ingestion metric.
 //! - [`reports`]: how workers report the end of their attempts (complete, fail, release), one
 //!   at a time or many in one call.
 //! - [`reaper`]: the lease reaper, which expires the leases of silent workers; it needs only
@@ -23,7 +21,6 @@ pub mod bus;
 pub mod cache;
 pub mod claims;
 pub mod http;
-pub mod logs;
 pub mod metrics;
 pub mod reaper;
 pub mod reports;

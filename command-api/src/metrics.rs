@@ -1,6 +1,6 @@
 //! Prometheus instruments of the command bus, registered by whoever runs a bus: the API
 //! process, the reaper, a benchmark. The HTTP ones are shared ([`ordo_common::http::HttpMetrics`])
-//! and the logs one is the logs side's ([`crate::logs::LogMetrics`]). Names follow
+//! and the log ones are shared with the log-aggregator role ([`ordo_common::logs::LogMetrics`]). Names follow
 //! `ordo_<noun>_<verb>_total`; every label has a bounded set of values (commands and outcomes
 //! are fixed enums).
 

@@ -66,7 +66,7 @@ fn time(value: &Value) -> DateTime<Utc> {
 }
 
 #[tokio::test]
-async fn accepted_lines_are_on_the_topic_one_record_per_line() {
+async fn accepted_lines_are_on_the_topic_one_v2_batch_per_request() {
     let topic = topic();
     let app = TestApp::spawn_with_logs(&topic).await;
     let id = submit(&app).await;
@@ -79,7 +79,7 @@ async fn accepted_lines_are_on_the_topic_one_record_per_line() {
         json!({"attempt": 1, "worker_id": "w-1", "lines": [
             {"level": "info", "message": "rendering 3 pages", "ts": "2026-11-21T10:00:00.250Z",
              "fields": {"pages": 3, "format": {"name": "pdf"}}},
-            {"level": "error", "message": "page 2: font missing ü"},
+            {"level": "ERROR", "message": "page 2: font missing ü"},
         ]}),
     )
     .await;
@@ -87,47 +87,49 @@ async fn accepted_lines_are_on_the_topic_one_record_per_line() {
     let (status, body) = post_logs(
         &app,
         &id,
-        json!({"attempt": 1, "lines": [{"level": "trace", "message": "", "fields": null}]}),
+        json!({"attempt": 1, "lines": [{"level": "fatal", "message": "", "fields": null}]}),
     )
     .await;
     assert_eq!((status, &body), (202, &json!({"accepted": 1})));
     let after = Utc::now();
 
-    let mut records = read(&topic, 3).await;
+    let mut records = read(&topic, 2).await;
     for (key, value) in &mut records {
         assert_eq!(key, &id, "keyed by job id");
         let received_at = time(&value["received_at"]);
         assert!(before <= received_at && received_at <= after, "{value}");
-        value.as_object_mut().unwrap().remove("received_at");
+        let batch = value.as_object_mut().unwrap();
+        batch.remove("received_at");
+        for line in batch["lines"].as_array_mut().unwrap() {
+            let ts = time(&line["ts"]);
+            if ts != "2026-11-21T10:00:00.250Z".parse::<DateTime<Utc>>().unwrap() {
+                // Without a ts the line is stamped when it arrived.
+                assert!(before <= ts && ts <= after, "{line}");
+            }
+            line.as_object_mut().unwrap().remove("ts");
+        }
     }
-    let line = |level: &str, message: &str, worker: Value, fields: Value| {
-        json!({"tenant": "default", "service": "job", "job_id": id, "attempt": 1,
-               "worker_id": worker, "level": level, "message": message, "fields": fields})
+    let batch = |worker: Value, lines: Value| {
+        json!({"v": 2, "tenant": "default", "service": "job", "source": "job", "job_id": id,
+               "attempt": 1, "worker_id": worker, "lines": lines})
     };
-    let mut values: Vec<Value> = records.into_iter().map(|(_, v)| v).collect();
-    assert_eq!(
-        time(&values[0]["ts"]),
-        "2026-11-21T10:00:00.250Z".parse::<DateTime<Utc>>().unwrap()
-    );
-    // Without a ts the line is stamped when it arrived.
-    for value in &mut values[1..] {
-        let ts = time(&value["ts"]);
-        assert!(before <= ts && ts <= after, "{value}");
-    }
-    for value in &mut values {
-        value.as_object_mut().unwrap().remove("ts");
-    }
+    let values: Vec<Value> = records.into_iter().map(|(_, v)| v).collect();
     assert_eq!(
         values,
         [
-            line(
-                "info",
-                "rendering 3 pages",
+            batch(
                 json!("w-1"),
-                json!({"pages": 3, "format": {"name": "pdf"}})
+                json!([
+                    {"level": "info", "severity_number": 9, "message": "rendering 3 pages",
+                     "attributes": {"pages": "3", "format.name": "pdf"}},
+                    {"level": "error", "severity_number": 17, "message": "page 2: font missing ü",
+                     "attributes": {}},
+                ])
             ),
-            line("error", "page 2: font missing ü", json!("w-1"), json!({})),
-            line("trace", "", Value::Null, json!({})),
+            batch(
+                Value::Null,
+                json!([{"level": "fatal", "severity_number": 21, "message": "", "attributes": {}}])
+            ),
         ]
     );
 
@@ -140,7 +142,7 @@ async fn accepted_lines_are_on_the_topic_one_record_per_line() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("ordo_logs_ingested_total{source=\"job\"} 3"),
+        metrics.contains("ordo_log_lines_accepted_total{protocol=\"job\"} 3"),
         "{metrics}"
     );
 }
@@ -188,7 +190,7 @@ async fn only_the_running_attempt_may_write_lines() {
     assert_eq!(
         messages
             .iter()
-            .map(|(key, value)| (key.as_str(), value["message"].as_str().unwrap()))
+            .map(|(key, value)| (key.as_str(), value["lines"][0]["message"].as_str().unwrap()))
             .collect::<Vec<_>>(),
         [(first.as_str(), "first"), (second.as_str(), "second")]
     );
@@ -226,10 +228,7 @@ async fn malformed_lines_are_refused_naming_the_field() {
     claim(&app, 1).await;
     let info = json!({"level": "info", "message": "x"});
     let cases = [
-        (
-            json!([{"level": "fatal", "message": "x"}]),
-            "lines[0].level",
-        ),
+        (json!([{"level": "loud", "message": "x"}]), "lines[0].level"),
         (json!([]), "lines"),
         (Value::Array(vec![info.clone(); 1001]), "lines"),
         (

@@ -8,7 +8,7 @@
 
 use crate::problem::{self, Problem};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
@@ -35,6 +35,24 @@ pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a s
                 .map_err(|_| format!("header {name} must be visible ASCII"))
         })
         .transpose()
+}
+
+/// The media type of the request's `Content-Type`, lowercase, without parameters (`""`
+/// without the header).
+pub fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// `application/json` or a JSON-based `application/…+json` type.
+pub fn is_json(media_type: &str) -> bool {
+    media_type == "application/json"
+        || (media_type.starts_with("application/") && media_type.ends_with("+json"))
 }
 
 /// The tenant a request acts for: [`TENANT_HEADER`], or [`DEFAULT_TENANT`] without it. The

@@ -60,7 +60,13 @@ pub fn client_config(brokers: &str) -> ClientConfig {
 /// would choose. `message_timeout` bounds how long a record may wait for a broker; after it
 /// the delivery fails and the relay restarts from the last acknowledged position.
 pub fn producer(brokers: &str, message_timeout: Duration) -> Result<Producer, KafkaError> {
-    client_config(brokers)
+    producer_config(brokers, message_timeout).create_with_context(LoggingContext)
+}
+
+/// The settings of [`producer`], for a producer that changes some (compression, say).
+pub fn producer_config(brokers: &str, message_timeout: Duration) -> ClientConfig {
+    let mut config = client_config(brokers);
+    config
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
@@ -73,8 +79,8 @@ pub fn producer(brokers: &str, message_timeout: Duration) -> Result<Producer, Ka
         .set(
             "message.timeout.ms",
             message_timeout.as_millis().to_string(),
-        )
-        .create_with_context(LoggingContext)
+        );
+    config
 }
 
 /// Creates `topic` with `partitions` partitions unless it exists.

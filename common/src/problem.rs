@@ -5,6 +5,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ordo_domain::ValidationError;
 use serde_json::{json, Map, Value};
 use std::future::Future;
 
@@ -52,6 +53,19 @@ impl Problem {
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
             .retry_after(RETRY_AFTER_SECS)
+    }
+
+    /// A 422 of type `validation-error` naming the `field` at fault and the `reason`.
+    pub fn validation(error: &ValidationError) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-error",
+            error.to_string(),
+        )
+        .with_extensions(Map::from_iter([
+            ("field".to_owned(), json!(error.field)),
+            ("reason".to_owned(), json!(error.reason)),
+        ]))
     }
 
     /// The client may try again after `secs` seconds (`Retry-After`).

@@ -5,6 +5,8 @@ use ordo_clickhouse_store::ClickHouseConfig;
 use ordo_command_api::ApiConfig;
 use ordo_common::db::DbConfig;
 use ordo_domain::RetryPolicy;
+use ordo_ingest::line::LineRules;
+use ordo_ingest::{IngestConfig, TenantLimits};
 use ordo_outbox_relay::RelayConfig;
 use ordo_projectors::ProjectorConfig;
 use ordo_protocol::worker::{LEASE_MS, MAX_CLAIM_WAIT_MS};
@@ -110,8 +112,8 @@ pub struct GlobalArgs {
         default_value_t = 6
     )]
     pub topic_partitions: i32,
-    /// Topic of the job log lines the API takes from workers.
-    #[arg(long, global = true, env = "ORDO_LOGS_TOPIC", default_value = ordo_command_api::logs::DEFAULT_TOPIC)]
+    /// Topic of the log lines the API takes from workers and the ingest role from services.
+    #[arg(long, global = true, env = "ORDO_LOGS_TOPIC", default_value = ordo_common::logs::DEFAULT_TOPIC)]
     pub logs_topic: String,
     /// Address of the HTTP API.
     #[arg(
@@ -213,6 +215,79 @@ impl GlobalArgs {
     }
 }
 
+/// The log-aggregator role's settings (`ordo serve ingest`, and `ordo dev` on its port).
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Largest log request body, before and after decompression; larger ones get 413.
+    #[arg(long, env = "ORDO_LOG_MAX_BODY_BYTES", default_value_t = IngestConfig::DEFAULT_MAX_BODY_BYTES)]
+    pub log_max_body_bytes: usize,
+    /// Most log lines in one request; more get 413.
+    #[arg(long, env = "ORDO_LOG_MAX_LINES", default_value_t = IngestConfig::DEFAULT_MAX_LINES)]
+    pub log_max_lines: usize,
+    /// Longer messages are cut to this many bytes (attribute `ordo.truncated`).
+    #[arg(long, env = "ORDO_LOG_MAX_MESSAGE_BYTES", default_value_t = LineRules::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub log_max_message_bytes: usize,
+    /// Log requests in progress at once; more answer 503 with Retry-After.
+    #[arg(long, env = "ORDO_INGEST_MAX_IN_FLIGHT", default_value_t = IngestConfig::DEFAULT_MAX_IN_FLIGHT)]
+    pub ingest_max_in_flight: usize,
+    /// Log lines per second each tenant may send, over all ingest instances (0: no limit).
+    #[arg(long, env = "ORDO_INGEST_TENANT_LINES_PER_SEC", default_value_t = TenantLimits::DEFAULT.lines_per_sec)]
+    pub ingest_tenant_lines_per_sec: u64,
+    /// Lines a tenant may send at once above its rate.
+    #[arg(long, env = "ORDO_INGEST_TENANT_LINES_BURST", default_value_t = TenantLimits::DEFAULT.lines_burst)]
+    pub ingest_tenant_lines_burst: u64,
+    /// Request bytes (decompressed) per second each tenant may send (0: no limit).
+    #[arg(long, env = "ORDO_INGEST_TENANT_BYTES_PER_SEC", default_value_t = TenantLimits::DEFAULT.bytes_per_sec)]
+    pub ingest_tenant_bytes_per_sec: u64,
+    /// Bytes a tenant may send at once above its rate.
+    #[arg(long, env = "ORDO_INGEST_TENANT_BYTES_BURST", default_value_t = TenantLimits::DEFAULT.bytes_burst)]
+    pub ingest_tenant_bytes_burst: u64,
+}
+
+impl IngestArgs {
+    /// The settings; lines older than the logs' retention (`--log-retention-days`) are
+    /// stamped with their arrival time, their own kept in the attribute `ordo.original_ts`.
+    pub fn config(&self, global: &GlobalArgs) -> anyhow::Result<IngestConfig> {
+        anyhow::ensure!(
+            self.log_max_body_bytes >= 1024,
+            "--log-max-body-bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.log_max_lines >= 1,
+            "--log-max-lines must be at least 1"
+        );
+        anyhow::ensure!(
+            global.log_retention_days >= 1,
+            "--log-retention-days must be at least 1"
+        );
+        anyhow::ensure!(
+            self.log_max_message_bytes >= 256,
+            "--log-max-message-bytes must be at least 256"
+        );
+        anyhow::ensure!(
+            self.ingest_max_in_flight >= 1,
+            "--ingest-max-in-flight must be at least 1"
+        );
+        let defaults = LineRules::default();
+        Ok(IngestConfig {
+            max_body_bytes: self.log_max_body_bytes,
+            max_lines: self.log_max_lines,
+            max_in_flight: self.ingest_max_in_flight,
+            rules: LineRules {
+                retention: chrono::TimeDelta::days(global.log_retention_days.into()),
+                max_message_bytes: self.log_max_message_bytes,
+                ..defaults
+            },
+            limits: TenantLimits {
+                lines_per_sec: self.ingest_tenant_lines_per_sec,
+                lines_burst: self.ingest_tenant_lines_burst,
+                bytes_per_sec: self.ingest_tenant_bytes_per_sec,
+                bytes_burst: self.ingest_tenant_bytes_burst,
+            },
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Json,
@@ -221,9 +296,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Everything in one process against the local stack: migrate (PostgreSQL and ClickHouse), then serve the command
-    /// and query APIs on one port, relay the outbox to Kafka, project it into Redis, reap
-    /// expired leases and run a worker.
+    /// Everything in one process against the local stack: migrate (PostgreSQL and
+    /// ClickHouse), then serve the command and query APIs and the log ingest on one port,
+    /// relay the outbox to Kafka, project it into Redis, reap expired leases and run a worker.
     Dev {
         #[command(flatten)]
         relay: RelayArgs,
@@ -233,6 +308,9 @@ pub enum Command {
         query: QueryArgs,
         #[command(flatten)]
         worker: WorkerArgs,
+        // Boxed: the variant would otherwise outgrow the others by far (clippy).
+        #[command(flatten)]
+        ingest: Box<IngestArgs>,
         /// Run no worker in this process (run `ordo serve worker` beside it instead).
         #[arg(long, env = "ORDO_DEV_NO_WORKER")]
         no_worker: bool,
@@ -266,6 +344,12 @@ pub enum ServeRole {
     Query {
         #[command(flatten)]
         query: QueryArgs,
+    },
+    /// The log aggregator: log lines from any service (Ordo's JSON API, OTLP/HTTP, the
+    /// Elasticsearch bulk API, Loki's push API) to Kafka, on ORDO_HTTP_ADDR with `/metrics`.
+    Ingest {
+        #[command(flatten)]
+        ingest: IngestArgs,
     },
     /// Stream the outbox to Kafka over logical replication (what Debezium's EventRouter does).
     Relay {

@@ -24,13 +24,15 @@ async fn main() -> std::process::ExitCode {
             projector,
             query,
             worker,
+            ingest,
             no_worker,
             no_relay,
         } => {
             let relay = (!no_relay).then_some(&relay);
             let worker = (!no_worker).then_some(&worker);
-            serve::dev(&cli.global, relay, &projector, &query, worker).await
+            serve::dev(&cli.global, relay, &projector, &query, worker, &ingest).await
         }
+        Command::Serve(ServeRole::Ingest { ingest }) => serve::ingest(&cli.global, &ingest).await,
         Command::Serve(ServeRole::Api) => serve::api(&cli.global).await,
         Command::Serve(ServeRole::Query { query }) => serve::query(&cli.global, &query).await,
         Command::Serve(ServeRole::Relay {

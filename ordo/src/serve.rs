@@ -1,20 +1,22 @@
-//! Long-running roles: the command API, the query API, the outbox relay, the projector, the
-//! worker, the lease reaper, and `dev`, which runs them all in one process with both APIs on
+//! Long-running roles: the command API, the query API, the log ingest, the outbox relay, the
+//! projector, the worker, the lease reaper, and `dev`, which runs them all in one process with both APIs on
 //! one port. Every process
 //! serves `/metrics`: the APIs on their own port, other roles on `--metrics-addr`.
 
-use crate::cli::{GlobalArgs, ProjectorArgs, QueryArgs, RelayArgs, WorkerArgs};
+use crate::cli::{GlobalArgs, IngestArgs, ProjectorArgs, QueryArgs, RelayArgs, WorkerArgs};
 use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
-use ordo_command_api::logs::LogSink;
 use ordo_command_api::reaper::{self, ReaperConfig};
 use ordo_command_api::{http::api_routes, router, AppState, CommandMetrics, JobCommandBus};
 use ordo_common::db;
 use ordo_common::health::Readiness;
-use ordo_common::http::{finish, render_metrics};
+use ordo_common::http::{finish, render_metrics, HttpMetrics};
+use ordo_common::logs::LogMetrics;
+use ordo_common::logs::LogSink;
 use ordo_common::Problem;
 use ordo_domain::JobServices;
+use ordo_ingest::{IngestConfig, IngestService};
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};
 use ordo_projectors::rebuild::{self, RebuildConfig};
 use ordo_projectors::replay::JobRepair;
@@ -60,6 +62,7 @@ pub async fn dev(
     projector_args: &ProjectorArgs,
     query_args: &QueryArgs,
     worker_args: Option<&WorkerArgs>,
+    ingest_args: &IngestArgs,
 ) -> anyhow::Result<()> {
     migrate(args).await?;
     let shutdown = shutdown_token();
@@ -68,6 +71,7 @@ pub async fn dev(
         relay_args.map(|r| r.config(args)).transpose()?,
         projector_args.config(args)?,
         query_args.config(args)?,
+        ingest_args.config(args)?,
         &shutdown,
     )
     .await?;
@@ -85,8 +89,8 @@ pub async fn dev(
     served
 }
 
-/// Every role in this process: the command and query APIs on one router (one set of
-/// fallbacks and HTTP metrics over both), the relay (unless Debezium does its job), the
+/// Every role in this process: the command and query APIs and the log ingest on one router
+/// (one set of fallbacks and HTTP metrics over all), the relay (unless Debezium does its job), the
 /// projector and the lease reaper as tasks, all metrics in one registry. `ordo dev` serves it; the read-back
 /// benchmark runs it on a scratch database.
 pub struct Platform {
@@ -101,6 +105,7 @@ impl Platform {
         relay: Option<RelayConfig>,
         projector: ProjectorConfig,
         query: QueryConfig,
+        ingest: IngestConfig,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let registry = Registry::new();
@@ -113,6 +118,7 @@ impl Platform {
         let projector = spawn_projector(args, projector, &pool, &registry, &readiness, shutdown);
         tasks.push(projector.await?);
         let redis = connect_redis(args).await?;
+        let sink = log_sink(args).await?;
         let state = AppState::with_registry(
             pool,
             args.api_config()?,
@@ -125,14 +131,24 @@ impl Platform {
             &args.redis_prefix,
             shutdown.clone(),
         )
-        .with_logs(log_sink(args).await?)
+        .with_logs(sink.clone())
         .with_readiness(readiness);
         let state = write_through(state, args, &redis);
+        // The worker endpoint's and the ingest role's lines count into the same metrics.
+        let ingest = IngestService::new(
+            sink,
+            redis.clone(),
+            &args.redis_prefix,
+            state.metrics.logs().clone(),
+            ingest,
+        );
         tasks.push(spawn_reaper(args, state.bus.clone(), redis, shutdown));
         let http_metrics = state.metrics.http().clone();
         let query = query_state(args, query).await?;
         let router = finish(
-            api_routes(state).merge(ordo_query_api::routes(query)),
+            api_routes(state)
+                .merge(ordo_query_api::routes(query))
+                .merge(ordo_ingest::routes(ingest)),
             http_metrics,
         );
         Ok(Self {
@@ -206,6 +222,25 @@ pub async fn api(args: &GlobalArgs) -> anyhow::Result<()> {
         .with_logs(log_sink(args).await?);
     let state = write_through(state, args, &redis);
     serve_http(args.http_addr, router(state), shutdown).await
+}
+
+/// The log aggregator alone: its routes with `/healthz`, `/readyz` and `/metrics` on
+/// `ORDO_HTTP_ADDR`.
+pub async fn ingest(args: &GlobalArgs, ingest_args: &IngestArgs) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let service = IngestService::new(
+        log_sink(args).await?,
+        connect_redis(args).await?,
+        &args.redis_prefix,
+        LogMetrics::register(&registry)?,
+        ingest_args.config(args)?,
+    );
+    let health = health_routes(registry.clone(), Readiness::default());
+    let app = finish(
+        ordo_ingest::routes(service).merge(health),
+        HttpMetrics::register(&registry)?,
+    );
+    serve_http(args.http_addr, app, shutdown_token()).await
 }
 
 pub async fn query(args: &GlobalArgs, query_args: &QueryArgs) -> anyhow::Result<()> {
@@ -299,7 +334,13 @@ async fn serve_metrics(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = Router::new()
+    serve_http(addr, health_routes(registry, readiness), shutdown).await
+}
+
+/// `/healthz`, `/readyz` (503 naming each role of `readiness` that is not ready) and
+/// `/metrics` (all of `registry`).
+fn health_routes(registry: Registry, readiness: Readiness) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -315,8 +356,7 @@ async fn serve_metrics(
         .route(
             "/metrics",
             get(move || async move { render_metrics(&registry) }),
-        );
-    serve_http(addr, metrics, shutdown).await
+        )
 }
 
 async fn query_state(args: &GlobalArgs, config: QueryConfig) -> anyhow::Result<QueryState> {

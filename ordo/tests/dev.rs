@@ -1,5 +1,5 @@
-//! `ordo dev` as a user starts it: one process with the command API and the query API on one
-//! port, the relay, the projector, the reaper and a worker, on a scratch database, a fresh
+//! `ordo dev` as a user starts it: one process with the command API, the query API and the
+//! log ingest on one port, the relay, the projector, the reaper and a worker, on a scratch database, a fresh
 //! topic and a Redis prefix of the test's own. Read-your-writes: a command's `sequence` handed
 //! to the query API as `min_sequence` returns the state the command produced.
 
@@ -8,8 +8,9 @@ mod common;
 use common::platform::DevProcess;
 use common::read_model::TestPrefix;
 use common::TestDb;
-use ordo_testkit::kafka::read_topic;
-use serde_json::{json, Value};
+use ordo_protocol::logs::{Level, LogBatch};
+use ordo_testkit::kafka::{read_topic, Consumed};
+use serde_json::json;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,6 +52,25 @@ async fn a_read_with_the_commands_sequence_returns_the_state_the_command_made() 
     assert_eq!(stats["by_status"]["CANCELLED"], 1, "{stats}");
     let queues = api.get_json("/api/v1/queues").await;
     assert!(queues.to_string().contains("reports"), "{queues}");
+
+    // And the log ingest: a service's line lands on the logs topic.
+    let accepted = api
+        .post_ok(
+            "/api/v1/logs",
+            &json!({"service": "billing", "message": "invoice sent"}),
+        )
+        .await;
+    assert_eq!(accepted, json!({"accepted": 1}));
+    let key = b"default/billing".as_slice();
+    let records = read_topic(&dev.logs_topic, Duration::from_secs(20), |r| {
+        r.iter().any(|r| r.key.as_deref() == Some(key))
+    });
+    let record = records
+        .iter()
+        .find(|r| r.key.as_deref() == Some(key))
+        .unwrap();
+    let batch = LogBatch::decode(record.value.as_deref().unwrap()).unwrap();
+    assert_eq!(batch.lines[0].message, "invoice sent");
 }
 
 /// `ordo dev` runs a worker on the `default` queue: a job submitted there completes, one
@@ -75,20 +95,25 @@ async fn the_dev_worker_runs_jobs_retries_them_and_dead_letters() {
     let view = api.wait_for_status(&done, "COMPLETED", wait).await;
     assert_eq!(view["attempt"], 1, "{view}");
     // Its log lines reached the logs topic, sent while the attempt ran.
-    let records = read_topic(&dev.logs_topic, wait, |r| r.len() >= 2);
-    let lines: Vec<Value> = records
+    let job_lines = |records: &[Consumed]| -> Vec<LogBatch> {
+        records
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(done.as_bytes()))
+            .map(|r| LogBatch::decode(r.value.as_deref().unwrap()).unwrap())
+            .collect()
+    };
+    let records = read_topic(&dev.logs_topic, wait, |r| {
+        job_lines(r).iter().map(|b| b.lines.len()).sum::<usize>() >= 2
+    });
+    let batches = job_lines(&records);
+    let messages: Vec<&str> = batches
         .iter()
-        .filter(|r| r.key.as_deref() == Some(done.as_bytes()))
-        .map(|r| serde_json::from_slice(r.value.as_deref().unwrap()).unwrap())
+        .flat_map(|b| b.lines.iter().map(|l| l.message.as_str()))
         .collect();
-    let messages: Vec<&str> = lines
-        .iter()
-        .map(|l| l["message"].as_str().unwrap())
-        .collect();
-    assert_eq!(messages, ["sleeping 10 ms", "woke up"], "{lines:?}");
-    assert_eq!(lines[0]["attempt"], 1);
-    assert_eq!(lines[0]["level"], "info");
-    assert_eq!(lines[0]["worker_id"], view["worker_id"]);
+    assert_eq!(messages, ["sleeping 10 ms", "woke up"], "{batches:?}");
+    assert_eq!(batches[0].attempt, Some(1));
+    assert_eq!(batches[0].lines[0].level, Level::Info);
+    assert_eq!(batches[0].worker_id.as_deref(), view["worker_id"].as_str());
     let view = api.wait_for_status(&retried, "COMPLETED", wait).await;
     assert_eq!(view["attempt"], 2, "{view}");
     let view = api.wait_for_status(&dead, "DEAD_LETTER", wait).await;

@@ -202,15 +202,9 @@ pub struct LogLine {
     pub fields: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
+/// A line's level: the one of every log line Ordo stores (aliases such as `warning` are
+/// accepted, see [`crate::logs::Level::parse`]).
+pub use crate::logs::Level as LogLevel;
 
 #[cfg(test)]
 mod tests {

@@ -61,7 +61,7 @@ impl ApiError {
             }
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
-            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation-error"),
+            ApiError::Validation(e) => return Problem::validation(e),
             ApiError::NotFound(_)
             | ApiError::Command(CommandError::Rejected(JobError::NotFound)) => {
                 (StatusCode::NOT_FOUND, "not-found")
@@ -90,17 +90,10 @@ impl ApiError {
 
     fn extensions(&self) -> Map<String, Value> {
         let mut extra = Map::new();
-        match self {
-            ApiError::Validation(e) => {
-                extra.insert("field".into(), json!(e.field));
-                extra.insert("reason".into(), json!(e.reason));
+        if let ApiError::Command(CommandError::Rejected(e)) = self {
+            if let Some(status) = rejected_status(e) {
+                extra.insert("current_status".into(), json!(status));
             }
-            ApiError::Command(CommandError::Rejected(e)) => {
-                if let Some(status) = rejected_status(e) {
-                    extra.insert("current_status".into(), json!(status));
-                }
-            }
-            _ => {}
         }
         extra
     }

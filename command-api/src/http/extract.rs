@@ -3,7 +3,7 @@
 use super::{ApiError, AppState};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{header, request::Parts, HeaderMap, StatusCode};
+use axum::http::{request::Parts, HeaderMap, StatusCode};
 use ordo_domain::spec::TenantId;
 use ordo_domain::{CommandMetadata, ValidationError};
 use serde::de::DeserializeOwned;
@@ -105,15 +105,9 @@ async fn read_body(
 }
 
 fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim();
-    let is_json = mime.eq_ignore_ascii_case("application/json")
-        || (mime.starts_with("application/") && mime.ends_with("+json"));
-    if !is_json {
-        let got = if mime.is_empty() { "none" } else { mime };
+    let mime = ordo_common::http::media_type(headers);
+    if !ordo_common::http::is_json(&mime) {
+        let got = if mime.is_empty() { "none" } else { &mime };
         return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type must be application/json (got {got})"
         )));

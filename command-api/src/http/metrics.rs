@@ -2,8 +2,8 @@
 //! renders: that registry also holds the bus's [`crate::metrics::CommandMetrics`] and, in a
 //! process running several roles, theirs.
 
-use crate::logs::LogMetrics;
 use ordo_common::http::{render_metrics, HttpMetrics};
+use ordo_common::logs::LogMetrics;
 use prometheus::Registry;
 
 #[derive(Clone)]

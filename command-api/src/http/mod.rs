@@ -14,11 +14,11 @@ pub use metrics::ApiMetrics;
 
 use crate::bus::JobCommandBus;
 use crate::claims::ClaimService;
-use crate::logs::LogSink;
 use crate::metrics::CommandMetrics;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use ordo_common::health::Readiness;
+use ordo_common::logs::LogSink;
 use ordo_domain::{JobServices, RetryPolicy};
 use prometheus::Registry;
 use sqlx::PgPool;

@@ -3,8 +3,8 @@
 //! own API server on an ephemeral port.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use ordo_command_api::logs::LogSink;
 use ordo_command_api::{router, ApiConfig, AppState, JobCommandBus};
+use ordo_common::logs::LogSink;
 use ordo_domain::spec::TenantId;
 use ordo_domain::JobServices;
 use ordo_read_model::{namespace, JobViews, ViewUpdate};

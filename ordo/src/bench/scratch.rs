@@ -59,7 +59,15 @@ impl ScratchPlatform {
             ..QueryConfig::default()
         };
         let shutdown = CancellationToken::new();
-        let platform = Platform::start(&args, Some(relay), projector, query, &shutdown).await?;
+        let platform = Platform::start(
+            &args,
+            Some(relay),
+            projector,
+            query,
+            ordo_ingest::IngestConfig::default(),
+            &shutdown,
+        )
+        .await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base_url = format!("http://{}", listener.local_addr()?);
         let server = axum::serve(listener, platform.router.clone())

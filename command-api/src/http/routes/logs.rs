@@ -1,21 +1,25 @@
 //! The log lines of the worker protocol: a worker sends what its job printed, the command API
-//! produces it to Kafka (see [`crate::logs::LogRecord`] for the record). Like the other calls
-//! it names its attempt, so a worker whose lease ran out cannot write into the attempt another
-//! worker now runs.
+//! produces it to Kafka as one batch of contract v2 ([`ordo_protocol::logs`]), keyed by the
+//! job. Like the other calls it names its attempt, so a worker whose lease ran out cannot
+//! write into the attempt another worker now runs; only this endpoint sets `attempt`.
 
 use crate::bus::CommandError;
 use crate::http::command::parse_job_id;
 use crate::http::extract::{JsonBody, RequestContext};
 use crate::http::{ApiError, AppState};
-use crate::logs::{LogRecord, LogSink, JOB_SERVICE};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use ordo_common::logs::LogSink;
 use ordo_domain::spec::{check_storable_json, check_storable_text, WorkerId};
 use ordo_domain::{Job, JobError, JobStatus, ValidationError};
+use ordo_protocol::logs::{flatten, LogBatch, LogEntry, VERSION};
 use ordo_protocol::worker::{LogLine, LogRequest};
 use serde::Serialize;
+
+/// The `service` and `source` of lines a job's worker wrote.
+pub const JOB_SERVICE: &str = "job";
 
 const MAX_LINES: usize = 1000;
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -56,37 +60,47 @@ async fn append(
     require_running(&job, request.attempt).map_err(CommandError::Rejected)?;
 
     let received_at = state.bus.services().clock.now();
-    let records: Vec<LogRecord> = request
-        .lines
-        .into_iter()
-        .map(|line| LogRecord {
-            tenant: ctx.tenant.to_string(),
-            service: JOB_SERVICE,
-            job_id,
-            attempt: request.attempt,
-            worker_id: worker_id.as_ref().map(|w| w.as_str().to_owned()),
-            level: line.level,
-            message: line.message,
-            fields: line.fields.unwrap_or_default(),
-            ts: line.ts.unwrap_or(received_at),
-            received_at,
-        })
-        .collect();
-    sink.send(&records).await.map_err(|error| {
-        tracing::warn!(%error, %job_id, "log lines not produced");
-        ApiError::Unavailable(format!(
-            "the log lines did not reach Kafka ({error}); retry"
-        ))
-    })?;
-    state
-        .metrics
-        .logs()
-        .record_ingested(JOB_SERVICE, records.len());
+    let lines = request.lines.len();
+    let batch = LogBatch {
+        v: VERSION,
+        tenant: ctx.tenant.to_string(),
+        service: JOB_SERVICE.to_owned(),
+        source: JOB_SERVICE.to_owned(),
+        job_id: Some(job_id),
+        attempt: Some(request.attempt),
+        worker_id: worker_id.map(|w| w.as_str().to_owned()),
+        received_at,
+        lines: request
+            .lines
+            .into_iter()
+            .map(|line| LogEntry {
+                ts: line.ts.unwrap_or(received_at),
+                level: line.level,
+                severity_number: line.level.severity_number(),
+                message: line.message,
+                attributes: flatten(line.fields.unwrap_or_default()),
+                trace_id: None,
+                span_id: None,
+                env: None,
+                host: None,
+                component: None,
+            })
+            .collect(),
+    };
+    let logs = state.metrics.logs();
+    sink.send(std::slice::from_ref(&batch))
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, %job_id, "log lines not produced");
+            logs.rejected_request(JOB_SERVICE, "unavailable", lines);
+            ApiError::Unavailable(format!(
+                "the log lines did not reach Kafka ({error}); retry"
+            ))
+        })?;
+    logs.accepted(JOB_SERVICE, lines);
     Ok((
         StatusCode::ACCEPTED,
-        Json(LogLinesResponse {
-            accepted: records.len(),
-        }),
+        Json(LogLinesResponse { accepted: lines }),
     ))
 }
 

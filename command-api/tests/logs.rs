@@ -133,14 +133,7 @@ async fn accepted_lines_are_on_the_topic_one_v2_batch_per_request() {
         ]
     );
 
-    let metrics = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("ordo_log_lines_accepted_total{protocol=\"job\"} 3"),
         "{metrics}"

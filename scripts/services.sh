@@ -27,6 +27,8 @@ CHDB_VERSION=26.9.0
 LZ4_SPEC='lz4>=4.3,<5'
 CLICKHOUSE_DIR="$STATE_DIR/clickhouse"
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 # Root runs everything directly; otherwise escalate with sudo (best effort).
 if [[ $(id -u) -eq 0 ]]; then
@@ -351,14 +353,9 @@ ensure_clickhouse() {
 }
 
 stop_clickhouse() {
-  local pid i
+  local pid
   if pid=$(clickhouse_pid); then
-    kill "$pid"
-    for ((i = 0; i < 40; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    stop_pid "$pid" 10
     rm -f "$CLICKHOUSE_DIR/front.pid"
     log "clickhouse: stopped"
   elif clickhouse_up; then

@@ -42,6 +42,7 @@ import argparse
 import gzip
 import http.server
 import json
+import os
 import re
 import signal
 import socket
@@ -516,6 +517,12 @@ def main():
     parser.add_argument("--max-queries", type=int, default=16,
                         help="queries and inserts run at once; more wait for a slot")
     args = parser.parse_args()
+    # The engine resolves some paths against the working directory (RENAME and EXCHANGE
+    # TABLES call getcwd): a front started from a directory deleted since fails them with
+    # "getcwd failed". Its data directory outlives it.
+    args.path = os.path.abspath(args.path)
+    os.makedirs(args.path, exist_ok=True)
+    os.chdir(args.path)
     engine = Engine(args.path, args.max_queries)
     server = Server((args.host, args.port), engine)
 

@@ -39,28 +39,23 @@ async fn lines_of_two_services_and_two_tenants_register_each_service() {
     let logs = LogsTable::new(&db.config);
     let now = Utc::now();
     let first = now - TimeDelta::minutes(30);
-    let mut rows = Vec::new();
     // acme: checkout (3 lines, 1 error) and search (2 lines, 1 fatal); globex: checkout
     // (1 line); and an old service of acme, silent for 10 days.
-    rows.push(line("acme", "checkout", "payments", "info", first));
-    rows.push(line(
-        "acme",
-        "checkout",
-        "payments",
-        "error",
-        now - TimeDelta::minutes(10),
-    ));
-    rows.push(line("acme", "checkout", "payments", "warn", now));
-    rows.push(line("acme", "search", "", "info", first));
-    rows.push(line("acme", "search", "", "fatal", now));
-    rows.push(line("globex", "checkout", "payments", "debug", now));
-    rows.push(line(
-        "acme",
-        "legacy",
-        "",
-        "info",
-        now - TimeDelta::days(10),
-    ));
+    let rows = vec![
+        line("acme", "checkout", "payments", "info", first),
+        line(
+            "acme",
+            "checkout",
+            "payments",
+            "error",
+            now - TimeDelta::minutes(10),
+        ),
+        line("acme", "checkout", "payments", "warn", now),
+        line("acme", "search", "", "info", first),
+        line("acme", "search", "", "fatal", now),
+        line("globex", "checkout", "payments", "debug", now),
+        line("acme", "legacy", "", "info", now - TimeDelta::days(10)),
+    ];
     logs.insert(&rows, "first").await.unwrap();
     // The same insert retried (its first try landed): dropped, registry included.
     logs.insert(&rows, "first").await.unwrap();

@@ -74,10 +74,7 @@ impl JobEventsTable {
         &self.name
     }
 
-    pub async fn insert<'a>(
-        &self,
-        rows: impl IntoIterator<Item = &'a JobEventRow>,
-    ) -> Result<u64, StoreError> {
+    pub async fn insert(&self, rows: &[JobEventRow]) -> Result<u64, StoreError> {
         insert(&self.config, &self.client, &self.name, rows, None).await
     }
 
@@ -145,15 +142,15 @@ impl JobEventsTable {
             .await
     }
 
-    /// Every row that differs between this table and `other` (each read with FINAL: one
-    /// copy per key), at most `limit` of each kind, and how many differ in all.
+    /// Every row in which this table differs from `expected` (each read with FINAL: one
+    /// copy per key), at most `limit` from each side, and how many differ in all.
     pub async fn differences(
         &self,
-        other: &JobEventsTable,
+        expected: &JobEventsTable,
         limit: u64,
     ) -> Result<(Vec<Difference>, u64), StoreError> {
-        let (only_here, here_count) = self.except(other, limit).await?;
-        let (only_there, there_count) = other.except(self, limit).await?;
+        let (only_here, here_count) = self.except(expected, limit).await?;
+        let (only_there, there_count) = expected.except(self, limit).await?;
         let mut keyed: BTreeMap<(String, String, u64), (bool, bool)> = BTreeMap::new();
         for row in &only_here {
             keyed.entry(key(row)).or_default().0 = true;
@@ -166,13 +163,13 @@ impl JobEventsTable {
             .filter(|(_, sides)| **sides == (true, true))
             .map(|(key, _)| key.clone())
             .collect();
-        let (here_rows, there_rows) = (self.rows(&changed).await?, other.rows(&changed).await?);
+        let (here_rows, there_rows) = (self.rows(&changed).await?, expected.rows(&changed).await?);
         let differences = keyed
             .into_iter()
             .map(|((tenant, job_id, sequence), sides)| {
                 let kind = match sides {
-                    (true, false) => DifferenceKind::OnlyInFirst,
-                    (false, true) => DifferenceKind::OnlyInSecond,
+                    (true, false) => DifferenceKind::Unexpected,
+                    (false, true) => DifferenceKind::Missing,
                     _ => {
                         let at = (tenant.clone(), job_id.clone(), sequence);
                         DifferenceKind::Changed {
@@ -296,7 +293,7 @@ fn changed_columns(a: Option<&JobEventRow>, b: Option<&JobEventRow>) -> Vec<&'st
         .collect()
 }
 
-/// An event two job-events tables do not agree on.
+/// An event in which a job-events table differs from the one it was compared with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Difference {
     pub tenant: String,
@@ -307,10 +304,10 @@ pub struct Difference {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DifferenceKind {
-    /// In the first table compared only.
-    OnlyInFirst,
-    /// In the second table compared only.
-    OnlyInSecond,
+    /// Expected, not there.
+    Missing,
+    /// There, not expected.
+    Unexpected,
     /// In both, with other values in these columns.
     Changed { columns: Vec<&'static str> },
 }
@@ -319,8 +316,8 @@ impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let event = format!("{}/{} #{}", self.tenant, self.job_id, self.sequence);
         match &self.kind {
-            DifferenceKind::OnlyInFirst => write!(f, "{event}: only in the first table"),
-            DifferenceKind::OnlyInSecond => write!(f, "{event}: only in the second table"),
+            DifferenceKind::Missing => write!(f, "{event}: missing"),
+            DifferenceKind::Unexpected => write!(f, "{event}: unexpected"),
             DifferenceKind::Changed { columns } => {
                 write!(f, "{event}: differs in {}", columns.join(", "))
             }

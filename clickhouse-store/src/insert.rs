@@ -9,18 +9,20 @@
 
 use crate::{ClickHouseConfig, StoreError};
 use clickhouse::{Client, RowOwned, RowWrite};
+use std::borrow::Borrow;
 
 /// Inserts `rows` into `table` as one statement; `token` deduplicates retries (see the
 /// module docs), none for a table without a deduplication window. Returns the rows written.
-pub(crate) async fn insert<'a, T>(
+pub(crate) async fn insert<T, R>(
     config: &ClickHouseConfig,
     client: &Client,
     table: &str,
-    rows: impl IntoIterator<Item = &'a T>,
+    rows: &[R],
     token: Option<&str>,
 ) -> Result<u64, StoreError>
 where
-    T: RowOwned + RowWrite + 'a,
+    T: RowOwned + RowWrite,
+    R: Borrow<T> + Sync,
 {
     let what = format!("INSERT INTO {table}");
     config
@@ -36,7 +38,7 @@ where
                 .with_setting("throw_on_max_partitions_per_insert_block", "0");
             let mut written = 0;
             for row in rows {
-                insert.write(row).await?;
+                insert.write(row.borrow()).await?;
                 written += 1;
             }
             insert.end().await?;

@@ -60,9 +60,9 @@ impl LogsTable {
 
     /// Inserts `rows` as one statement, deduplicated by `token` (see [`crate::insert`]), and
     /// with them the `services` and `service_hourly` registry rows their views derive.
-    pub async fn insert<'a>(
+    pub async fn insert<R: std::borrow::Borrow<LogRow> + Sync>(
         &self,
-        rows: impl IntoIterator<Item = &'a LogRow>,
+        rows: &[R],
         token: &str,
     ) -> Result<u64, StoreError> {
         insert(&self.config, &self.client, "logs", rows, Some(token)).await
@@ -162,7 +162,7 @@ impl LogsTable {
             })
             .collect();
         // The server stamps updated_at (see the table's migration).
-        insert(&self.config, &self.client, "sink_offsets", &rows, None).await?;
+        insert::<OffsetRow, _>(&self.config, &self.client, "sink_offsets", &rows, None).await?;
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 //! table for the jobs it does not hold (their `JobSubmitted` was stored earlier: a job's
 //! events come in order, on one partition, and a replay reads them in append order).
 
+use chrono::{DurationRound, TimeDelta};
 use ordo_clickhouse_store::{JobEventRow, JobEventsTable, JobKind, StoreError};
 use ordo_domain::{EventEnvelope, JobEvent};
 use std::collections::HashMap;
@@ -24,7 +25,11 @@ pub fn event_row(envelope: &EventEnvelope, event: &JobEvent) -> Result<JobEventR
         event_id: envelope.event_id,
         event_type: envelope.event_type.clone(),
         event_version: envelope.event_version,
-        occurred_at: envelope.occurred_at,
+        // The column holds microseconds (what the event store keeps too).
+        occurred_at: envelope
+            .occurred_at
+            .duration_trunc(TimeDelta::microseconds(1))
+            .unwrap_or(envelope.occurred_at),
         actor: envelope.actor.clone(),
         correlation_id: envelope.correlation_id.clone(),
         job_type: String::new(),

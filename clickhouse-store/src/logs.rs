@@ -9,6 +9,7 @@ use crate::{ClickHouseConfig, LogRow, StoreError};
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Where a sink stands on one partition (a row of `sink_offsets`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,50 @@ impl LogsTable {
             )
             .await?;
         Ok(rows.into_iter().map(|r| (r.partition, r.offset)).collect())
+    }
+
+    /// Waits until the inserts into `logs` running now have ended. An insert whose client
+    /// is gone (a sink killed mid-batch) may still run on the server; its rows must have
+    /// landed before a crashed batch's rows are removed, or they would outlive the removal
+    /// (a mutation applies to the parts that exist when it starts). Fails if they still
+    /// run after the timeout. One server's view (`system.processes`).
+    pub async fn wait_for_running_inserts(&self) -> Result<(), StoreError> {
+        let running = self.running_inserts().await?;
+        if running.is_empty() {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.running_inserts().await?;
+            if !running.iter().any(|id| now.contains(id)) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Timeout {
+                    url: self.config.url.clone(),
+                    what: format!("the end of {} running inserts into logs", running.len()),
+                    after: self.config.timeout,
+                });
+            }
+        }
+    }
+
+    /// The ids of the inserts into this database's `logs` running now.
+    async fn running_inserts(&self) -> Result<Vec<String>, StoreError> {
+        self.config
+            .bounded(
+                "SELECT FROM system.processes",
+                self.client
+                    .query(
+                        // Only sink inserts name `logs` (the views' inserts run inside them).
+                        "SELECT query_id FROM system.processes WHERE query_kind = 'Insert' \
+                         AND current_database = currentDatabase() \
+                         AND positionCaseInsensitive(query, 'logs') > 0",
+                    )
+                    .fetch_all::<String>(),
+            )
+            .await
     }
 
     /// Removes the rows of Kafka partition `partition` stored from offset `from` on, and

@@ -43,11 +43,11 @@
 //! reports lost records. The price: until the new log's offsets pass the floor, a crash
 //! mid-batch can leave that batch's stored part twice.
 //!
-//! What remains: a member whose partitions are revoked drops its unwritten batch, but an
-//! insert of it that timed out on the client may still land after the new owner removed
-//! the unconfirmed rows; so may an insert of a killed process that the server went on with
-//! for longer than the new member took to join (seconds). Both need a ClickHouse that keeps
-//! an abandoned insert running that long.
+//! An insert whose client is gone (a killed sink) may still run on the server and land
+//! after the removal: before it reads its offsets, the sink waits for the inserts into
+//! `logs` running at that moment to end (`system.processes`, up to the ClickHouse timeout,
+//! then it retries with backoff). What remains: that view is one server's (a cluster would
+//! ask every replica), and an insert sent but not yet started by the server is not in it.
 
 use super::error_kind;
 use crate::projector::{self, ProjectorConfig, Sink, WriteOutcome};
@@ -243,6 +243,7 @@ impl Sink for ClickHouseLogs {
     ) -> anyhow::Result<Vec<(i32, i64)>> {
         // Whatever failed before is settled here, for these partitions.
         self.failed = None;
+        self.table.wait_for_running_inserts().await?;
         let mut states = self.table.partition_states(NAME, topic, partitions).await?;
         let stored = self.table.max_offsets().await?;
         let mut first_seen = BTreeMap::new();

@@ -258,11 +258,6 @@ impl ProjectorMetrics {
         self.rows_written.inc_by(rows);
     }
 
-    /// Rows written so far (benchmarks and tests wait on it).
-    pub fn rows_written_count(&self) -> u64 {
-        self.rows_written.get()
-    }
-
     pub fn record(&self, outcome: RecordOutcome, count: u64) {
         self.records[outcome as usize].inc_by(count);
     }

@@ -12,8 +12,8 @@
 //!
 //! 1. **What is stored whole is recorded apart.** After each batch is inserted, the sink
 //!    writes, per Kafka partition of the batch, the next offset to read to `sink_offsets`
-//!    (with `floor`, below). Offsets are kept there and in ClickHouse only; the consumer
-//!    group's committed offsets (stored after the write, like every sink's) only show lag.
+//!    (with `floor`, below). The sink resumes from there; the consumer group's committed
+//!    offsets (stored after the write, like every sink's) only show lag.
 //! 2. **A crashed batch is removed, then read again.** On partition assignment (a start, a
 //!    restart after a crash, a rebalance), the sink reads its confirmed offset per
 //!    partition; if `logs` holds rows of that partition at or beyond it (the
@@ -31,9 +31,9 @@
 //!    the service registry's views do the same. A retry must come within 1,000 inserts into
 //!    `logs` (all sinks of the deployment together): minutes at the default batching.
 //! 4. **Tokens never repeat across processes.** Each sink instance draws a random run id,
-//!    and its tokens are `{run}-{batch number}`. A batch re-read after step 2 is inserted
-//!    under a new token, so ClickHouse does not take it for a duplicate of the crashed
-//!    insert (which it would, by token or by the data's hash, and drop it after the delete).
+//!    and its tokens are `{run}-{batch number}`. A batch re-read after step 2 gets a new
+//!    token, so ClickHouse cannot take it for a duplicate of the crashed insert and drop it
+//!    after the delete (as it would with the same token, or without one by the data's hash).
 //!
 //! `floor` covers the one thing offsets cannot: a log whose offsets start again at 0 (the
 //! broker lost the topic; `ORDO_LOGS_TOPIC` pointed at a new topic). Rows of a partition at

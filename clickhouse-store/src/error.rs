@@ -40,3 +40,23 @@ pub enum StoreError {
     #[error("invalid migration {file}: {reason}")]
     InvalidMigration { file: String, reason: String },
 }
+
+impl StoreError {
+    /// A bounded label for metrics: `clickhouse_timeout` (no answer in time),
+    /// `clickhouse_unavailable` (no connection), `clickhouse_query` (the server refused or
+    /// failed the statement), `clickhouse_schema` (migrations and settings).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "clickhouse_timeout",
+            Self::Query {
+                source: clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut,
+                ..
+            } => "clickhouse_unavailable",
+            Self::Query { .. } => "clickhouse_query",
+            Self::Config(_)
+            | Self::ChangedMigration { .. }
+            | Self::UnknownMigration { .. }
+            | Self::InvalidMigration { .. } => "clickhouse_schema",
+        }
+    }
+}

@@ -10,38 +10,39 @@
 //!   [`Migrator`] is the runner itself;
 //! - [`LogRow`] and [`JobEventRow`]: one row of `logs` and of `job_events`, as the sinks
 //!   insert them and readers fetch them. The README's "Log and history schema" documents
-//!   both tables as a contract.
+//!   both tables as a contract;
+//! - [`LogsTable`]: `logs` and `sink_offsets` as the logs sink uses them (batches in, the
+//!   highest stored offset per Kafka partition, the removal of a crashed batch's rows, where
+//!   the sink stands per partition);
+//! - [`JobEventsTable`]: `job_events` as the history sink and `ordo replay` use it (batches
+//!   in, job types and queues, a scratch table exchanged with the live one, comparisons);
+//! - [`active_services`]: the service registry that materialized views on `logs` fill.
 //!
 //! # Exactly-once from Kafka into `logs`
 //!
 //! `job_events` needs nothing: a redelivered event has the same (tenant, job_id, sequence)
 //! and ReplacingMergeTree keeps one copy. `logs` has no natural key (two identical lines may
-//! both be real), so the sink should make its writes exactly-once itself. Recommended:
-//!
-//! 1. Store each line's Kafka position with it (`kafka_partition`, `kafka_offset`).
-//! 2. On partition assignment, seek each partition to one past
-//!    `SELECT kafka_partition, max(kafka_offset) FROM logs GROUP BY kafka_partition`
-//!    (answered from the `kafka_offsets` projection, not the table) instead of the consumer
-//!    group's committed offset: everything stored is never stored again, after a crash, a
-//!    rebalance or a committed offset that lagged behind the insert. Committing offsets to
-//!    Kafka is then only for monitoring lag.
-//! 3. Insert a batch of one partition's records with
-//!    `insert_deduplication_token = "{partition}:{first_offset}-{last_offset}"`: an insert
-//!    retried after a timeout whose first try did land is dropped by the table's
-//!    `non_replicated_deduplication_window` (replicated tables deduplicate by default).
-//! 4. Keep a batch within one day (one table partition): ClickHouse writes an insert's rows
-//!    as one part per partition, so a batch that straddles midnight could land half, and the
-//!    resume point of step 2 would skip the other half.
-//!
-//! Insert deduplication tokens alone are not enough: after a crash the consumer re-reads
-//! from the committed offset and cuts its batches elsewhere, so the tokens differ.
+//! both be real), so its sink makes its writes exactly-once itself, with what this crate
+//! offers: each row carries its Kafka position (`kafka_partition`, `kafka_offset`),
+//! `sink_offsets` records the batches stored whole, every insert carries a deduplication
+//! token, and a crashed batch's rows can be removed. The design, and why "resume after the
+//! highest stored offset" alone is not enough (an insert whose rows span several days is one
+//! part per day, not committed atomically), is in the sink's module docs,
+//! `ordo_projectors::sinks::clickhouse::logs`.
 
 mod config;
 mod error;
+mod history;
+mod insert;
+mod logs;
 mod migrations;
 mod rows;
+mod services;
 
 pub use config::{ClickHouseConfig, DEFAULT_DATABASE, DEFAULT_LOG_RETENTION_DAYS, DEFAULT_URL};
 pub use error::StoreError;
+pub use history::{Difference, DifferenceKind, JobEventsTable, JobKind, JOB_EVENTS};
+pub use logs::{LogsTable, PartitionState};
 pub use migrations::{migrate, AppliedMigration, Migration, MigrationReport, Migrator};
 pub use rows::{severity_number, JobEventRow, LogRow, LEVELS};
+pub use services::{active_services, ServiceSummary, DEFAULT_SERVICE_RETIRE_DAYS};

@@ -9,9 +9,9 @@
 //! migration that fails half-way is not recorded and runs whole next time, so every
 //! statement must be safe to repeat (`IF NOT EXISTS`).
 //!
-//! After the migrations, the log retention is reconciled: if `logs`' TTL keeps another number
-//! of days than configured, `ALTER TABLE logs MODIFY TTL` sets it (see the table's
-//! migration for why that is cheap).
+//! After the migrations, the log retention is reconciled: if the TTL of `logs` (or of the
+//! registry's `service_hourly`, kept as long) keeps another number of days than configured,
+//! `ALTER TABLE … MODIFY TTL` sets it (see the `logs` migration for why that is cheap).
 
 use crate::{ClickHouseConfig, StoreError};
 use clickhouse::Row;
@@ -221,17 +221,39 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, Store
     Migrator::embedded().run(config).await
 }
 
-/// Sets the `logs` TTL to the configured retention if it keeps another number of days.
-/// Returns the change made, if any.
+/// The tables kept for the log retention, and the column their TTL counts from.
+const RETAINED: [(&str, &str); 2] = [("logs", "toDateTime(ts)"), ("service_hourly", "hour")];
+
+/// Sets the TTL of the [`RETAINED`] tables to the configured retention where it keeps
+/// another number of days. Returns the change made to `logs`, if any.
 async fn apply_log_retention(config: &ClickHouseConfig) -> Result<Option<(u32, u32)>, StoreError> {
+    let mut logs_changed = None;
+    for (table, column) in RETAINED {
+        let changed = apply_retention(config, table, column).await?;
+        if table == "logs" {
+            logs_changed = changed;
+        }
+    }
+    Ok(logs_changed)
+}
+
+/// Sets `table`'s TTL (`column` + the retention) if it keeps another number of days.
+async fn apply_retention(
+    config: &ClickHouseConfig,
+    table: &str,
+    column: &str,
+) -> Result<Option<(u32, u32)>, StoreError> {
     let db = &config.database;
     let create = config
         .bounded(
-            "SELECT the logs TTL",
+            &format!("SELECT the {table} TTL"),
             config
                 .server_client()
-                .query("SELECT create_table_query FROM system.tables WHERE database = ? AND name = 'logs'")
+                .query(
+                    "SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?",
+                )
                 .bind(db)
+                .bind(table)
                 .fetch_optional::<String>(),
         )
         .await?;
@@ -244,16 +266,16 @@ async fn apply_log_retention(config: &ClickHouseConfig) -> Result<Option<(u32, u
     }
     config
         .bounded(
-            "ALTER TABLE logs MODIFY TTL",
+            &format!("ALTER TABLE {table} MODIFY TTL"),
             config
                 .server_client()
                 .query_raw(&format!(
-                    "ALTER TABLE {db}.logs MODIFY TTL toDateTime(ts) + toIntervalDay({wanted})"
+                    "ALTER TABLE {db}.{table} MODIFY TTL {column} + toIntervalDay({wanted})"
                 ))
                 .execute(),
         )
         .await?;
-    tracing::info!(database = %db, from = current, to = wanted, "log retention changed");
+    tracing::info!(database = %db, table, from = current, to = wanted, "log retention changed");
     Ok(Some((current, wanted)))
 }
 

@@ -32,15 +32,33 @@ async fn tables(config: &ClickHouseConfig) -> Vec<String> {
 async fn migrations_apply_to_an_empty_database_once() {
     let db = TestDatabase::new();
     let report = Migrator::embedded().run(&db.config).await.unwrap();
-    assert_eq!(report.applied, ["0001_logs", "0002_job_events"]);
+    assert_eq!(
+        report.applied,
+        [
+            "0001_logs",
+            "0002_job_events",
+            "0003_sink_offsets",
+            "0004_services"
+        ]
+    );
     assert_eq!(report.retention_changed, None);
     assert_eq!(
         tables(&db.config).await,
-        ["job_events", "logs", "schema_migrations"]
+        [
+            "active_services",
+            "job_events",
+            "logs",
+            "schema_migrations",
+            "service_hourly",
+            "service_hourly_mv",
+            "services",
+            "services_mv",
+            "sink_offsets"
+        ]
     );
     let recorded = Migrator::embedded().applied(&db.config).await.unwrap();
     let embedded = Migrator::embedded();
-    assert_eq!(recorded.len(), 2);
+    assert_eq!(recorded.len(), embedded.migrations().len());
     for (record, migration) in recorded.iter().zip(embedded.migrations()) {
         assert_eq!(
             (record.version, &record.name, &record.checksum),
@@ -92,6 +110,17 @@ async fn a_new_log_retention_is_applied_to_the_existing_table() {
         .await
         .unwrap();
     assert!(create.contains("toIntervalDay(3)"), "{create}");
+    let hourly: String = db
+        .config
+        .client()
+        .query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'service_hourly'")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(
+        hourly.contains("toIntervalDay(3)"),
+        "the registry's hours follow: {hourly}"
+    );
     let report = Migrator::embedded().run(&db.config).await.unwrap();
     assert_eq!(report.retention_changed, None);
 }

@@ -303,12 +303,13 @@ pub enum Command {
         #[command(flatten)]
         relay: RelayArgs,
         #[command(flatten)]
-        projector: ProjectorArgs,
+        projector: Box<ProjectorArgs>,
         #[command(flatten)]
         query: QueryArgs,
         #[command(flatten)]
         worker: WorkerArgs,
-        // Boxed: the variant would otherwise outgrow the others by far (clippy).
+        // Boxed (and the projector's): the variant would otherwise outgrow the others by
+        // far (clippy).
         #[command(flatten)]
         ingest: Box<IngestArgs>,
         /// Run no worker in this process (run `ordo serve worker` beside it instead).
@@ -333,7 +334,23 @@ pub enum Command {
     /// Rebuild a read model from the event store: into a new namespace and switch to it (the
     /// default), repair some jobs in place (--job, --since), diff the live model against a
     /// replay (--verify; exit code 1 on any difference), or just read (--dry-run).
+    /// `--projector clickhouse-history` rebuilds (or verifies) the ClickHouse job history.
     Replay(ReplayArgs),
+    /// The services seen in the logs (ClickHouse's registry): first and last seen, lines,
+    /// errors and ingestion delay over the last 24 hours; services silent for longer than
+    /// --retire-days are retired.
+    Services(ServicesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    /// Only this tenant's services.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Days of silence after which a service is retired (no longer listed).
+    #[arg(long, env = "ORDO_SERVICE_RETIRE_DAYS", default_value_t = ordo_clickhouse_store::DEFAULT_SERVICE_RETIRE_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retire_days: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -506,12 +523,31 @@ impl QueryArgs {
 pub enum ProjectorName {
     /// Job views, indexes, counters and dispatch queues in Redis.
     RedisViews,
+    /// Log lines of `ordo.logs` in the ClickHouse `logs` table, exactly once.
+    ClickhouseLogs,
+    /// Every job event in the ClickHouse `job_events` table.
+    ClickhouseHistory,
 }
 
 impl ProjectorName {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RedisViews => "redis-views",
+            Self::ClickhouseLogs => "clickhouse-logs",
+            Self::ClickhouseHistory => "clickhouse-history",
+        }
+    }
+
+    /// Rows per batch and the wait for more after a batch's first record, unless set: Redis
+    /// takes what is ready (latency: claims wait on it), ClickHouse wants few large inserts
+    /// (each makes parts that merges must fold).
+    fn batching(self) -> (usize, Duration) {
+        match self {
+            Self::RedisViews => (2_000, Duration::ZERO),
+            Self::ClickhouseLogs | Self::ClickhouseHistory => (
+                ordo_projectors::sinks::clickhouse::DEFAULT_MAX_BATCH_ROWS,
+                ordo_projectors::sinks::clickhouse::DEFAULT_MAX_WAIT,
+            ),
         }
     }
 }
@@ -521,18 +557,24 @@ pub struct ProjectorArgs {
     /// Which read model to build.
     #[arg(long = "name", env = "ORDO_PROJECTOR", value_enum, default_value_t = ProjectorName::RedisViews)]
     pub projector: ProjectorName,
-    /// The job topic.
-    #[arg(long, env = "ORDO_PROJECTOR_TOPIC", default_value = ordo_projectors::projector::DEFAULT_TOPIC)]
-    pub projector_topic: String,
+    /// The topic it consumes: the job topic (`outbox.event.job`), or for clickhouse-logs the
+    /// logs topic (ORDO_LOGS_TOPIC).
+    #[arg(long, env = "ORDO_PROJECTOR_TOPIC")]
+    pub projector_topic: Option<String>,
     /// Consumer group; `ordo-projector-{name}` by default.
     #[arg(long, env = "ORDO_PROJECTOR_GROUP")]
     pub projector_group: Option<String>,
     /// Where records the projector cannot apply go; `ordo.parked.{name}` by default.
     #[arg(long, env = "ORDO_PROJECTOR_PARKING_TOPIC")]
     pub parking_topic: Option<String>,
-    /// Most records written to Redis in one pipeline.
-    #[arg(long, env = "ORDO_PROJECTOR_MAX_BATCH", default_value_t = 2_000)]
-    pub projector_max_batch: usize,
+    /// Most rows written in one batch (a Redis pipeline, a ClickHouse insert): 2000 for
+    /// redis-views, 50000 for the ClickHouse sinks.
+    #[arg(long, env = "ORDO_PROJECTOR_MAX_BATCH")]
+    pub projector_max_batch: Option<usize>,
+    /// How long a batch waits for more records after its first: 0 for redis-views (it takes
+    /// what is ready), 1000 for the ClickHouse sinks.
+    #[arg(long, env = "ORDO_PROJECTOR_MAX_WAIT_MS")]
+    pub projector_max_wait_ms: Option<u64>,
     /// Kafka session timeout of the consumer; a new member waits about half of it.
     #[arg(
         long,
@@ -565,11 +607,21 @@ pub struct ProjectorArgs {
 }
 
 impl ProjectorArgs {
+    /// The settings of the projector `--name` names.
     pub fn config(&self, global: &GlobalArgs) -> anyhow::Result<ProjectorConfig> {
-        anyhow::ensure!(
-            self.projector_max_batch >= 1,
-            "--projector-max-batch must be at least 1"
-        );
+        self.config_of(global, self.projector, true)
+    }
+
+    /// The settings of projector `name`. The one the flags are for (`primary`) takes them as
+    /// given; the others of the same process (`ordo dev` runs all three, redis-views being
+    /// the primary) keep their own topic, batching and names, and an explicit group or
+    /// parking topic gets `.{name}` appended, so that no two share one.
+    pub fn config_of(
+        &self,
+        global: &GlobalArgs,
+        name: ProjectorName,
+        primary: bool,
+    ) -> anyhow::Result<ProjectorConfig> {
         anyhow::ensure!(
             self.projector_session_timeout_ms >= 1_000,
             "--projector-session-timeout-ms must be at least 1000"
@@ -578,23 +630,42 @@ impl ProjectorArgs {
             self.projector_stall_timeout_ms >= 1_000,
             "--projector-stall-timeout-ms must be at least 1000"
         );
-        let defaults = ProjectorConfig::new(
-            self.projector.as_str(),
-            &global.kafka_brokers,
-            &global.redis_prefix,
-        );
+        let defaults =
+            ProjectorConfig::new(name.as_str(), &global.kafka_brokers, &global.redis_prefix);
+        let own = |explicit: &Option<String>, default: String| match explicit {
+            Some(value) if primary => value.clone(),
+            Some(value) => format!("{value}.{}", name.as_str()),
+            None => default,
+        };
+        let job_topic = self
+            .projector_topic
+            .clone()
+            .unwrap_or_else(|| ordo_projectors::projector::DEFAULT_TOPIC.to_owned());
+        let topic = match name {
+            ProjectorName::ClickhouseLogs => match (&self.projector_topic, primary) {
+                (Some(topic), true) => topic.clone(),
+                _ => global.logs_topic.clone(),
+            },
+            ProjectorName::RedisViews | ProjectorName::ClickhouseHistory => job_topic,
+        };
+        let (default_batch, default_wait) = name.batching();
+        let (max_batch, max_wait) = if primary {
+            (
+                self.projector_max_batch.unwrap_or(default_batch),
+                self.projector_max_wait_ms
+                    .map_or(default_wait, Duration::from_millis),
+            )
+        } else {
+            (default_batch, default_wait)
+        };
+        anyhow::ensure!(max_batch >= 1, "--projector-max-batch must be at least 1");
         Ok(ProjectorConfig {
-            topic: self.projector_topic.clone(),
-            group: self
-                .projector_group
-                .clone()
-                .unwrap_or(defaults.group.clone()),
-            parking_topic: self
-                .parking_topic
-                .clone()
-                .unwrap_or(defaults.parking_topic.clone()),
+            topic,
+            group: own(&self.projector_group, defaults.group.clone()),
+            parking_topic: own(&self.parking_topic, defaults.parking_topic.clone()),
             topic_partitions: global.topic_partitions()?,
-            max_batch: self.projector_max_batch,
+            max_batch,
+            max_wait,
             session_timeout: Duration::from_millis(self.projector_session_timeout_ms),
             gap_repairs_per_second: self.gap_repairs_per_second,
             stall_timeout: Duration::from_millis(self.projector_stall_timeout_ms),

@@ -9,6 +9,7 @@ mod cli;
 mod jobs;
 mod replay;
 mod serve;
+mod services;
 mod telemetry;
 
 use clap::Parser;
@@ -54,6 +55,7 @@ async fn main() -> std::process::ExitCode {
         Command::Bench(bench) => bench::run(&cli.global, bench).await,
         Command::Jobs(cli::JobsCommand::Submit(args)) => jobs::submit(&args).await,
         Command::Replay(args) => replay::run(&cli.global, &args).await,
+        Command::Services(args) => services::list(&cli.global, &args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

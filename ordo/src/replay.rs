@@ -6,6 +6,7 @@ use crate::cli::{GlobalArgs, ProjectorName, ReplayArgs};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ordo_common::db;
+use ordo_projectors::replay::history::{self, HistorySummary};
 use ordo_projectors::replay::{self, Mode, Progress, ReplayOptions, Scope, Summary};
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -14,9 +15,10 @@ use std::time::{Duration, Instant};
 /// How often plain progress lines are printed.
 const LINE_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Most differences `--verify` lists per side.
+const DIFFERENCES_SHOWN: u64 = 1_000;
+
 pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> anyhow::Result<()> {
-    // The only read model so far; the ClickHouse history will add an arm here.
-    let ProjectorName::RedisViews = args.projector;
     let scope = match (&args.since, args.jobs.is_empty()) {
         (Some(since), _) => Scope::Since(*since),
         (None, false) => Scope::Jobs(args.jobs.clone()),
@@ -34,6 +36,14 @@ pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> anyhow::Result<()> {
         bail!("--page-size and --batch must be at least 1, --catch-up-margin at least 0");
     }
     let pool = db::connect(&global.db_config())?;
+    match args.projector {
+        ProjectorName::RedisViews => {}
+        ProjectorName::ClickhouseHistory => return history(global, args, &pool, &options).await,
+        ProjectorName::ClickhouseLogs => bail!(
+            "the log lines are not in the event store, so they cannot be replayed; \
+             clickhouse-logs resumes from Kafka by itself"
+        ),
+    }
     let redis = ordo_read_model::connect(&global.redis_url)
         .await
         .with_context(|| format!("cannot reach Redis at {}", global.redis_url))?;
@@ -99,6 +109,77 @@ pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> anyhow::Result<()> {
         );
     }
     check_gaps(&summary)
+}
+
+/// `--projector clickhouse-history`: rebuild `job_events`, verify it, or read only.
+async fn history(
+    global: &GlobalArgs,
+    args: &ReplayArgs,
+    pool: &sqlx::PgPool,
+    options: &ReplayOptions,
+) -> anyhow::Result<()> {
+    if args.into.is_some() || args.drop_previous {
+        bail!("--into and --drop-previous name Redis namespaces; a history rebuild swaps the table itself");
+    }
+    let clickhouse = global.clickhouse_config()?;
+    let progress = Reporter::new();
+    let summary = if args.verify {
+        let verification =
+            history::verify(pool, &clickhouse, options, DIFFERENCES_SHOWN, &progress).await?;
+        print_history("verified", &verification.summary);
+        for difference in &verification.differences {
+            println!("{difference}");
+        }
+        let total = verification.total;
+        println!(
+            "{total} difference{} between job_events and the replay{}",
+            if total == 1 { "" } else { "s" },
+            if total > verification.differences.len() as u64 {
+                " (the first ones listed)"
+            } else {
+                ""
+            }
+        );
+        if total > 0 {
+            bail!("job_events differs from a replay of the event store in {total} rows (listed above)");
+        }
+        verification.summary
+    } else if args.dry_run {
+        let summary = history::dry_run(pool, options, &progress).await?;
+        print_history("read (dry run, nothing written)", &summary);
+        summary
+    } else {
+        let summary = history::rebuild(pool, &clickhouse, options, &progress).await?;
+        print_history("rebuilt", &summary);
+        summary
+    };
+    if !summary.undecodable.is_empty() {
+        bail!(
+            "{} events could not be read (listed above); they are not in job_events",
+            summary.undecodable.len()
+        );
+    }
+    Ok(())
+}
+
+fn print_history(verb: &str, summary: &HistorySummary) {
+    for undecodable in &summary.undecodable {
+        println!("undecodable {undecodable}");
+    }
+    println!(
+        "{verb}: {} events (table {}) in {:.2} s ({:.0} events/s); rows written {}, \
+         without a known type and queue {}, undecodable {}",
+        summary.events,
+        summary.table,
+        summary.elapsed.as_secs_f64(),
+        summary.rate(),
+        summary.written,
+        summary.unknown_kinds,
+        summary.undecodable.len(),
+    );
+    if summary.caught_up > 0 {
+        println!("catch-up: {} rows inserted again", summary.caught_up);
+    }
 }
 
 fn print_summary(verb: &str, summary: &Summary) {

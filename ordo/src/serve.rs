@@ -3,7 +3,9 @@
 //! one port. Every process
 //! serves `/metrics`: the APIs on their own port, other roles on `--metrics-addr`.
 
-use crate::cli::{GlobalArgs, IngestArgs, ProjectorArgs, QueryArgs, RelayArgs, WorkerArgs};
+use crate::cli::{
+    GlobalArgs, IngestArgs, ProjectorArgs, ProjectorName, QueryArgs, RelayArgs, WorkerArgs,
+};
 use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
@@ -20,7 +22,8 @@ use ordo_ingest::{IngestConfig, IngestService};
 use ordo_outbox_relay::{RelayConfig, RelayMetrics};
 use ordo_projectors::rebuild::{self, RebuildConfig};
 use ordo_projectors::replay::JobRepair;
-use ordo_projectors::{ProjectorConfig, ProjectorMetrics, RebuildMetrics};
+use ordo_projectors::sinks::clickhouse;
+use ordo_projectors::{LogSinkMetrics, ProjectorConfig, ProjectorMetricFamilies, RebuildMetrics};
 use ordo_query_api::{QueryConfig, QueryState};
 use prometheus::Registry;
 use sqlx::PgPool;
@@ -69,12 +72,21 @@ pub async fn dev(
     let mut platform = Platform::start(
         args,
         relay_args.map(|r| r.config(args)).transpose()?,
-        projector_args.config(args)?,
+        projector_args.config_of(args, ProjectorName::RedisViews, true)?,
         query_args.config(args)?,
         ingest_args.config(args)?,
         &shutdown,
     )
     .await?;
+    // Beside the platform's redis-views: the log lines and the job history into ClickHouse.
+    for name in [
+        ProjectorName::ClickhouseLogs,
+        ProjectorName::ClickhouseHistory,
+    ] {
+        let config = projector_args.config_of(args, name, false)?;
+        let sink = spawn_clickhouse_sink(args, name, config, &platform.roles, &shutdown)?;
+        platform.tasks.push(sink);
+    }
     // Bound before the worker starts, so that its first claim finds the API listening.
     let listener = bind(args.http_addr).await?;
     if let Some(worker_args) = worker_args {
@@ -96,7 +108,29 @@ pub async fn dev(
 pub struct Platform {
     pub router: Router,
     pub registry: Registry,
+    /// What more roles of the process register with: metrics and readiness.
+    roles: Roles,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Where a role of a process reports: the process's registry, the projector metric
+/// families registered in it once, and the readiness `/readyz` answers from.
+#[derive(Clone)]
+struct Roles {
+    registry: Registry,
+    projectors: ProjectorMetricFamilies,
+    readiness: Readiness,
+}
+
+impl Roles {
+    fn new() -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        Ok(Self {
+            projectors: ProjectorMetricFamilies::register(&registry)?,
+            registry,
+            readiness: Readiness::default(),
+        })
+    }
 }
 
 impl Platform {
@@ -108,14 +142,15 @@ impl Platform {
         ingest: IngestConfig,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
-        let registry = Registry::new();
-        let readiness = Readiness::default();
+        let roles = Roles::new()?;
+        let registry = roles.registry.clone();
+        let readiness = roles.readiness.clone();
         let mut tasks = Vec::new();
         if let Some(relay) = relay {
             tasks.push(spawn_relay(relay, &registry, shutdown)?);
         }
         let pool = db::connect(&args.db_config())?;
-        let projector = spawn_projector(args, projector, &pool, &registry, &readiness, shutdown);
+        let projector = spawn_redis_views(args, projector, &pool, &roles, shutdown);
         tasks.push(projector.await?);
         let redis = connect_redis(args).await?;
         let sink = log_sink(args).await?;
@@ -154,6 +189,7 @@ impl Platform {
         Ok(Self {
             router,
             registry,
+            roles,
             tasks,
         })
     }
@@ -275,14 +311,23 @@ pub async fn projector(
     projector_args: &ProjectorArgs,
     metrics_addr: SocketAddr,
 ) -> anyhow::Result<()> {
-    let registry = Registry::new();
-    let readiness = Readiness::default();
+    let roles = Roles::new()?;
     let shutdown = shutdown_token();
     let config = projector_args.config(args)?;
-    let pool = db::connect(&args.db_config())?;
-    let projector = spawn_projector(args, config, &pool, &registry, &readiness, &shutdown).await?;
+    let projector = match projector_args.projector {
+        ProjectorName::RedisViews => {
+            let pool = db::connect(&args.db_config())?;
+            spawn_redis_views(args, config, &pool, &roles, &shutdown).await?
+        }
+        name => spawn_clickhouse_sink(args, name, config, &roles, &shutdown)?,
+    };
     let (served, projected) = tokio::join!(
-        serve_metrics(metrics_addr, registry, readiness, shutdown.clone()),
+        serve_metrics(
+            metrics_addr,
+            roles.registry,
+            roles.readiness,
+            shutdown.clone()
+        ),
         projector
     );
     projected??;
@@ -448,20 +493,20 @@ fn spawn_role(
     })
 }
 
-/// The projector, repairing gaps from the event store of `pool` (unless configured not to),
-/// and beside it the watch that rebuilds the read model from the same store when Redis lost
-/// it (see `ordo_projectors::rebuild`).
-async fn spawn_projector(
+/// The redis-views projector, repairing gaps from the event store of `pool` (unless
+/// configured not to), and beside it the watch that rebuilds the read model from the same
+/// store when Redis lost it (see `ordo_projectors::rebuild`).
+async fn spawn_redis_views(
     args: &GlobalArgs,
     config: ProjectorConfig,
     pool: &PgPool,
-    registry: &Registry,
-    readiness: &Readiness,
+    roles: &Roles,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    let (registry, readiness) = (&roles.registry, &roles.readiness);
     let health = readiness.role(&format!("projector {}", config.name));
     let redis = connect_redis(args).await?;
-    let metrics = ProjectorMetrics::register(registry, &config.name)?;
+    let metrics = roles.projectors.projector(&config.name);
     let repair = match config.gap_repairs_per_second {
         0 => None,
         per_second => Some(JobRepair::new(
@@ -484,6 +529,36 @@ async fn spawn_projector(
     Ok(tokio::spawn(
         async move { tokio::join!(projector, rebuild).0 },
     ))
+}
+
+/// A ClickHouse projector (`name`: clickhouse-logs or clickhouse-history) into the tables of
+/// `ORDO_CLICKHOUSE_*`.
+fn spawn_clickhouse_sink(
+    args: &GlobalArgs,
+    name: ProjectorName,
+    config: ProjectorConfig,
+    roles: &Roles,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    let clickhouse = args.clickhouse_config()?;
+    let health = roles.readiness.role(&format!("projector {}", config.name));
+    let metrics = roles.projectors.projector(&config.name);
+    let shutdown = shutdown.clone();
+    Ok(match name {
+        ProjectorName::ClickhouseLogs => {
+            let log_metrics = LogSinkMetrics::register(&roles.registry)?;
+            tokio::spawn(async move {
+                clickhouse::logs::run(config, &clickhouse, metrics, log_metrics, health, shutdown)
+                    .await
+            })
+        }
+        ProjectorName::ClickhouseHistory => tokio::spawn(async move {
+            clickhouse::history::run(config, &clickhouse, metrics, health, shutdown).await
+        }),
+        ProjectorName::RedisViews => {
+            anyhow::bail!("redis-views is not a ClickHouse projector")
+        }
+    })
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

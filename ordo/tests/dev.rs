@@ -1,6 +1,7 @@
 //! `ordo dev` as a user starts it: one process with the command API, the query API and the
-//! log ingest on one port, the relay, the projector, the reaper and a worker, on a scratch database, a fresh
-//! topic and a Redis prefix of the test's own. Read-your-writes: a command's `sequence` handed
+//! log ingest on one port, the relay, the projectors (Redis views, ClickHouse logs and
+//! history), the reaper and a worker, on a scratch database, a fresh topic, a Redis prefix
+//! and a ClickHouse database of the test's own. Read-your-writes: a command's `sequence` handed
 //! to the query API as `min_sequence` returns the state the command produced.
 
 mod common;
@@ -114,6 +115,27 @@ async fn the_dev_worker_runs_jobs_retries_them_and_dead_letters() {
     assert_eq!(batches[0].attempt, Some(1));
     assert_eq!(batches[0].lines[0].level, Level::Info);
     assert_eq!(batches[0].worker_id.as_deref(), view["worker_id"].as_str());
+    // The ClickHouse sinks of the process store its lines and its history.
+    let stored = |sql: &'static str| {
+        let (client, done) = (dev.clickhouse.client(), done.clone());
+        async move {
+            client
+                .query(sql)
+                .bind(done)
+                .fetch_one::<u64>()
+                .await
+                .unwrap_or(0)
+        }
+    };
+    let started = std::time::Instant::now();
+    while stored("SELECT count() FROM logs WHERE toString(job_id) = ?").await < 2
+        || stored("SELECT count() FROM job_events FINAL WHERE toString(job_id) = ? AND job_type = 'sleep'")
+            .await
+            < 3
+    {
+        assert!(started.elapsed() < wait, "the job's lines and events reach ClickHouse");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let view = api.wait_for_status(&retried, "COMPLETED", wait).await;
     assert_eq!(view["attempt"], 2, "{view}");
     let view = api.wait_for_status(&dead, "DEAD_LETTER", wait).await;

@@ -2,11 +2,12 @@
 //! through the real command bus) and a Redis key prefix of the test's own.
 
 use chrono::Utc;
+use ordo_clickhouse_store::ClickHouseConfig;
 use ordo_domain::spec::{JobName, JobType, Labels, Priority, QueueName, TenantId, TimeoutSecs};
 use ordo_domain::{CommandMetadata, JobSpec, RetryPolicy};
 use ordo_read_model::{keys, JobViews, ViewUpdate};
 use ordo_testkit::stack::redis_url;
-use ordo_testkit::{TestDb, TestPrefix};
+use ordo_testkit::{TestClickHouse, TestDb, TestPrefix};
 use redis::AsyncCommands;
 use std::process::Output;
 use uuid::Uuid;
@@ -17,6 +18,8 @@ struct Setup {
     jobs: Vec<Uuid>,
     /// Deletes the prefix's keys when the test ends.
     keys: TestPrefix,
+    /// The ClickHouse database of the job history (created by `migrated_clickhouse`).
+    clickhouse: TestClickHouse,
 }
 
 impl Setup {
@@ -64,7 +67,20 @@ impl Setup {
             prefix,
             jobs,
             keys,
+            clickhouse: TestClickHouse::new(),
         }
+    }
+
+    /// The job history's ClickHouse database, migrated.
+    async fn migrated_clickhouse(&self) -> ClickHouseConfig {
+        let config = ClickHouseConfig {
+            database: self.clickhouse.database.clone(),
+            ..ClickHouseConfig::new(&self.clickhouse.url)
+        };
+        ordo_clickhouse_store::migrate(&config)
+            .await
+            .expect("migrate");
+        config
     }
 
     async fn ordo(&self, args: &[&str]) -> Output {
@@ -74,6 +90,8 @@ impl Setup {
             .env("ORDO_DATABASE_URL", &self.db.url)
             .env("ORDO_REDIS_URL", redis_url())
             .env("ORDO_REDIS_PREFIX", &self.prefix)
+            .env("ORDO_CLICKHOUSE_URL", &self.clickhouse.url)
+            .env("ORDO_CLICKHOUSE_DATABASE", &self.clickhouse.database)
             .env("ORDO_LOG_FORMAT", "text")
             .output()
             .await
@@ -166,6 +184,54 @@ async fn a_rebuild_switches_namespaces_and_prints_a_summary() {
         .await
         .unwrap();
     assert_eq!(live, target);
+}
+
+#[tokio::test]
+async fn the_clickhouse_history_is_rebuilt_and_verified_from_the_command_line() {
+    let setup = Setup::new(3).await;
+    let clickhouse = setup.migrated_clickhouse().await;
+    let history = ["--projector", "clickhouse-history", "--settle-ms", "10"];
+    let rebuilt = setup.ordo(&history).await;
+    assert!(rebuilt.status.success(), "{}", text(&rebuilt.stderr));
+    let stdout = text(&rebuilt.stdout);
+    assert!(
+        stdout.contains("rebuilt: 3 events (table job_events)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rows written 3"), "{stdout}");
+
+    let verify = ["--projector", "clickhouse-history", "--verify"];
+    let clean = setup.ordo(&verify).await;
+    assert!(clean.status.success(), "{}", text(&clean.stderr));
+    assert!(text(&clean.stdout).contains("0 differences"));
+
+    let lost = setup.jobs[0];
+    clickhouse
+        .client()
+        .query("ALTER TABLE job_events DELETE WHERE job_id = ?")
+        .bind(lost)
+        .with_setting("mutations_sync", "2")
+        .execute()
+        .await
+        .unwrap();
+    let damaged = setup.ordo(&verify).await;
+    assert_eq!(damaged.status.code(), Some(1), "{}", text(&damaged.stderr));
+    let stdout = text(&damaged.stdout);
+    assert!(
+        stdout.contains(&format!("acme/{lost} #1: missing")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 difference between job_events and the replay"),
+        "{stdout}"
+    );
+    assert!(text(&damaged.stderr).contains("differs from a replay of the event store in 1 rows"));
+
+    let refused = setup
+        .ordo(&["--projector", "clickhouse-logs", "--verify"])
+        .await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("cannot be replayed"));
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! Prometheus instruments of the projectors, labelled by projector name (a small, fixed set).
 
 use prometheus::{
-    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    exponential_buckets, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// What happened to one consumed record.
@@ -46,25 +46,27 @@ impl RecordOutcome {
     }
 }
 
-/// The instruments of one projector.
+/// The metric families of the projectors, registered once per registry; each projector of
+/// the process takes its own labelled instruments ([`ProjectorMetricFamilies::projector`]).
 #[derive(Clone)]
-pub struct ProjectorMetrics {
-    records: [IntCounter; 6],
-    /// `ordo_projection_lag_seconds`: from the event's `occurred_at` to its write.
-    pub lag: prometheus::Histogram,
+pub struct ProjectorMetricFamilies {
+    records: IntCounterVec,
+    lag: HistogramVec,
     consumer_lag: IntGaugeVec,
     errors: IntCounterVec,
-    breaker_state: IntGauge,
+    breaker_state: IntGaugeVec,
     breaker_transitions: IntCounterVec,
-    assigned_partitions: IntGauge,
-    stalled: IntGauge,
-    recreations: IntCounter,
-    lost_records: IntCounter,
-    projector: String,
+    assigned_partitions: IntGaugeVec,
+    stalled: IntGaugeVec,
+    recreations: IntCounterVec,
+    lost_records: IntCounterVec,
+    write_duration: HistogramVec,
+    batch_rows: HistogramVec,
+    rows_written: IntCounterVec,
 }
 
-impl ProjectorMetrics {
-    pub fn register(registry: &Registry, projector: &str) -> prometheus::Result<Self> {
+impl ProjectorMetricFamilies {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let records = IntCounterVec::new(
             Opts::new(
                 "ordo_projector_records_total",
@@ -75,7 +77,8 @@ impl ProjectorMetrics {
         let lag = HistogramVec::new(
             HistogramOpts::new(
                 "ordo_projection_lag_seconds",
-                "Seconds from an event's occurred_at to its write into the read model.",
+                "Seconds from a record's time (an event's occurred_at, a log record's \
+                 received_at) to its write into the read model.",
             )
             .buckets(exponential_buckets(0.001, 2.0, 16)?),
             &["projector"],
@@ -90,7 +93,7 @@ impl ProjectorMetrics {
         let errors = IntCounterVec::new(
             Opts::new(
                 "ordo_projector_errors_total",
-                "Failed calls of a projector, by the system that failed.",
+                "Failed calls of a projector, by the system that failed and how.",
             ),
             &["projector", "kind"],
         )?;
@@ -138,29 +141,121 @@ impl ProjectorMetrics {
             ),
             &["projector"],
         )?;
-        registry.register(Box::new(lost_records.clone()))?;
-        registry.register(Box::new(assigned_partitions.clone()))?;
-        registry.register(Box::new(stalled.clone()))?;
-        registry.register(Box::new(recreations.clone()))?;
-        registry.register(Box::new(records.clone()))?;
-        registry.register(Box::new(lag.clone()))?;
-        registry.register(Box::new(consumer_lag.clone()))?;
-        registry.register(Box::new(errors.clone()))?;
-        registry.register(Box::new(breaker_state.clone()))?;
-        registry.register(Box::new(breaker_transitions.clone()))?;
+        let write_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "ordo_projector_write_duration_seconds",
+                "Seconds a successful write of a batch into a projector's sink took (a Redis \
+                 pipeline, a ClickHouse insert with its bookkeeping).",
+            )
+            .buckets(exponential_buckets(0.001, 2.0, 16)?),
+            &["projector"],
+        )?;
+        let batch_rows = HistogramVec::new(
+            HistogramOpts::new(
+                "ordo_projector_batch_rows",
+                "Rows per batch a projector wrote (events, or log lines for clickhouse-logs).",
+            )
+            .buckets(exponential_buckets(1.0, 4.0, 10)?),
+            &["projector"],
+        )?;
+        let rows_written = IntCounterVec::new(
+            Opts::new(
+                "ordo_projector_rows_written_total",
+                "Rows a projector wrote into its sink (duplicates it skipped not counted).",
+            ),
+            &["projector"],
+        )?;
+        for collector in [
+            Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(lag.clone()),
+            Box::new(consumer_lag.clone()),
+            Box::new(errors.clone()),
+            Box::new(breaker_state.clone()),
+            Box::new(breaker_transitions.clone()),
+            Box::new(assigned_partitions.clone()),
+            Box::new(stalled.clone()),
+            Box::new(recreations.clone()),
+            Box::new(lost_records.clone()),
+            Box::new(write_duration.clone()),
+            Box::new(batch_rows.clone()),
+            Box::new(rows_written.clone()),
+        ] {
+            registry.register(collector)?;
+        }
         Ok(Self {
-            records: RecordOutcome::ALL.map(|o| records.with_label_values(&[projector, o.label()])),
-            lag: lag.with_label_values(&[projector]),
+            records,
+            lag,
             consumer_lag,
             errors,
-            breaker_state: breaker_state.with_label_values(&[projector]),
+            breaker_state,
             breaker_transitions,
-            assigned_partitions: assigned_partitions.with_label_values(&[projector]),
-            stalled: stalled.with_label_values(&[projector]),
-            recreations: recreations.with_label_values(&[projector]),
-            lost_records: lost_records.with_label_values(&[projector]),
-            projector: projector.to_owned(),
+            assigned_partitions,
+            stalled,
+            recreations,
+            lost_records,
+            write_duration,
+            batch_rows,
+            rows_written,
         })
+    }
+
+    /// The instruments of projector `projector`.
+    pub fn projector(&self, projector: &str) -> ProjectorMetrics {
+        ProjectorMetrics {
+            records: RecordOutcome::ALL
+                .map(|o| self.records.with_label_values(&[projector, o.label()])),
+            lag: self.lag.with_label_values(&[projector]),
+            consumer_lag: self.consumer_lag.clone(),
+            errors: self.errors.clone(),
+            breaker_state: self.breaker_state.with_label_values(&[projector]),
+            breaker_transitions: self.breaker_transitions.clone(),
+            assigned_partitions: self.assigned_partitions.with_label_values(&[projector]),
+            stalled: self.stalled.with_label_values(&[projector]),
+            recreations: self.recreations.with_label_values(&[projector]),
+            lost_records: self.lost_records.with_label_values(&[projector]),
+            write_duration: self.write_duration.with_label_values(&[projector]),
+            batch_rows: self.batch_rows.with_label_values(&[projector]),
+            rows_written: self.rows_written.with_label_values(&[projector]),
+            projector: projector.to_owned(),
+        }
+    }
+}
+
+/// The instruments of one projector.
+#[derive(Clone)]
+pub struct ProjectorMetrics {
+    records: [IntCounter; 6],
+    /// `ordo_projection_lag_seconds`: from the record's time to its write.
+    pub lag: Histogram,
+    consumer_lag: IntGaugeVec,
+    errors: IntCounterVec,
+    breaker_state: IntGauge,
+    breaker_transitions: IntCounterVec,
+    assigned_partitions: IntGauge,
+    stalled: IntGauge,
+    recreations: IntCounter,
+    lost_records: IntCounter,
+    write_duration: Histogram,
+    batch_rows: Histogram,
+    rows_written: IntCounter,
+    projector: String,
+}
+
+impl ProjectorMetrics {
+    /// The families and this projector's instruments, for a registry with one projector.
+    pub fn register(registry: &Registry, projector: &str) -> prometheus::Result<Self> {
+        Ok(ProjectorMetricFamilies::register(registry)?.projector(projector))
+    }
+
+    /// A batch of `rows` rows was written in `seconds`.
+    pub fn written(&self, seconds: f64, rows: usize) {
+        self.write_duration.observe(seconds);
+        self.batch_rows.observe(rows as f64);
+    }
+
+    /// `rows` rows of a written batch were new to the read model.
+    pub fn rows_written(&self, rows: u64) {
+        self.rows_written.inc_by(rows);
     }
 
     pub fn record(&self, outcome: RecordOutcome, count: u64) {
@@ -172,7 +267,8 @@ impl ProjectorMetrics {
         self.records[outcome as usize].get()
     }
 
-    /// `kind` is `kafka`, `parking`, or the system behind the sink (`redis`).
+    /// `kind` is `kafka`, `parking`, or the sink's kind of failure (`redis`,
+    /// `clickhouse_timeout`, …).
     pub fn error(&self, kind: &str) {
         self.errors
             .with_label_values(&[&self.projector, kind])
@@ -249,6 +345,36 @@ impl BreakerState {
             Self::HalfOpen => "half_open",
             Self::Open => "open",
         }
+    }
+}
+
+/// The instruments of the logs sink (`clickhouse-logs`), one per process.
+#[derive(Clone)]
+pub struct LogSinkMetrics {
+    /// `ordo_log_ingestion_delay_seconds{tenant}`: now minus the newest line stored.
+    ingestion_delay: GaugeVec,
+}
+
+impl LogSinkMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let ingestion_delay = GaugeVec::new(
+            Opts::new(
+                "ordo_log_ingestion_delay_seconds",
+                "Seconds between the time of a tenant's newest stored log line (its ts) and \
+                 its storage, set after each insert of the logs sink.",
+            ),
+            &["tenant"],
+        )?;
+        registry.register(Box::new(ingestion_delay.clone()))?;
+        Ok(Self { ingestion_delay })
+    }
+
+    pub fn ingestion_delay(&self, tenant: &str, delay: chrono::TimeDelta) {
+        // A writer's clock ahead of ours makes no negative delay.
+        let seconds = delay.num_microseconds().unwrap_or(i64::MAX).max(0) as f64 / 1e6;
+        self.ingestion_delay
+            .with_label_values(&[tenant])
+            .set(seconds);
     }
 }
 

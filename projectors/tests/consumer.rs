@@ -33,6 +33,8 @@ struct Item {
 #[derive(Default)]
 struct Memory {
     batches: Vec<Vec<Item>>,
+    /// The items of every write attempt, failed ones included.
+    attempted: Vec<Vec<Item>>,
     /// Write attempts so far, failed ones included.
     attempts: usize,
     /// Attempts with these numbers (from 1) fail.
@@ -66,6 +68,10 @@ impl MemorySink {
     fn attempts(&self) -> usize {
         self.memory.lock().unwrap().attempts
     }
+
+    fn attempted(&self) -> Vec<Vec<Item>> {
+        self.memory.lock().unwrap().attempted.clone()
+    }
 }
 
 impl Sink for MemorySink {
@@ -92,10 +98,19 @@ impl Sink for MemorySink {
         })
     }
 
+    /// `w{n}` weighs n rows; anything else one.
+    fn weight(&self, item: &Item) -> usize {
+        item.value
+            .strip_prefix('w')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1)
+    }
+
     /// Values starting with `gap` meet a gap the first time they are written.
     async fn write(&mut self, items: &[Item]) -> anyhow::Result<Vec<WriteOutcome>> {
         let mut memory = self.memory.lock().unwrap();
         memory.attempts += 1;
+        memory.attempted.push(items.to_vec());
         let attempt = memory.attempts;
         anyhow::ensure!(!memory.failing.contains(&attempt), "write {attempt} fails");
         let seen: Vec<String> = memory
@@ -434,6 +449,54 @@ async fn the_breaker_opens_after_repeated_failures_and_closes_after_a_successful
     assert_eq!(metrics.breaker_count(BreakerState::Open), 3);
     assert_eq!(metrics.breaker_count(BreakerState::HalfOpen), 3);
     assert_eq!(metrics.breaker_count(BreakerState::Closed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_closes_at_max_batch_rows_of_its_items_weights() {
+    let topic = unique("ordo-test-consumer-");
+    produce(&topic, 1, 0, &["w3", "w3", "w3", "w1"]).await;
+    let sink = MemorySink::default();
+    let projector = Running::start(
+        ProjectorConfig {
+            max_batch: 5,
+            max_wait: Duration::from_secs(2),
+            ..config(&topic, 1)
+        },
+        sink.clone(),
+    );
+    wait_until("every record written", || sink.items().len() == 4).await;
+    projector.stop().await;
+    let batches = sink.batches();
+    let batches: Vec<Vec<&str>> = batches.iter().map(|b| values(b)).collect();
+    assert_eq!(batches, [vec!["w3", "w3"], vec!["w3", "w1"]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_writes_the_same_batch_and_records_fetched_meanwhile_come_after_it() {
+    let topic = unique("ordo-test-consumer-");
+    let records = produce_numbered(&topic, 12).await;
+    // Attempts 1 to 4 fail: the breaker opens twice while the records after the first
+    // batch sit fetched in the consumer's queue.
+    let sink = MemorySink::failing(1..5);
+    let projector = Running::start(
+        ProjectorConfig {
+            max_batch: 3,
+            max_wait: Duration::from_millis(500),
+            breaker: BreakerConfig {
+                threshold: 2,
+                cool_down: Backoff::new(Duration::from_millis(200), Duration::from_millis(200)),
+            },
+            ..config(&topic, 1)
+        },
+        sink.clone(),
+    );
+    wait_until("every record written", || sink.items().len() == 12).await;
+    projector.stop().await;
+    let attempted = sink.attempted();
+    for attempt in &attempted[..5] {
+        assert_eq!(values(attempt), ["r0", "r1", "r2"], "{attempted:?}");
+    }
+    assert_eq!(values(&sink.items()), records);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

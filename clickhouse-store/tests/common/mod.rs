@@ -5,29 +5,33 @@
 #![allow(dead_code)]
 
 use ordo_clickhouse_store::ClickHouseConfig;
-use ordo_testkit::stack::{clickhouse_url, unique};
+use ordo_testkit::TestClickHouse;
 use std::time::Duration;
 
 pub struct TestDatabase {
     pub config: ClickHouseConfig,
+    _database: TestClickHouse,
 }
 
 impl TestDatabase {
     /// A name no other run uses; the database itself is created by the migrations or
     /// [`TestDatabase::created`].
     pub fn new() -> Self {
+        let database = TestClickHouse::new();
         Self {
             config: ClickHouseConfig {
-                database: unique("ordo_test_"),
+                database: database.database.clone(),
                 timeout: Duration::from_secs(30),
-                ..ClickHouseConfig::new(clickhouse_url())
+                ..ClickHouseConfig::new(&database.url)
             },
+            _database: database,
         }
     }
 
     pub async fn created() -> Self {
         let db = Self::new();
-        db.server()
+        clickhouse::Client::default()
+            .with_url(&db.config.url)
             .query_raw(&format!("CREATE DATABASE {}", db.config.database))
             .execute()
             .await
@@ -37,26 +41,5 @@ impl TestDatabase {
 
     pub fn client(&self) -> clickhouse::Client {
         self.config.client()
-    }
-
-    fn server(&self) -> clickhouse::Client {
-        clickhouse::Client::default().with_url(&self.config.url)
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // Async clean-up cannot run in Drop; a short-lived thread with its own runtime can.
-        let server = self.server();
-        let sql = format!("DROP DATABASE IF EXISTS {}", self.config.database);
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime
-                .block_on(server.query_raw(&sql).execute())
-                .map_err(std::io::Error::other)
-        })
-        .join();
     }
 }

@@ -1,10 +1,12 @@
 //! Private instances on loopback ports of their own, which a caller may stop, kill and
 //! restart without touching the shared local stack: a PostgreSQL cluster ([`postgres`]), a
-//! Redis without persistence ([`redis`]), a Nisshi broker with memory storage ([`broker`])
-//! and `ordo` processes ([`process`]). Everything here blocks (process spawns, `pg_ctl`);
+//! Redis without persistence ([`redis`]), a Nisshi broker with memory storage ([`broker`]),
+//! a ClickHouse (chDB behind the local stack's HTTP front, [`clickhouse`]) and `ordo`
+//! processes ([`process`]). Everything here blocks (process spawns, `pg_ctl`);
 //! async callers wrap it in `block_in_place` or `spawn_blocking`.
 
 pub mod broker;
+pub mod clickhouse;
 pub mod postgres;
 pub mod process;
 pub mod redis;

@@ -6,7 +6,9 @@ use super::read_model::TestPrefix;
 use super::{kafka_brokers, topic_template, unique, TestDb};
 use ordo::instances::free_port;
 use ordo::instances::process::{OrdoProcess, ProcessSpec};
+use ordo_clickhouse_store::ClickHouseConfig;
 use ordo_testkit::http::TestClient;
+use ordo_testkit::TestClickHouse;
 use serde_json::Value;
 use sqlx::PgPool;
 use std::time::{Duration, Instant};
@@ -23,6 +25,9 @@ fn port() -> u16 {
 pub struct DevProcess {
     _process: OrdoProcess,
     pub url: String,
+    /// The ClickHouse database its sinks write (migrated by `ordo dev`), dropped after.
+    pub clickhouse: ClickHouseConfig,
+    _clickhouse: TestClickHouse,
     /// Where the job log lines of this run go.
     pub logs_topic: String,
     /// The job topic the relay writes and the projector reads.
@@ -36,6 +41,7 @@ impl DevProcess {
         let template = topic_template(&run);
         let logs_topic = format!("{run}.logs");
         let jobs_topic = template.replace("${routedByValue}", "job");
+        let database = TestClickHouse::new();
         let spec = ProcessSpec::new(env!("CARGO_BIN_EXE_ordo"), &["--log-format", "text", "dev"])
             .env("ORDO_LOGS_TOPIC", &logs_topic)
             .env("ORDO_DATABASE_URL", &db.url)
@@ -46,6 +52,8 @@ impl DevProcess {
             .env("ORDO_RELAY_TOPIC_TEMPLATE", &template)
             .env("ORDO_PROJECTOR_TOPIC", &jobs_topic)
             .env("ORDO_PROJECTOR_GROUP", unique("ordo-test-dev-"))
+            .env("ORDO_CLICKHOUSE_URL", &database.url)
+            .env("ORDO_CLICKHOUSE_DATABASE", &database.database)
             .env("ORDO_PROJECTOR_SESSION_TIMEOUT_MS", "2000")
             .env("ORDO_METRICS_ADDR", format!("127.0.0.1:{}", self::port()))
             .env("RUST_LOG", "warn")
@@ -59,6 +67,11 @@ impl DevProcess {
         Self {
             _process: process,
             url,
+            clickhouse: ClickHouseConfig {
+                database: database.database.clone(),
+                ..ClickHouseConfig::new(&database.url)
+            },
+            _clickhouse: database,
             logs_topic,
             jobs_topic,
         }

@@ -1,7 +1,8 @@
-//! Batching by size and by time: a batch closes at `max_batch` records, or `max_wait` after
-//! its first record, whichever comes first. Records that are ready are always taken, so with
-//! a zero `max_wait` a batch is what the consumer has ready: one record when the stream is
-//! quiet (low latency), `max_batch` under load (throughput).
+//! Batching by size and by time: a batch closes at `max_batch` rows (each record weighs the
+//! rows its item writes, `Sink::weight`), or `max_wait` after its first record, whichever
+//! comes first. Records that are ready are always taken, so with a zero `max_wait` a batch
+//! is what the consumer has ready: one record when the stream is quiet (low latency),
+//! `max_batch` rows under load (throughput).
 
 use super::events::ConsumerEvents;
 use super::{Projector, Sink};
@@ -23,15 +24,22 @@ pub(super) struct Batch<T> {
     pub next_offsets: BTreeMap<i32, i64>,
     /// Records taken from the consumer, parked ones and consumer errors included.
     pub records: usize,
+    /// The rows of the items, plus one per parked record or consumer error.
+    pub weight: usize,
+    /// The assignment the records came from (`Rebalances::generation`): a batch of an
+    /// assignment revoked since is not written.
+    pub generation: u64,
 }
 
 impl<T> Batch<T> {
-    fn new() -> Self {
+    fn new(generation: u64) -> Self {
         Self {
             items: Vec::new(),
             sources: Vec::new(),
             next_offsets: BTreeMap::new(),
             records: 0,
+            weight: 0,
+            generation,
         }
     }
 }
@@ -53,7 +61,7 @@ impl<S: Sink> Projector<'_, S> {
         stream: &mut MessageStream<'_, ConsumerEvents>,
         shutdown: &CancellationToken,
     ) -> Collected<S::Item> {
-        let mut batch = Batch::new();
+        let mut batch = Batch::new(self.rebalances.generation());
         let first = tokio::select! {
             _ = shutdown.cancelled() => return Collected::Shutdown,
             _ = self.recreate.notified() => return Collected::Recreate,
@@ -68,7 +76,7 @@ impl<S: Sink> Projector<'_, S> {
             return Collected::Shutdown;
         }
         let deadline = Instant::now() + self.config.max_wait;
-        while batch.records < self.config.max_batch {
+        while batch.weight < self.config.max_batch {
             // The stream is polled before the deadline is checked: a past deadline still
             // takes what is ready.
             let added = match tokio::time::timeout_at(deadline, stream.next()).await {
@@ -85,31 +93,46 @@ impl<S: Sink> Projector<'_, S> {
 
     /// Decodes a record into the batch, or parks it; `None` when shutdown interrupted the
     /// parking.
-    pub(super) async fn add(
+    async fn add(
         &mut self,
         batch: &mut Batch<S::Item>,
         message: KafkaResult<BorrowedMessage<'_>>,
         shutdown: &CancellationToken,
     ) -> Option<()> {
         batch.records += 1;
-        let message = match message {
-            Ok(message) => message,
-            Err(error) => {
-                // librdkafka recovers by itself; the error is only reported.
-                tracing::warn!(%error, "kafka consumer error");
-                self.metrics.error("kafka");
-                return Some(());
-            }
+        let Some(message) = self.consumed(message) else {
+            batch.weight += 1;
+            return Some(());
         };
         let (partition, offset) = (message.partition(), message.offset());
         match self.sink.decode(&message) {
             Ok(item) => {
+                batch.weight += self.sink.weight(&item);
                 batch.items.push(item);
                 batch.sources.push((partition, offset));
             }
-            Err(reason) => self.park(&message, &reason, shutdown).await?,
+            Err(reason) => {
+                batch.weight += 1;
+                self.park(&message, &reason, shutdown).await?
+            }
         }
         batch.next_offsets.insert(partition, offset + 1);
         Some(())
+    }
+
+    /// The record, or `None` after reporting a consumer error (librdkafka recovers by
+    /// itself; the error is only reported).
+    pub(super) fn consumed<'m>(
+        &self,
+        message: KafkaResult<BorrowedMessage<'m>>,
+    ) -> Option<BorrowedMessage<'m>> {
+        match message {
+            Ok(message) => Some(message),
+            Err(error) => {
+                tracing::warn!(%error, "kafka consumer error");
+                self.metrics.error("kafka");
+                None
+            }
+        }
     }
 }

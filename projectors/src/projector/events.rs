@@ -12,7 +12,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::TopicPartitionList;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -60,6 +60,9 @@ pub(super) struct Rebalances {
     pub paused: AtomicBool,
     /// Partitions this member holds (the stall watchdog reports it).
     pub held: Arc<AtomicUsize>,
+    /// Counts the assignments taken away (revoked, or lost to a failed rebalance): records
+    /// of an earlier generation may belong to another member now.
+    generation: AtomicU64,
 }
 
 impl Rebalances {
@@ -70,7 +73,16 @@ impl Rebalances {
             assigned: Notify::new(),
             paused: AtomicBool::new(false),
             held: Arc::default(),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn revoked(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn take_pending(&self) -> Option<Vec<i32>> {
@@ -152,10 +164,12 @@ impl ConsumerContext for ConsumerEvents {
                     self.metrics.forget_partition(partition);
                 }
                 self.rebalances.set_pending(None);
+                self.rebalances.revoked();
                 consumer.unassign()
             }
             error => {
                 tracing::warn!(error = %KafkaError::Rebalance(error.into()), "rebalance failed");
+                self.rebalances.revoked();
                 consumer.unassign()
             }
         };

@@ -21,7 +21,11 @@
 //! - Sink failures go through a circuit breaker (`breaker`): retried in place a few times,
 //!   then the breaker opens, the assigned partitions are paused and the consumer is still
 //!   polled (so the member stays in the group), and after a cool-down one trial write
-//!   decides. Nothing is stored past an unwritten record.
+//!   decides. Nothing is stored past an unwritten record, and a retry writes the same batch
+//!   (records fetched meanwhile are fetched again later), so a sink can make its writes
+//!   idempotent per batch.
+//! - A batch whose partitions were revoked before it was written is dropped: another member
+//!   may hold them now, and writing it would race that member's writes.
 //! - A sink that keeps its offsets with its data has its partitions assigned there
 //!   (`partitions`), not at the group's committed offsets.
 //! - Records the broker lost (the watchdog saw the log or the group's offsets go back) are
@@ -271,6 +275,14 @@ async fn bounded<T>(
         .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {limit:?}")))
 }
 
+/// What became of a batch handed to the sink.
+enum Written {
+    Outcomes(Vec<WriteOutcome>),
+    /// Its partitions were revoked before it could be written.
+    Revoked,
+    Shutdown,
+}
+
 /// Why [`Projector::consume`] returned.
 enum Ended {
     Shutdown,
@@ -313,7 +325,7 @@ impl<S: Sink> Projector<'_, S> {
                     return Ended::Shutdown;
                 }
             }
-            let mut batch = match self.collect(&mut stream, shutdown).await {
+            let batch = match self.collect(&mut stream, shutdown).await {
                 Collected::Batch(batch) => batch,
                 Collected::Recreate => return Ended::Recreate,
                 Collected::Shutdown => return Ended::Shutdown,
@@ -321,10 +333,12 @@ impl<S: Sink> Projector<'_, S> {
             if batch.records == 0 {
                 continue;
             }
-            let written = self.write(&mut batch, &mut stream, shutdown).await;
+            let written = self.write(&batch, &mut stream, shutdown).await;
             self.resume();
-            let Some(outcomes) = written else {
-                return Ended::Shutdown;
+            let outcomes = match written {
+                Written::Outcomes(outcomes) => outcomes,
+                Written::Revoked => continue,
+                Written::Shutdown => return Ended::Shutdown,
             };
             if self.settle(batch, outcomes, shutdown).await.is_none() {
                 return Ended::Shutdown;
@@ -332,39 +346,61 @@ impl<S: Sink> Projector<'_, S> {
         }
     }
 
-    /// Writes the batch through the breaker until it succeeds; `None` at shutdown. While the
-    /// breaker is open the partitions are paused and the stream polled; a record fetched
-    /// before the pause took hold joins the batch (it follows the batch's records of its
-    /// partition, and librdkafka's pre-fetch queue bounds how many there can be).
+    /// Writes the batch through the breaker until it succeeds, unless shutdown comes or the
+    /// batch's partitions are revoked meanwhile (they may be another member's now: the
+    /// batch is dropped, and read again by whoever holds them). While the breaker is open
+    /// the partitions are paused and the stream polled; a record fetched before the pause
+    /// took hold is not added to the batch (a retry writes exactly what the failed write
+    /// had, which idempotent sinks rely on) but fetched again: its partition is sought back
+    /// to it before the trial write.
     async fn write(
         &mut self,
-        batch: &mut Batch<S::Item>,
+        batch: &Batch<S::Item>,
         stream: &mut MessageStream<'_, ConsumerEvents>,
         shutdown: &CancellationToken,
-    ) -> Option<Vec<WriteOutcome>> {
+    ) -> Written {
         if batch.items.is_empty() {
-            return Some(Vec::new());
+            return Written::Outcomes(Vec::new());
         }
         loop {
+            if self.rebalances.generation() != batch.generation {
+                tracing::info!(
+                    sink = self.sink.name(),
+                    records = batch.items.len(),
+                    "partitions revoked before the batch was written; it is read again"
+                );
+                return Written::Revoked;
+            }
             if let Next::OpenUntil(until) = self.breaker.next() {
                 self.pause();
+                let mut held_back = BTreeMap::new();
                 loop {
                     tokio::select! {
-                        _ = shutdown.cancelled() => return None,
+                        _ = shutdown.cancelled() => return Written::Shutdown,
                         _ = tokio::time::sleep_until(until) => break,
-                        message = stream.next() => self.add(batch, message?, shutdown).await?,
+                        message = stream.next() => {
+                            let Some(message) = message else { return Written::Shutdown };
+                            if let Some(message) = self.consumed(message) {
+                                held_back.entry(message.partition()).or_insert(message.offset());
+                            }
+                        }
                     }
+                }
+                if self.rebalances.generation() == batch.generation
+                    && self.seek_back(&held_back).is_none()
+                {
+                    return Written::Shutdown;
                 }
                 continue;
             }
-            let error = match self.write_once(&batch.items).await {
+            let error = match self.write_once(batch).await {
                 Ok(outcomes) => {
                     self.breaker.succeeded();
-                    return Some(outcomes);
+                    return Written::Outcomes(outcomes);
                 }
                 Err(error) => error,
             };
-            self.metrics.error(self.sink.backend());
+            self.metrics.error(self.sink.error_kind(&error));
             tracing::warn!(
                 error = format!("{error:#}"),
                 sink = self.sink.name(),
@@ -374,13 +410,15 @@ impl<S: Sink> Projector<'_, S> {
             if let Some(delay) = self.breaker.failed() {
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => return None,
+                    _ = shutdown.cancelled() => return Written::Shutdown,
                 }
             }
         }
     }
 
-    async fn write_once(&mut self, items: &[S::Item]) -> anyhow::Result<Vec<WriteOutcome>> {
+    async fn write_once(&mut self, batch: &Batch<S::Item>) -> anyhow::Result<Vec<WriteOutcome>> {
+        let started = std::time::Instant::now();
+        let items = &batch.items;
         let outcomes = bounded(self.config.write_timeout, self.sink.write(items)).await?;
         anyhow::ensure!(
             outcomes.len() == items.len(),
@@ -388,6 +426,8 @@ impl<S: Sink> Projector<'_, S> {
             outcomes.len(),
             items.len()
         );
+        let rows = items.iter().map(|item| self.sink.weight(item)).sum();
+        self.metrics.written(started.elapsed().as_secs_f64(), rows);
         Ok(outcomes)
     }
 
@@ -407,6 +447,7 @@ impl<S: Sink> Projector<'_, S> {
             let detail = match outcome {
                 WriteOutcome::Applied { occurred_at } => {
                     self.metrics.record(RecordOutcome::Applied, 1);
+                    self.metrics.rows_written(self.sink.weight(item) as u64);
                     let lag = (now - occurred_at).num_microseconds().unwrap_or(0);
                     self.metrics.lag.observe(lag.max(0) as f64 / 1e6);
                     continue;
@@ -472,7 +513,7 @@ impl<S: Sink> Projector<'_, S> {
                     detail,
                     "the sink could not repair a gap"
                 );
-                self.metrics.error(self.sink.backend());
+                self.metrics.error(self.sink.error_kind(&error));
                 None
             }
         }

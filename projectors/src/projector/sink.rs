@@ -48,13 +48,26 @@ pub trait Sink: Send {
     /// when a write fails.
     fn backend(&self) -> &'static str;
 
+    /// The kind of a failed write for `ordo_projector_errors_total` (by default
+    /// [`Sink::backend`]); a bounded set of labels.
+    fn error_kind(&self, _error: &anyhow::Error) -> &'static str {
+        self.backend()
+    }
+
     /// The record as an item, or why it cannot be applied (the record is then parked with
     /// the reason).
     fn decode(&self, record: &BorrowedMessage<'_>) -> Result<Self::Item, String>;
 
+    /// The rows `item` writes, which batches are measured in (`ProjectorConfig::max_batch`):
+    /// one by default; a record of many log lines weighs its lines.
+    fn weight(&self, _item: &Self::Item) -> usize {
+        1
+    }
+
     /// Writes `items` (in record order) and returns one outcome per item, in the same order.
-    /// An error means nothing can be assumed written: the whole batch is written again, so a
-    /// write must be idempotent (a sequence check, or offsets kept with the data).
+    /// An error means nothing can be assumed written: the same batch is written again (the
+    /// loop never adds to a batch it failed to write), so a write must be idempotent (a
+    /// sequence check, offsets kept with the data, a deduplication token).
     fn write(
         &mut self,
         items: &[Self::Item],

@@ -20,8 +20,10 @@
 //!
 //! Here are the public types and the entry points; `passes` orders the work (the main
 //! pass, the switch, the catch-up), `writer` decodes stored events and applies them,
-//! `source` reads them from PostgreSQL, and `repair` serves the projector.
+//! `source` reads them from PostgreSQL, and `repair` serves the projector. [`history`]
+//! replays the same events into the ClickHouse job history.
 
+pub mod history;
 mod passes;
 mod repair;
 mod source;

@@ -3,4 +3,5 @@
 //! constructor, then its [`crate::Sink`] implementation (decode, write, and the hooks it
 //! uses).
 
+pub mod clickhouse;
 pub mod redis_views;

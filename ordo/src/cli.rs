@@ -318,6 +318,10 @@ pub enum Command {
         /// Leave the outbox to Debezium (`make setup-debezium`) instead of the built-in relay.
         #[arg(long, env = "ORDO_DEV_NO_RELAY")]
         no_relay: bool,
+        /// Run the job side only: no ClickHouse migrations and no ClickHouse sinks (job
+        /// history and log lines stay in Kafka). Benchmarks of the job side use it.
+        #[arg(long, env = "ORDO_DEV_NO_CLICKHOUSE")]
+        no_clickhouse: bool,
     },
     /// Run one role of the platform.
     #[command(subcommand)]

@@ -28,10 +28,19 @@ async fn main() -> std::process::ExitCode {
             ingest,
             no_worker,
             no_relay,
+            no_clickhouse,
         } => {
             let relay = (!no_relay).then_some(&relay);
             let worker = (!no_worker).then_some(&worker);
-            serve::dev(&cli.global, relay, &projector, &query, worker, &ingest).await
+            let roles = serve::DevRoles {
+                relay,
+                projector: &projector,
+                query: &query,
+                worker,
+                ingest: &ingest,
+                clickhouse: !no_clickhouse,
+            };
+            serve::dev(&cli.global, roles).await
         }
         Command::Serve(ServeRole::Ingest { ingest }) => serve::ingest(&cli.global, &ingest).await,
         Command::Serve(ServeRole::Api) => serve::api(&cli.global).await,

@@ -59,15 +59,31 @@ pub async fn migrate_postgres(args: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn dev(
-    args: &GlobalArgs,
-    relay_args: Option<&RelayArgs>,
-    projector_args: &ProjectorArgs,
-    query_args: &QueryArgs,
-    worker_args: Option<&WorkerArgs>,
-    ingest_args: &IngestArgs,
-) -> anyhow::Result<()> {
-    migrate(args).await?;
+/// What `ordo dev` runs beside the API: each role's settings, `None` for a role left out.
+pub struct DevRoles<'a> {
+    pub relay: Option<&'a RelayArgs>,
+    pub projector: &'a ProjectorArgs,
+    pub query: &'a QueryArgs,
+    pub worker: Option<&'a WorkerArgs>,
+    pub ingest: &'a IngestArgs,
+    /// ClickHouse's migrations and sinks (log lines, job history).
+    pub clickhouse: bool,
+}
+
+pub async fn dev(args: &GlobalArgs, roles: DevRoles<'_>) -> anyhow::Result<()> {
+    let DevRoles {
+        relay: relay_args,
+        projector: projector_args,
+        query: query_args,
+        worker: worker_args,
+        ingest: ingest_args,
+        clickhouse,
+    } = roles;
+    if clickhouse {
+        migrate(args).await?;
+    } else {
+        migrate_postgres(args).await?;
+    }
     let shutdown = shutdown_token();
     let mut platform = Platform::start(
         args,
@@ -79,10 +95,15 @@ pub async fn dev(
     )
     .await?;
     // Beside the platform's redis-views: the log lines and the job history into ClickHouse.
-    for name in [
-        ProjectorName::ClickhouseLogs,
-        ProjectorName::ClickhouseHistory,
-    ] {
+    let sinks = if clickhouse {
+        &[
+            ProjectorName::ClickhouseLogs,
+            ProjectorName::ClickhouseHistory,
+        ][..]
+    } else {
+        &[]
+    };
+    for &name in sinks {
         let config = projector_args.config_of(args, name, false)?;
         let sink = spawn_clickhouse_sink(args, name, config, &platform.roles, &shutdown)?;
         platform.tasks.push(sink);

@@ -1,5 +1,5 @@
-//! Ordo in `ordo bench queue`: the platform runs as `ordo dev --no-worker` in a process of
-//! its own, on a private PostgreSQL, Redis and broker ([`Services`]); one `ordo serve worker`
+//! Ordo in `ordo bench queue`: the platform runs as `ordo dev --no-worker --no-clickhouse`
+//! (the job side, without the ClickHouse sinks) in a process of its own, on a private PostgreSQL, Redis and broker ([`Services`]); one `ordo serve worker`
 //! process with `--slots` slots runs the jobs; this process is the client: `--clients`
 //! tasks, each submitting one `noop` job after another (`POST /api/v1/jobs` over keep-alive
 //! HTTP). With `--url` the platform is one already running (`ordo dev --no-worker`, its event
@@ -130,7 +130,7 @@ impl Stack {
         }
     }
 
-    /// A private PostgreSQL, Redis and broker, and `ordo dev --no-worker` on them.
+    /// A private PostgreSQL, Redis and broker, and `ordo dev --no-worker --no-clickhouse` on them.
     async fn private(
         global: &GlobalArgs,
         binary: &Path,
@@ -141,7 +141,7 @@ impl Stack {
         let database_url = services.cluster.url("ordo");
         let port = free_port()?;
         let api_url = format!("http://127.0.0.1:{port}");
-        let spec = ProcessSpec::new(binary, &["dev", "--no-worker"])
+        let spec = ProcessSpec::new(binary, &["dev", "--no-worker", "--no-clickhouse"])
             .clean_env()
             .log(&dir.join("platform.log"))
             .env("ORDO_LOG_FORMAT", "text")
@@ -178,7 +178,7 @@ impl Stack {
     fn describe(&self, durability: Durability) -> String {
         match self.platform {
             Some(_) => format!(
-                "`ordo dev --no-worker` on a private PostgreSQL ({}), Redis and broker",
+                "`ordo dev --no-worker --no-clickhouse` on a private PostgreSQL ({}), Redis and broker",
                 durability.describe()
             ),
             None => format!("the running one at {}", self.api_url),

@@ -124,17 +124,9 @@ fn log_record(n: usize, now: DateTime<Utc>) -> LogBatch {
         worker_id: None,
         received_at: now,
         lines: (0..30)
-            .map(|line| LogEntry {
-                ts: now - TimeDelta::days((line % 3) as i64),
-                level: Level::Info,
-                severity_number: 9,
-                message: format!("record {n} line {line}"),
-                attributes: Default::default(),
-                trace_id: None,
-                span_id: None,
-                env: None,
-                host: None,
-                component: None,
+            .map(|line| {
+                let ts = now - TimeDelta::days((line % 3) as i64);
+                LogEntry::new(ts, Level::Info, format!("record {n} line {line}"))
             })
             .collect(),
     }

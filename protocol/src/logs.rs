@@ -176,6 +176,25 @@ pub struct LogEntry {
     pub component: Option<String>,
 }
 
+impl LogEntry {
+    /// A line with the level's own severity number and nothing else: no attributes, trace,
+    /// environment, host or component.
+    pub fn new(ts: DateTime<Utc>, level: Level, message: impl Into<String>) -> Self {
+        Self {
+            ts,
+            level,
+            severity_number: level.severity_number(),
+            message: message.into(),
+            attributes: Attributes::new(),
+            trace_id: None,
+            span_id: None,
+            env: None,
+            host: None,
+            component: None,
+        }
+    }
+}
+
 /// The value of one record: lines of one tenant and service (and job, for a job's lines).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogBatch {
@@ -313,16 +332,8 @@ impl V1Line {
             worker_id: self.worker_id,
             received_at: self.received_at,
             lines: vec![LogEntry {
-                ts: self.ts,
-                level: self.level,
-                severity_number: self.level.severity_number(),
-                message: self.message,
                 attributes: flatten(self.fields),
-                trace_id: None,
-                span_id: None,
-                env: None,
-                host: None,
-                component: None,
+                ..LogEntry::new(self.ts, self.level, self.message)
             }],
         }
     }

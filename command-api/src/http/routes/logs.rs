@@ -74,16 +74,8 @@ async fn append(
             .lines
             .into_iter()
             .map(|line| LogEntry {
-                ts: line.ts.unwrap_or(received_at),
-                level: line.level,
-                severity_number: line.level.severity_number(),
-                message: line.message,
                 attributes: flatten(line.fields.unwrap_or_default()),
-                trace_id: None,
-                span_id: None,
-                env: None,
-                host: None,
-                component: None,
+                ..LogEntry::new(line.ts.unwrap_or(received_at), line.level, line.message)
             })
             .collect(),
     };

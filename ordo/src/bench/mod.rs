@@ -2,6 +2,7 @@
 //! measures Ordo beside the raw limit of the storage underneath, in the same run.
 
 mod chaos;
+mod cpu;
 mod e2e;
 mod lifecycle;
 mod project;

@@ -8,17 +8,16 @@
 //! complete latency split at the start, how often jobs started, and the CPU seconds each
 //! process of the stack spent ([`cpu`]).
 
-mod cpu;
 mod graphile;
 mod ordo;
 
 use super::lifecycle::{percentiles, Lifecycle};
 use super::PhaseResult;
+use crate::bench::cpu::{self, Usage, Work};
 use crate::cli::{GlobalArgs, QueueBenchArgs, QueueSystem};
 use ::ordo::instances::process::OrdoProcess;
 use anyhow::Context;
-use cpu::{CpuSnapshot, Rows};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Through the whole pipeline before measuring: consumer groups form, every pool and
 /// connection opens.
@@ -74,44 +73,6 @@ fn stop(mut process: OrdoProcess, name: &str) {
     }
 }
 
-/// The measured run, open: from its first enqueue until every job completed.
-struct Window {
-    load_start: String,
-    cpu_before: CpuSnapshot,
-    started: Instant,
-}
-
-impl Window {
-    fn open(processes: &Rows) -> Self {
-        let load_start = cpu::loadavg();
-        let cpu_before = cpu::cpu_seconds(processes);
-        Self {
-            load_start,
-            cpu_before,
-            started: Instant::now(),
-        }
-    }
-
-    /// Closed with the processes as they are at the end (PostgreSQL has new backends).
-    fn close(self, processes: &Rows) -> Usage {
-        let wall = self.started.elapsed();
-        Usage {
-            load_start: self.load_start,
-            cpu_before: self.cpu_before,
-            cpu_after: cpu::cpu_seconds(processes),
-            wall,
-        }
-    }
-}
-
-/// The measured run's length and what the stack spent during it.
-struct Usage {
-    load_start: String,
-    cpu_before: CpuSnapshot,
-    cpu_after: CpuSnapshot,
-    wall: Duration,
-}
-
 /// What a system's measured run printed, the same lines for every system; the labels say
 /// where each figure comes from.
 struct Report<'a> {
@@ -155,7 +116,16 @@ impl Report<'_> {
             lifecycle.starts, self.start_events, lifecycle.jobs, lifecycle.failures
         );
         let usage = self.usage;
-        cpu::print_cpu(&usage.cpu_before, &usage.cpu_after, usage.wall, self.jobs);
+        let work = Work {
+            count: self.jobs,
+            per: 1_000,
+            unit: "jobs",
+        };
+        cpu::print_cpu(
+            usage,
+            "from the first enqueue until every job completed",
+            work,
+        );
         println!("load average at end:   {}", cpu::loadavg());
     }
 }

@@ -154,9 +154,10 @@ pub(super) fn print_cpu(usage: &Usage, span: &str, work: Work<'_>) {
         wall.as_secs_f64()
     );
     let per_work = format!("CPU s/{} {}", work.per, work.unit);
+    let width = per_work.len().max(16);
     println!(
-        "  {:<36} {:>6} {:>9} {:>16} {:>11}",
-        "process", "procs", "CPU s", per_work, "% of 1 core"
+        "  {:<36} {:>6} {:>9} {per_work:>width$} {:>11}",
+        "process", "procs", "CPU s", "% of 1 core"
     );
     let per = |seconds: f64| seconds / work.count.max(1) as f64 * work.per as f64;
     let mut total = 0.0;
@@ -172,13 +173,13 @@ pub(super) fn print_cpu(usage: &Usage, span: &str, work: Work<'_>) {
         total += seconds;
         let pids = end.len();
         println!(
-            "  {label:<36} {pids:>6} {seconds:>9.2} {:>16.3} {:>10.0}%",
+            "  {label:<36} {pids:>6} {seconds:>9.2} {:>width$.3} {:>10.0}%",
             per(seconds),
             seconds / wall.as_secs_f64() * 100.0,
         );
     }
     println!(
-        "  {:<36} {:>6} {total:>9.2} {:>16.3} {:>10.0}%",
+        "  {:<36} {:>6} {total:>9.2} {:>width$.3} {:>10.0}%",
         "total",
         "",
         per(total),
@@ -205,4 +206,32 @@ pub(super) fn postgres_row(cluster: &PrivateCluster) -> (String, Vec<Counted>) {
         }
     };
     ("PostgreSQL (postmaster + backends)".to_owned(), processes)
+}
+
+/// The process listening on TCP `port` (any address): the socket's inode from
+/// `/proc/net/tcp` and `tcp6`, then the process that has it open.
+pub(super) fn listening_on(port: u16) -> Option<u32> {
+    const LISTEN: &str = "0A";
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|row| {
+                // sl, local address (hex ip:port), remote address, state, …, inode (10th).
+                let fields: Vec<&str> = row.split_whitespace().collect();
+                let local_port = fields.get(1)?.rsplit(':').next()?;
+                let listening = u16::from_str_radix(local_port, 16) == Ok(port)
+                    && fields.get(3) == Some(&LISTEN);
+                listening.then(|| fields.get(9).map(|inode| inode.to_string()))?
+            })
+        })?;
+    let socket = format!("socket:[{inode}]");
+    all_pids().into_iter().find(|pid| {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return false;
+        };
+        fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == socket.as_str())
+        })
+    })
 }

@@ -4,6 +4,7 @@
 mod chaos;
 mod cpu;
 mod e2e;
+mod ingest;
 mod lifecycle;
 mod project;
 mod queue;
@@ -27,6 +28,7 @@ pub async fn run(args: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()>
         BenchCommand::E2e(bench) => e2e::run(args, bench).await,
         BenchCommand::Chaos(bench) => chaos::run(args, bench).await,
         BenchCommand::Queue(bench) => queue::run(args, bench).await,
+        BenchCommand::Ingest(bench) => ingest::run(args, bench).await,
     }
 }
 

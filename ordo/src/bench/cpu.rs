@@ -119,6 +119,7 @@ impl Window {
         let wall = self.started.elapsed();
         Usage {
             load_start: self.load_start,
+            load_end: loadavg(),
             cpu_before: self.cpu_before,
             cpu_after: cpu_seconds(processes),
             wall,
@@ -129,6 +130,7 @@ impl Window {
 /// The measured run's length and what the stack spent during it.
 pub(super) struct Usage {
     pub(super) load_start: String,
+    pub(super) load_end: String,
     cpu_before: CpuSnapshot,
     cpu_after: CpuSnapshot,
     pub(super) wall: Duration,
@@ -187,7 +189,7 @@ pub(super) fn print_cpu(usage: &Usage, span: &str, work: Work<'_>) {
     );
 }
 
-pub(super) fn loadavg() -> String {
+fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())

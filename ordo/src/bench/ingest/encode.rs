@@ -39,10 +39,10 @@ impl LogProtocol {
 
     pub fn describe(self) -> &'static str {
         match self {
-            Self::Native => "Ordo's JSON API, NDJSON",
-            Self::Otlp => "OTLP/HTTP, protobuf",
-            Self::Bulk => "Elasticsearch _bulk, NDJSON",
-            Self::Loki => "Loki push, snappy protobuf",
+            Self::Native => "Ordo's JSON API (NDJSON)",
+            Self::Otlp => "OTLP/HTTP (protobuf)",
+            Self::Bulk => "Elasticsearch _bulk (NDJSON)",
+            Self::Loki => "Loki push (snappy protobuf)",
         }
     }
 
@@ -140,7 +140,7 @@ impl Template {
         }
     }
 
-    /// Size of the body as sent, for the report.
+    /// Size of the body as sent.
     pub fn sent_bytes(&self) -> usize {
         self.body(0).len()
     }

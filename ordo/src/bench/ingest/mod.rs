@@ -140,18 +140,22 @@ async fn bench(
     let store = Arc::new(Store::create(clickhouse).await?);
     let binary = std::env::current_exe().context("find this executable")?;
     let mut stack = Stack::start(&binary, dir, &store.config, args.concurrency).await?;
-    let sample = &pool.templates[0];
     let what = match load {
         Load::Requests(requests) => format!("{} lines", requests * args.batch),
         Load::For(duration) => format!("for {} s", duration.as_secs()),
     };
     println!(
         "ordo bench ingest: {what} by {} in requests of {} lines ({} bytes of content per line \
-         on average, {} bytes per request as sent), {} senders over keep-alive HTTP",
+         and {} bytes per request as sent on average), {} senders over keep-alive HTTP",
         args.protocol.describe(),
         args.batch,
-        sample.raw_bytes / args.batch,
-        sample.sent_bytes(),
+        pool.templates.iter().map(|t| t.raw_bytes).sum::<usize>()
+            / (pool.templates.len() * args.batch),
+        pool.templates
+            .iter()
+            .map(Template::sent_bytes)
+            .sum::<usize>()
+            / pool.templates.len(),
         args.concurrency,
     );
     println!(
@@ -192,21 +196,24 @@ async fn bench(
     let stored = match &watch {
         Ok(watch) => {
             let deadline = Instant::now() + Duration::from_secs(args.store_timeout_secs);
-            Ok(watch
-                .wait(sent.lines, started, deadline, &mut stack)
-                .await?)
+            (watch.wait(sent.lines, started, deadline, &mut stack).await)
+                .map_err(|e| format!("{e:#}"))
         }
         Err(reason) => Err(reason.clone()),
     };
     let usage = window.close(&processes);
+    stack.stop();
 
     let compression = match &stored {
         Ok(_) => Some(Compression::measure(&store, warmed.raw_bytes + sent.raw_bytes).await?),
-        Err(_) => None,
+        // Whatever a failing sink stored goes: the raw INSERT's rows stand in.
+        Err(_) => {
+            store.truncate().await?;
+            None
+        }
     };
     let raw_requests = requests.ops.min(RAW_MAX_LINES.div_ceil(args.batch));
     let raw = raw_inserts(&store, &pool, WARMUP_REQUESTS + requests.ops, raw_requests).await?;
-    // Without the sink the table holds the raw rows only: their compression stands in.
     let compression = match compression {
         Some(compression) => compression,
         None => Compression::measure(&store, raw.raw_bytes).await?,
@@ -255,8 +262,7 @@ async fn bench(
         unit: "lines",
     };
     cpu::print_cpu(&usage, span, work);
-    println!("load average at end:   {}", cpu::loadavg());
-    stack.stop();
+    println!("load average at end:   {}", usage.load_end);
     Ok(())
 }
 
@@ -450,14 +456,13 @@ struct Watch {
     stop: tokio_util::sync::CancellationToken,
 }
 
-#[derive(Default)]
 struct Seen {
     /// Sampled lines acknowledged and not yet seen: their time, their acknowledgement.
     pending: Vec<(i64, Instant)>,
     /// Ack → visible of each sampled line seen.
     latencies: Vec<Duration>,
     count: u64,
-    grew_at: Option<Instant>,
+    grew_at: Instant,
     /// The lines expected once sending is over, and when the count first reached them.
     expected: Option<u64>,
     complete_at: Option<Instant>,
@@ -480,8 +485,13 @@ impl Watch {
         let watch = Arc::new(Self {
             store,
             state: Mutex::new(Seen {
-                grew_at: Some(Instant::now()),
-                ..Seen::default()
+                pending: Vec::new(),
+                latencies: Vec::new(),
+                count: 0,
+                grew_at: Instant::now(),
+                expected: None,
+                complete_at: None,
+                error: None,
             }),
             before,
             stop: tokio_util::sync::CancellationToken::new(),
@@ -532,7 +542,7 @@ impl Watch {
             let now = Instant::now();
             let mut seen = self.seen();
             if count > seen.count {
-                seen.grew_at = Some(now);
+                seen.grew_at = now;
             }
             seen.count = count;
             if seen.expected.is_some_and(|expected| count >= expected) {
@@ -573,7 +583,7 @@ impl Watch {
                 if let (Some(complete_at), true) = (seen.complete_at, seen.pending.is_empty()) {
                     break Ok(Stored {
                         elapsed: complete_at - started,
-                        extra: seen.count - expected,
+                        extra: seen.count.saturating_sub(expected),
                         behind_at_last_ack,
                         latencies: PhaseResult::from_latencies(
                             complete_at - started,
@@ -581,7 +591,7 @@ impl Watch {
                         ),
                     });
                 }
-                let stalled = seen.grew_at.is_some_and(|at| at.elapsed() >= STALL);
+                let stalled = seen.grew_at.elapsed() >= STALL;
                 if stalled || Instant::now() >= deadline {
                     let why = if stalled {
                         format!("no new line for {} s", STALL.as_secs())
@@ -669,18 +679,21 @@ impl Compression {
         } else {
             "raw INSERT rows"
         };
+        let ratio = |bytes: u64| self.raw_bytes as f64 / bytes.max(1) as f64;
         for (label, parts) in [
             (format!("on disk, {whose}"), self.stored),
             ("on disk, merged (OPTIMIZE FINAL)".to_owned(), self.merged),
         ] {
             println!(
-                "{label:<46} {:>9.1} raw bytes per byte on disk ({:.1} MiB for {:.1} MiB of raw \
-                 lines; ClickHouse's own ratio {:.1}, {:.1} MiB uncompressed; {} rows in {} parts)",
-                self.raw_bytes as f64 / parts.compressed.max(1) as f64,
+                "{label:<46} {:>9.1}× smaller than the raw lines ({:.1} MiB of column data for \
+                 {:.1} MiB raw; {:.1} MiB with indexes and marks, {:.1}×; ClickHouse's own \
+                 ratio {:.1}×; {} rows in {} parts)",
+                ratio(parts.compressed),
                 mib(parts.compressed),
                 mib(self.raw_bytes as u64),
+                mib(parts.on_disk),
+                ratio(parts.on_disk),
                 parts.uncompressed as f64 / parts.compressed.max(1) as f64,
-                mib(parts.uncompressed),
                 parts.rows,
                 parts.parts,
             );

@@ -21,8 +21,11 @@ pub struct Store {
 pub struct Parts {
     pub parts: u64,
     pub rows: u64,
+    /// Column data, compressed and not.
     pub compressed: u64,
     pub uncompressed: u64,
+    /// Every file: column data, skip indexes, marks, the primary index.
+    pub on_disk: u64,
 }
 
 impl Store {
@@ -95,7 +98,8 @@ impl Store {
             .query(
                 "SELECT count() AS parts, sum(rows) AS rows, \
                  sum(data_compressed_bytes) AS compressed, \
-                 sum(data_uncompressed_bytes) AS uncompressed FROM system.parts \
+                 sum(data_uncompressed_bytes) AS uncompressed, \
+                 sum(bytes_on_disk) AS on_disk FROM system.parts \
                  WHERE database = ? AND table = 'logs' AND active",
             )
             .bind(&self.config.database);
@@ -103,6 +107,15 @@ impl Store {
             .config
             .bounded("read the parts of logs", query.fetch_one())
             .await?)
+    }
+
+    /// Empties `logs`.
+    pub async fn truncate(&self) -> anyhow::Result<()> {
+        let query = self.client.query("TRUNCATE TABLE logs");
+        self.config
+            .bounded("TRUNCATE TABLE logs", query.execute())
+            .await?;
+        Ok(())
     }
 
     /// The `limit` columns of `logs` that take the most bytes on disk, largest first.

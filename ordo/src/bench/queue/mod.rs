@@ -126,6 +126,6 @@ impl Report<'_> {
             "from the first enqueue until every job completed",
             work,
         );
-        println!("load average at end:   {}", cpu::loadavg());
+        println!("load average at end:   {}", usage.load_end);
     }
 }

@@ -89,6 +89,8 @@ pub struct Template {
     pub lines: Vec<Line>,
     /// The lines' content ([`raw_size`]).
     pub raw_bytes: usize,
+    /// The size of the body as sent.
+    pub sent_bytes: usize,
 }
 
 impl Template {
@@ -109,13 +111,16 @@ impl Template {
             from = at + needle.len();
         }
         let raw_bytes = lines.iter().map(raw_size).sum();
-        Self {
+        let mut template = Self {
             protocol,
             body,
             stamps,
             lines,
             raw_bytes,
-        }
+            sent_bytes: 0,
+        };
+        template.sent_bytes = template.body(0).len();
+        template
     }
 
     /// The time of the line whose arrival in ClickHouse is timed (the first of the body)
@@ -138,11 +143,6 @@ impl Template {
                 .expect("snappy compresses any body"),
             _ => body,
         }
-    }
-
-    /// Size of the body as sent.
-    pub fn sent_bytes(&self) -> usize {
-        self.body(0).len()
     }
 }
 

@@ -7,11 +7,12 @@
 //!
 //! It prints lines/s acknowledged; lines/s stored (the table's `count()`, polled) and ack →
 //! stored latency (the first line of each request, looked up by its time until it shows);
-//! bytes on disk per raw byte (`system.parts`, as stored and after `OPTIMIZE … FINAL`); the
-//! raw limit, the same rows INSERTed straight into the same table with the `clickhouse`
-//! crate; and the CPU seconds of every process ([`cpu`](super::cpu)). Without the sink (a
-//! build that lacks it, or one that stores nothing within a minute) it says so and measures
-//! the rest.
+//! how much smaller the table is than the lines' content and than the requests as sent
+//! (`system.parts`, as stored and after `OPTIMIZE … FINAL`); the raw limit, the same rows
+//! INSERTed straight into the same table with the `clickhouse` crate; and the CPU seconds of
+//! every process ([`cpu`](super::cpu)). Without a working sink (a build that lacks it, one
+//! that stores none of the warm-up's lines within a minute, or one that stops storing) it
+//! says why and measures the rest, the compression on the raw INSERT's rows.
 
 mod encode;
 mod lines;
@@ -50,7 +51,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The raw limit: rows per INSERT, INSERTs at once, and the most rows it inserts.
 const RAW_BATCH: usize = 20_000;
 const RAW_CONCURRENCY: usize = 2;
-const RAW_MAX_LINES: usize = 2_000_000;
+const RAW_MAX_LINES: usize = 1_000_000;
 /// Columns named in the breakdown of the bytes on disk.
 const COLUMNS_SHOWN: usize = 6;
 
@@ -146,16 +147,12 @@ async fn bench(
     };
     println!(
         "ordo bench ingest: {what} by {} in requests of {} lines ({} bytes of content per line \
-         and {} bytes per request as sent on average), {} senders over keep-alive HTTP",
+         and {} bytes per request as sent on average), {} sender(s) over keep-alive HTTP",
         args.protocol.describe(),
         args.batch,
         pool.templates.iter().map(|t| t.raw_bytes).sum::<usize>()
             / (pool.templates.len() * args.batch),
-        pool.templates
-            .iter()
-            .map(Template::sent_bytes)
-            .sum::<usize>()
-            / pool.templates.len(),
+        pool.templates.iter().map(|t| t.sent_bytes).sum::<usize>() / pool.templates.len(),
         args.concurrency,
     );
     println!(
@@ -205,7 +202,7 @@ async fn bench(
     stack.stop();
 
     let compression = match &stored {
-        Ok(_) => Some(Compression::measure(&store, warmed.raw_bytes + sent.raw_bytes).await?),
+        Ok(_) => Some(Compression::measure(&store, warmed.plus(&sent), args.protocol).await?),
         // Whatever a failing sink stored goes: the raw INSERT's rows stand in.
         Err(_) => {
             store.truncate().await?;
@@ -216,7 +213,7 @@ async fn bench(
     let raw = raw_inserts(&store, &pool, WARMUP_REQUESTS + requests.ops, raw_requests).await?;
     let compression = match compression {
         Some(compression) => compression,
-        None => Compression::measure(&store, raw.raw_bytes).await?,
+        None => Compression::measure(&store, raw.sent, args.protocol).await?,
     };
 
     println!("load average at start: {}", usage.load_start);
@@ -248,7 +245,7 @@ async fn bench(
          clickhouse crate, {RAW_BATCH} per INSERT, {RAW_CONCURRENCY} at once){ratio}",
         "raw INSERT limit",
         raw.per_second(),
-        raw.rows,
+        raw.sent.lines,
         raw.elapsed.as_secs_f64(),
     );
     let span = if stored.is_ok() {
@@ -313,17 +310,34 @@ struct Sender {
     pool: Arc<Pool>,
 }
 
-/// What a phase (or one request) sent and had acknowledged.
-#[derive(Default)]
+/// What a phase (or one request) sent and had acknowledged: lines, their content
+/// ([`lines::raw_size`]) and the bodies' bytes as sent.
+#[derive(Debug, Default, Clone, Copy)]
 struct Sent {
     lines: usize,
     raw_bytes: usize,
+    sent_bytes: usize,
 }
 
 impl Sent {
+    fn of(template: &Template) -> Self {
+        Self {
+            lines: template.lines.len(),
+            raw_bytes: template.raw_bytes,
+            sent_bytes: template.sent_bytes,
+        }
+    }
+
     fn add(&mut self, other: &Sent) {
-        self.lines += other.lines;
-        self.raw_bytes += other.raw_bytes;
+        *self = self.plus(other);
+    }
+
+    fn plus(&self, other: &Sent) -> Self {
+        Self {
+            lines: self.lines + other.lines,
+            raw_bytes: self.raw_bytes + other.raw_bytes,
+            sent_bytes: self.sent_bytes + other.sent_bytes,
+        }
     }
 }
 
@@ -376,10 +390,7 @@ impl Sender {
         if let Some(watch) = watch {
             watch.acknowledged(template.sample_nanos(shift));
         }
-        Ok(Sent {
-            lines: template.lines.len(),
-            raw_bytes: template.raw_bytes,
-        })
+        Ok(Sent::of(template))
     }
 }
 
@@ -648,9 +659,10 @@ impl Stored {
     }
 }
 
-/// Bytes on disk of the table against the raw bytes of its lines.
+/// Bytes on disk of the table against the content of its lines and their requests as sent.
 struct Compression {
-    raw_bytes: usize,
+    lines: Sent,
+    protocol: LogProtocol,
     stored: Parts,
     merged: Parts,
     /// The largest columns once merged: name, bytes on disk.
@@ -659,13 +671,14 @@ struct Compression {
 
 impl Compression {
     /// The table's parts as they are, then after merging them all.
-    async fn measure(store: &Store, raw_bytes: usize) -> anyhow::Result<Self> {
+    async fn measure(store: &Store, lines: Sent, protocol: LogProtocol) -> anyhow::Result<Self> {
         let stored = store.parts().await?;
         store.optimize().await?;
         let merged = store.parts().await?;
         let columns = store.largest_columns(COLUMNS_SHOWN).await?;
         Ok(Self {
-            raw_bytes,
+            lines,
+            protocol,
             stored,
             merged,
             columns,
@@ -679,21 +692,25 @@ impl Compression {
         } else {
             "raw INSERT rows"
         };
-        let ratio = |bytes: u64| self.raw_bytes as f64 / bytes.max(1) as f64;
+        let raw = self.lines.raw_bytes as u64;
+        let ratio = |of: u64, bytes: u64| of as f64 / bytes.max(1) as f64;
         for (label, parts) in [
             (format!("on disk, {whose}"), self.stored),
             ("on disk, merged (OPTIMIZE FINAL)".to_owned(), self.merged),
         ] {
             println!(
                 "{label:<46} {:>9.1}× smaller than the raw lines ({:.1} MiB of column data for \
-                 {:.1} MiB raw; {:.1} MiB with indexes and marks, {:.1}×; ClickHouse's own \
-                 ratio {:.1}×; {} rows in {} parts)",
-                ratio(parts.compressed),
+                 {:.1} MiB of content, {:.1} MiB as sent by {}: {:.1}×; {:.1} MiB with \
+                 indexes and marks: {:.1}×; ClickHouse's own ratio {:.1}×; {} rows in {} parts)",
+                ratio(raw, parts.compressed),
                 mib(parts.compressed),
-                mib(self.raw_bytes as u64),
+                mib(raw),
+                mib(self.lines.sent_bytes as u64),
+                self.protocol.describe(),
+                ratio(self.lines.sent_bytes as u64, parts.compressed),
                 mib(parts.on_disk),
-                ratio(parts.on_disk),
-                parts.uncompressed as f64 / parts.compressed.max(1) as f64,
+                ratio(raw, parts.on_disk),
+                ratio(parts.uncompressed, parts.compressed),
                 parts.rows,
                 parts.parts,
             );
@@ -705,16 +722,16 @@ impl Compression {
     }
 }
 
-/// The raw limit's run.
+/// The raw limit's run: the lines it inserted (and their requests', as the ingest role would
+/// have been sent them).
 struct Raw {
-    rows: usize,
-    raw_bytes: usize,
+    sent: Sent,
     elapsed: Duration,
 }
 
 impl Raw {
     fn per_second(&self) -> f64 {
-        self.rows as f64 / self.elapsed.as_secs_f64()
+        self.sent.lines as f64 / self.elapsed.as_secs_f64()
     }
 }
 
@@ -758,12 +775,10 @@ async fn raw_inserts(
     while let Some(joined) = tasks.join_next().await {
         joined??;
     }
-    Ok(Raw {
-        rows,
-        raw_bytes: shifted
-            .iter()
-            .map(|&(t, _)| pool.templates[t].raw_bytes)
-            .sum(),
-        elapsed: started.elapsed(),
-    })
+    let elapsed = started.elapsed();
+    let mut sent = Sent::default();
+    for &(t, _) in shifted.iter() {
+        sent.add(&Sent::of(&pool.templates[t]));
+    }
+    Ok(Raw { sent, elapsed })
 }

@@ -75,7 +75,7 @@ impl Stack {
         let mut rows = vec![("ordo serve ingest".to_owned(), own(Some(self.ingest.pid())))];
         if let Ok(sink) = &self.sink {
             rows.push((
-                format!("ordo serve projector ({SINK})"),
+                format!("ordo serve projector {SINK}"),
                 own(Some(sink.pid())),
             ));
         }

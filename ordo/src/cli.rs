@@ -796,6 +796,11 @@ pub struct IngestBenchArgs {
     /// Lines per request (1 to 10,000).
     #[arg(long, default_value_t = 1_000)]
     pub batch: usize,
+    /// Lines per second to send, in whole requests on a steady schedule (the senders catch
+    /// up when behind); as fast as the senders go without. A sustained run measures ack →
+    /// stored at a rate the sink keeps up with.
+    #[arg(long)]
+    pub rate: Option<u64>,
     /// Longest wait, after the last acknowledgement, for every line to be visible in
     /// ClickHouse.
     #[arg(long, default_value_t = 120)]

@@ -66,6 +66,7 @@ pub async fn run(global: &GlobalArgs, args: IngestBenchArgs) -> anyhow::Result<(
     );
     anyhow::ensure!(args.lines != Some(0), "--lines must be at least 1");
     anyhow::ensure!(args.seconds != Some(0), "--seconds must be at least 1");
+    anyhow::ensure!(args.rate != Some(0), "--rate must be at least 1");
     let started = Utc::now();
     let dir = std::env::temp_dir().join(format!(
         "ordo-bench-ingest-{}-{}",
@@ -145,8 +146,12 @@ async fn bench(
         Load::Requests(requests) => format!("{} lines", requests * args.batch),
         Load::For(duration) => format!("for {} s", duration.as_secs()),
     };
+    let pace = match args.rate {
+        Some(rate) => format!(" at {rate} lines/s"),
+        None => String::new(),
+    };
     println!(
-        "ordo bench ingest: {what} by {} in requests of {} lines ({} bytes of content per line \
+        "ordo bench ingest: {what}{pace} by {} in requests of {} lines ({} bytes of content per line \
          and {} bytes per request as sent on average), {} sender(s) over keep-alive HTTP",
         args.protocol.describe(),
         args.batch,
@@ -189,7 +194,10 @@ async fn bench(
     let window = Window::open(&processes);
     let started = Instant::now();
     let watch = sink.map(|()| Watch::start(store.clone(), warmed.lines));
-    let (requests, sent) = send_load(&sender, load, args.concurrency, watch.as_ref().ok()).await?;
+    // Request n of a paced run is due n periods after the start.
+    let period = (args.rate).map(|rate| Duration::from_secs_f64(args.batch as f64 / rate as f64));
+    let (requests, sent) =
+        send_load(&sender, load, period, args.concurrency, watch.as_ref().ok()).await?;
     let stored = match &watch {
         Ok(watch) => {
             let deadline = Instant::now() + Duration::from_secs(args.store_timeout_secs);
@@ -400,11 +408,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         .any(|window| window == needle)
 }
 
-/// Sends `load` from `concurrency` senders, each one request after another; times every
-/// request (send → 2xx). The first error stops the phase.
+/// Sends `load` from `concurrency` senders, each one request after another, request n not
+/// before n `period`s from the start when paced; times every request (send → 2xx). The
+/// first error stops the phase.
 async fn send_load(
     sender: &Arc<Sender>,
     load: Load,
+    period: Option<Duration>,
     concurrency: usize,
     watch: Option<&Arc<Watch>>,
 ) -> anyhow::Result<(PhaseResult, Sent)> {
@@ -417,6 +427,9 @@ async fn send_load(
             let (mut latencies, mut sent) = (Vec::new(), Sent::default());
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
+                if let Some(period) = period {
+                    tokio::time::sleep_until((started + period * n as u32).into()).await;
+                }
                 if !load.sends(n, started) {
                     return Ok::<_, anyhow::Error>((latencies, sent));
                 }

@@ -1,14 +1,16 @@
 //! The platform of `ordo bench ingest`, run as users run it: `ordo serve ingest` and `ordo
 //! serve projector --name clickhouse-logs`, each a process of this binary configured only by
-//! its environment, on a private PostgreSQL, Redis and broker (`ordo::instances`, as `bench
-//! queue` starts them) and the ClickHouse of `ORDO_CLICKHOUSE_URL` with the run's own
-//! database. Every process is killed when the stack is dropped (Ctrl-C included).
+//! its environment, on a private Redis (the tenant limits) and broker (`ordo::instances`, as
+//! `bench queue` starts them) and the ClickHouse of `ORDO_CLICKHOUSE_URL` with the run's own
+//! database. Neither role uses PostgreSQL. Every process is killed when the stack is dropped
+//! (Ctrl-C included).
 
 use crate::bench::cpu::{self, Counted, Rows};
 use anyhow::Context;
-use ordo::instances::postgres::Durability;
+use ordo::instances::broker::Broker;
+use ordo::instances::free_port;
 use ordo::instances::process::{OrdoProcess, ProcessSpec};
-use ordo::instances::{free_port, Services};
+use ordo::instances::redis::PrivateRedis;
 use ordo_clickhouse_store::ClickHouseConfig;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,11 +28,12 @@ pub struct Stack {
     /// The sink's process, or why there is none.
     pub sink: Result<OrdoProcess, String>,
     /// Dropped after the processes above (fields drop in order).
-    services: Services,
+    broker: Broker,
+    redis: PrivateRedis,
 }
 
 impl Stack {
-    /// The private services, the ingest role (at least `in_flight` requests at once, no
+    /// The private Redis and broker, the ingest role (at least `in_flight` requests at once, no
     /// tenant limit) and the sink; a sink that this build does not have is reported in
     /// [`Stack::sink`], not as an error.
     pub async fn start(
@@ -39,11 +42,17 @@ impl Stack {
         clickhouse: &ClickHouseConfig,
         in_flight: usize,
     ) -> anyhow::Result<Self> {
-        let services =
-            tokio::task::block_in_place(|| Services::start_in(dir, Durability::Scratch))?;
+        let (redis, broker) = tokio::task::block_in_place(|| {
+            let redis = PrivateRedis::start(free_port()?, dir, &log_path(dir, "redis"))
+                .context("start the private Redis")?;
+            let broker = Broker::start_on(free_port()?, Some(&log_path(dir, "broker")))
+                .context("start the private broker")?;
+            anyhow::Ok((redis, broker))
+        })?;
         let port = free_port()?;
         let ingest_url = format!("http://127.0.0.1:{port}");
-        let spec = role(binary, &["serve", "ingest"], dir, "ingest", &services)
+        let spec = role(binary, &["serve", "ingest"], dir, "ingest", &broker)
+            .env("ORDO_REDIS_URL", redis.url())
             .env("ORDO_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("ORDO_INGEST_MAX_IN_FLIGHT", in_flight.max(32).to_string())
             // 0 lifts a limit: the bench measures the pipeline, not the tenant's quota.
@@ -59,12 +68,13 @@ impl Stack {
                     log_path(dir, "ingest").display()
                 )
             })?;
-        let sink = start_sink(binary, dir, clickhouse, &services).await?;
+        let sink = start_sink(binary, dir, clickhouse, &broker).await?;
         Ok(Self {
             ingest_url,
             ingest,
             sink,
-            services,
+            broker,
+            redis,
         })
     }
 
@@ -79,11 +89,8 @@ impl Stack {
                 own(Some(sink.pid())),
             ));
         }
-        rows.push((
-            "broker (nisshi)".to_owned(),
-            own(self.services.broker.pid().ok()),
-        ));
-        rows.push(("Redis".to_owned(), own(self.services.redis.pid())));
+        rows.push(("broker (nisshi)".to_owned(), own(self.broker.pid().ok())));
+        rows.push(("Redis".to_owned(), own(self.redis.pid())));
         let port = clickhouse_port.map_or_else(|| "?".to_owned(), |p| p.to_string());
         rows.push((
             format!("ClickHouse (:{port}, shared)"),
@@ -119,8 +126,8 @@ pub fn log_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.log"))
 }
 
-/// A role of the platform on the private services, its output in `{name}.log`.
-fn role(binary: &Path, args: &[&str], dir: &Path, name: &str, services: &Services) -> ProcessSpec {
+/// A role of the platform on the private broker, its output in `{name}.log`.
+fn role(binary: &Path, args: &[&str], dir: &Path, name: &str, broker: &Broker) -> ProcessSpec {
     ProcessSpec::new(binary, args)
         .clean_env()
         .log(&log_path(dir, name))
@@ -129,9 +136,7 @@ fn role(binary: &Path, args: &[&str], dir: &Path, name: &str, services: &Service
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or("warn".into()),
         )
-        .env("ORDO_DATABASE_URL", services.cluster.url("ordo"))
-        .env("ORDO_REDIS_URL", services.redis.url())
-        .env("ORDO_KAFKA_BROKERS", services.broker.address())
+        .env("ORDO_KAFKA_BROKERS", broker.address())
         .env("ORDO_LOGS_TOPIC", LOGS_TOPIC)
 }
 
@@ -142,12 +147,11 @@ async fn start_sink(
     binary: &Path,
     dir: &Path,
     clickhouse: &ClickHouseConfig,
-    services: &Services,
+    broker: &Broker,
 ) -> anyhow::Result<Result<OrdoProcess, String>> {
     let metrics_port = free_port()?;
-    let mut spec = role(binary, &["serve", "projector"], dir, "projector", services)
+    let mut spec = role(binary, &["serve", "projector"], dir, "projector", broker)
         .env("ORDO_PROJECTOR", SINK)
-        .env("ORDO_PROJECTOR_TOPIC", LOGS_TOPIC)
         .env("ORDO_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
         .env("ORDO_CLICKHOUSE_URL", &clickhouse.url)
         .env("ORDO_CLICKHOUSE_USER", &clickhouse.user)

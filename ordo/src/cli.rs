@@ -770,6 +770,54 @@ pub enum BenchCommand {
     /// every process of the stack. `--system graphile-worker` measures that job queue the
     /// same way on the same private PostgreSQL.
     Queue(QueueBenchArgs),
+    /// Log ingestion end to end, as services ship logs: this process sends pre-encoded
+    /// requests of --batch lines by --protocol from --concurrency senders to `ordo serve
+    /// ingest`, and `ordo serve projector --name clickhouse-logs` stores them in ClickHouse,
+    /// all on a private Redis and broker and a ClickHouse database of the run's own. Prints
+    /// lines/s acknowledged and stored, ack → stored latency, bytes on disk per raw byte, the
+    /// raw INSERT limit of the same rows and the CPU seconds of every process.
+    Ingest(IngestBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestBenchArgs {
+    /// How the lines are sent.
+    #[arg(long, value_enum, default_value_t = LogProtocol::Otlp)]
+    pub protocol: LogProtocol,
+    /// Lines to send (rounded up to whole requests); 1,000,000 without --seconds.
+    #[arg(long, conflicts_with = "seconds")]
+    pub lines: Option<usize>,
+    /// Send for this many seconds instead of a number of lines.
+    #[arg(long)]
+    pub seconds: Option<u64>,
+    /// Senders, each sending one request after another over keep-alive HTTP.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Lines per request (1 to 10,000).
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    /// Lines per second to send, in whole requests on a steady schedule (the senders catch
+    /// up when behind); as fast as the senders go without. A sustained run measures ack →
+    /// stored at a rate the sink keeps up with.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Longest wait, after the last acknowledgement, for every line to be visible in
+    /// ClickHouse.
+    #[arg(long, default_value_t = 120)]
+    pub store_timeout_secs: u64,
+}
+
+/// How `ordo bench ingest` sends its lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogProtocol {
+    /// Ordo's own API: `POST /api/v1/logs`, NDJSON.
+    Native,
+    /// OTLP/HTTP: `POST /v1/logs`, protobuf.
+    Otlp,
+    /// Elasticsearch's bulk API: `POST /es/_bulk`, NDJSON.
+    Bulk,
+    /// Loki's push API: `POST /loki/api/v1/push`, snappy-compressed protobuf.
+    Loki,
 }
 
 #[derive(Debug, Args)]

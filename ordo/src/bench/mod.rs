@@ -2,7 +2,9 @@
 //! measures Ordo beside the raw limit of the storage underneath, in the same run.
 
 mod chaos;
+mod cpu;
 mod e2e;
+mod ingest;
 mod lifecycle;
 mod project;
 mod queue;
@@ -12,6 +14,7 @@ mod scratch;
 mod submit;
 
 use crate::cli::{BenchCommand, GlobalArgs};
+use ordo::instances::process::OrdoProcess;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,6 +29,17 @@ pub async fn run(args: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()>
         BenchCommand::E2e(bench) => e2e::run(args, bench).await,
         BenchCommand::Chaos(bench) => chaos::run(args, bench).await,
         BenchCommand::Queue(bench) => queue::run(args, bench).await,
+        BenchCommand::Ingest(bench) => ingest::run(args, bench).await,
+    }
+}
+
+/// How long a process started by a benchmark may take to stop.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// SIGTERM and a bounded wait; a process that does not stop is killed.
+pub fn stop(mut process: OrdoProcess, name: &str) {
+    if let Err(e) = process.terminate(STOP_TIMEOUT) {
+        tracing::warn!(process = name, error = %format!("{e:#}"), "did not stop cleanly");
     }
 }
 

@@ -12,13 +12,11 @@
 //! client put in the job's payload. This process talks to them with one line each way over
 //! their stdin and stdout, and reads the worker's records as it appends them.
 
-use super::cpu::{self, Counted, Rows};
-use super::{
-    stop, Report, Window, POLL, READY_TIMEOUT, STOP_TIMEOUT, SUBMIT_TIMEOUT, WARMUP_JOBS,
-    WARMUP_TIMEOUT,
-};
+use super::{Report, POLL, READY_TIMEOUT, SUBMIT_TIMEOUT, WARMUP_JOBS, WARMUP_TIMEOUT};
+use crate::bench::cpu::{self, Counted, Rows, Window};
 use crate::bench::lifecycle::{JobTimes, Lifecycle};
 use crate::bench::PhaseResult;
+use crate::bench::{stop, STOP_TIMEOUT};
 use crate::cli::QueueBenchArgs;
 use anyhow::{anyhow, bail, Context};
 use ordo::instances::find_program;

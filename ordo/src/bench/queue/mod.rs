@@ -8,17 +8,15 @@
 //! complete latency split at the start, how often jobs started, and the CPU seconds each
 //! process of the stack spent ([`cpu`]).
 
-mod cpu;
 mod graphile;
 mod ordo;
 
 use super::lifecycle::{percentiles, Lifecycle};
 use super::PhaseResult;
+use crate::bench::cpu::{self, Usage, Work};
 use crate::cli::{GlobalArgs, QueueBenchArgs, QueueSystem};
-use ::ordo::instances::process::OrdoProcess;
 use anyhow::Context;
-use cpu::{CpuSnapshot, Rows};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Through the whole pipeline before measuring: consumer groups form, every pool and
 /// connection opens.
@@ -28,7 +26,6 @@ const WARMUP_TIMEOUT: Duration = Duration::from_secs(90);
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// How often the bench looks whether every job completed.
 const POLL: Duration = Duration::from_millis(250);
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest a single submit may take.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -65,51 +62,6 @@ pub async fn run(global: &GlobalArgs, args: QueueBenchArgs) -> anyhow::Result<()
         result = bench => result,
         _ = crate::serve::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
     }
-}
-
-/// SIGTERM and a bounded wait; a process that does not stop is killed.
-fn stop(mut process: OrdoProcess, name: &str) {
-    if let Err(e) = process.terminate(STOP_TIMEOUT) {
-        tracing::warn!(process = name, error = %format!("{e:#}"), "did not stop cleanly");
-    }
-}
-
-/// The measured run, open: from its first enqueue until every job completed.
-struct Window {
-    load_start: String,
-    cpu_before: CpuSnapshot,
-    started: Instant,
-}
-
-impl Window {
-    fn open(processes: &Rows) -> Self {
-        let load_start = cpu::loadavg();
-        let cpu_before = cpu::cpu_seconds(processes);
-        Self {
-            load_start,
-            cpu_before,
-            started: Instant::now(),
-        }
-    }
-
-    /// Closed with the processes as they are at the end (PostgreSQL has new backends).
-    fn close(self, processes: &Rows) -> Usage {
-        let wall = self.started.elapsed();
-        Usage {
-            load_start: self.load_start,
-            cpu_before: self.cpu_before,
-            cpu_after: cpu::cpu_seconds(processes),
-            wall,
-        }
-    }
-}
-
-/// The measured run's length and what the stack spent during it.
-struct Usage {
-    load_start: String,
-    cpu_before: CpuSnapshot,
-    cpu_after: CpuSnapshot,
-    wall: Duration,
 }
 
 /// What a system's measured run printed, the same lines for every system; the labels say
@@ -155,7 +107,16 @@ impl Report<'_> {
             lifecycle.starts, self.start_events, lifecycle.jobs, lifecycle.failures
         );
         let usage = self.usage;
-        cpu::print_cpu(&usage.cpu_before, &usage.cpu_after, usage.wall, self.jobs);
-        println!("load average at end:   {}", cpu::loadavg());
+        let work = Work {
+            count: self.jobs,
+            per: 1_000,
+            unit: "jobs",
+        };
+        cpu::print_cpu(
+            usage,
+            "from the first enqueue until every job completed",
+            work,
+        );
+        println!("load average at end:   {}", usage.load_end);
     }
 }

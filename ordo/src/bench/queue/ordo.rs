@@ -8,11 +8,10 @@
 //! Enqueue → complete latency comes from the event store: the `occurred_at` of each job's
 //! JobSubmitted, JobStarted and JobCompleted events.
 
-use super::cpu::{self, Counted, Rows};
-use super::{
-    stop, Report, Window, POLL, READY_TIMEOUT, SUBMIT_TIMEOUT, WARMUP_JOBS, WARMUP_TIMEOUT,
-};
+use super::{Report, POLL, READY_TIMEOUT, SUBMIT_TIMEOUT, WARMUP_JOBS, WARMUP_TIMEOUT};
+use crate::bench::cpu::{self, Counted, Rows, Window};
 use crate::bench::lifecycle::Lifecycle;
+use crate::bench::stop;
 use crate::bench::{measure, submit_job, QUEUE};
 use crate::cli::{GlobalArgs, QueueBenchArgs};
 use anyhow::{bail, Context};

@@ -1,10 +1,10 @@
 //! The CPU seconds each process of a benchmarked stack spent (utime + stime from
 //! `/proc/<pid>/stat`), and the machine's load average: read at the start and at the end of
-//! the measured run, the same way for every system measured.
+//! the measured run ([`Window`]), the same way for every system and every benchmark.
 
 use ordo::instances::postgres::PrivateCluster;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The processes whose CPU time is reported, by row of the table.
 pub(super) type Rows = Vec<(String, Vec<Counted>)>;
@@ -96,16 +96,72 @@ fn all_pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
-pub(super) fn print_cpu(before: &CpuSnapshot, after: &CpuSnapshot, wall: Duration, jobs: usize) {
+/// The measured run, open: the load average and the CPU time of its processes at its start.
+pub(super) struct Window {
+    load_start: String,
+    cpu_before: CpuSnapshot,
+    started: Instant,
+}
+
+impl Window {
+    pub(super) fn open(processes: &Rows) -> Self {
+        let load_start = loadavg();
+        let cpu_before = cpu_seconds(processes);
+        Self {
+            load_start,
+            cpu_before,
+            started: Instant::now(),
+        }
+    }
+
+    /// Closed with the processes as they are at the end (PostgreSQL has new backends).
+    pub(super) fn close(self, processes: &Rows) -> Usage {
+        let wall = self.started.elapsed();
+        Usage {
+            load_start: self.load_start,
+            load_end: loadavg(),
+            cpu_before: self.cpu_before,
+            cpu_after: cpu_seconds(processes),
+            wall,
+        }
+    }
+}
+
+/// The measured run's length and what the stack spent during it.
+pub(super) struct Usage {
+    pub(super) load_start: String,
+    pub(super) load_end: String,
+    cpu_before: CpuSnapshot,
+    cpu_after: CpuSnapshot,
+    pub(super) wall: Duration,
+}
+
+/// What the CPU seconds are divided by: `count` units of work, shown per `per` units.
+pub(super) struct Work<'a> {
+    pub(super) count: usize,
+    pub(super) per: usize,
+    pub(super) unit: &'a str,
+}
+
+/// The table of CPU seconds per row; `span` says where the run began and ended.
+pub(super) fn print_cpu(usage: &Usage, span: &str, work: Work<'_>) {
+    let Usage {
+        cpu_before: before,
+        cpu_after: after,
+        wall,
+        ..
+    } = usage;
     println!(
-        "CPU seconds during the measured run ({:.2} s from the first enqueue until every job \
-         completed; utime + stime from /proc):",
+        "CPU seconds during the measured run ({:.2} s {span}; utime + stime from /proc):",
         wall.as_secs_f64()
     );
+    let per_work = format!("CPU s/{} {}", work.per, work.unit);
+    let width = per_work.len().max(16);
     println!(
-        "  {:<36} {:>6} {:>9} {:>16} {:>11}",
-        "process", "procs", "CPU s", "CPU s/1000 jobs", "% of 1 core"
+        "  {:<36} {:>6} {:>9} {per_work:>width$} {:>11}",
+        "process", "procs", "CPU s", "% of 1 core"
     );
+    let per = |seconds: f64| seconds / work.count.max(1) as f64 * work.per as f64;
     let mut total = 0.0;
     for ((label, start), (_, end)) in before.iter().zip(after) {
         // A process that started during the run counts from zero; one that ended is lost
@@ -119,21 +175,21 @@ pub(super) fn print_cpu(before: &CpuSnapshot, after: &CpuSnapshot, wall: Duratio
         total += seconds;
         let pids = end.len();
         println!(
-            "  {label:<36} {pids:>6} {seconds:>9.2} {:>16.3} {:>10.0}%",
-            seconds / jobs as f64 * 1_000.0,
+            "  {label:<36} {pids:>6} {seconds:>9.2} {:>width$.3} {:>10.0}%",
+            per(seconds),
             seconds / wall.as_secs_f64() * 100.0,
         );
     }
     println!(
-        "  {:<36} {:>6} {total:>9.2} {:>16.3} {:>10.0}%",
+        "  {:<36} {:>6} {total:>9.2} {:>width$.3} {:>10.0}%",
         "total",
         "",
-        total / jobs as f64 * 1_000.0,
+        per(total),
         total / wall.as_secs_f64() * 100.0,
     );
 }
 
-pub(super) fn loadavg() -> String {
+fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
@@ -152,4 +208,32 @@ pub(super) fn postgres_row(cluster: &PrivateCluster) -> (String, Vec<Counted>) {
         }
     };
     ("PostgreSQL (postmaster + backends)".to_owned(), processes)
+}
+
+/// The process listening on TCP `port` (any address): the socket's inode from
+/// `/proc/net/tcp` and `tcp6`, then the process that has it open.
+pub(super) fn listening_on(port: u16) -> Option<u32> {
+    const LISTEN: &str = "0A";
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|row| {
+                // sl, local address (hex ip:port), remote address, state, …, inode (10th).
+                let fields: Vec<&str> = row.split_whitespace().collect();
+                let local_port = fields.get(1)?.rsplit(':').next()?;
+                let listening = u16::from_str_radix(local_port, 16) == Ok(port)
+                    && fields.get(3) == Some(&LISTEN);
+                listening.then(|| fields.get(9).map(|inode| inode.to_string()))?
+            })
+        })?;
+    let socket = format!("socket:[{inode}]");
+    all_pids().into_iter().find(|pid| {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return false;
+        };
+        fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == socket.as_str())
+        })
+    })
 }

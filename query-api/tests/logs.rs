@@ -408,3 +408,69 @@ async fn an_unreachable_clickhouse_answers_503_and_the_breaker_opens() {
         "{problem}"
     );
 }
+
+fn messages_of(lines: &Value) -> Vec<&str> {
+    lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn context_brings_the_lines_around_each_hit_from_its_service_or_job() {
+    let app = LogApp::spawn().await;
+    let base = Utc::now() - Duration::minutes(5);
+    let at = |ms: i64| base + Duration::milliseconds(ms);
+    let mut rows: Vec<LogRow> = (0..6)
+        .map(|i| {
+            line(
+                TENANT,
+                at(i * 1000),
+                "api",
+                "info",
+                &format!("api step {i}"),
+            )
+        })
+        .collect();
+    rows[3].message = "api step 3 failed".into();
+    // Another service's line in between is not context.
+    rows.push(line(TENANT, at(3500), "worker", "info", "worker noise"));
+    // Two jobs' lines interleaved: a job line's context is its own job's.
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    for i in 0..4 {
+        for (job, name) in [(a, "a"), (b, "b")] {
+            let text = if i == 2 && name == "a" {
+                "job a crashed".to_owned()
+            } else {
+                format!("job {name} line {i}")
+            };
+            let mut row = line(TENANT, at(10_000 + i * 100), "job", "info", &text);
+            row.job_id = Some(job);
+            rows.push(row);
+        }
+    }
+    app.insert(&rows).await;
+    let page = app.search(&[("q", "failed"), ("context", "2")]).await;
+    let hit = &page["lines"][0];
+    assert_eq!(hit["message"], "api step 3 failed");
+    assert_eq!(
+        messages_of(&hit["context"]["before"]),
+        ["api step 1", "api step 2"]
+    );
+    assert_eq!(
+        messages_of(&hit["context"]["after"]),
+        ["api step 4", "api step 5"]
+    );
+    let page = app.search(&[("q", "crashed"), ("context", "5")]).await;
+    let hit = &page["lines"][0];
+    assert_eq!(
+        messages_of(&hit["context"]["before"]),
+        ["job a line 0", "job a line 1"]
+    );
+    assert_eq!(messages_of(&hit["context"]["after"]), ["job a line 3"]);
+    // Without context, no such member.
+    let page = app.search(&[("q", "crashed")]).await;
+    assert!(page["lines"][0].get("context").is_none());
+}

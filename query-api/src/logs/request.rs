@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1_000;
+/// Most lines of `context` on each side of a hit …
+pub const MAX_CONTEXT: u64 = 20;
+/// … and most hits of a page with context: each hit's context is one more query.
+pub const MAX_CONTEXT_LIMIT: u64 = 50;
 /// The window searched when the request names neither `from` nor `since`.
 const DEFAULT_WINDOW: Duration = Duration::hours(24);
 
@@ -31,10 +35,11 @@ pub struct SearchInput {
     pub job_id: Option<String>,
     pub limit: Option<u64>,
     pub cursor: Option<String>,
+    pub context: Option<u64>,
 }
 
 /// The query-string names, aliases included.
-const PARAMS: [&str; 12] = [
+const PARAMS: [&str; 13] = [
     "q",
     "from",
     "startTime",
@@ -47,6 +52,7 @@ const PARAMS: [&str; 12] = [
     "job_id",
     "limit",
     "cursor",
+    "context",
 ];
 
 impl SearchInput {
@@ -73,6 +79,7 @@ impl SearchInput {
             job_id: one("job_id", None)?,
             limit: params.u64("limit")?,
             cursor: one("cursor", None)?,
+            context: params.u64("context")?,
         })
     }
 
@@ -94,10 +101,25 @@ impl SearchInput {
                 terms.push(Expr::Term(term));
             }
         }
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT as u64);
+        let context = self.context.unwrap_or(0);
+        if context > MAX_CONTEXT {
+            return Err(QueryError::BadRequest(format!(
+                "context must be 0 to {MAX_CONTEXT} (got {context})"
+            )));
+        }
+        let limit = self.limit.unwrap_or(if context > 0 {
+            MAX_CONTEXT_LIMIT
+        } else {
+            DEFAULT_LIMIT as u64
+        });
         if !(1..=MAX_LIMIT as u64).contains(&limit) {
             return Err(QueryError::BadRequest(format!(
                 "limit must be 1 to {MAX_LIMIT} (got {limit})"
+            )));
+        }
+        if context > 0 && limit > MAX_CONTEXT_LIMIT {
+            return Err(QueryError::BadRequest(format!(
+                "with context, limit must be at most {MAX_CONTEXT_LIMIT} (got {limit})"
             )));
         }
         let cursor: Option<LogCursor> = self.cursor.as_deref().map(cursor::decode).transpose()?;
@@ -138,6 +160,7 @@ impl SearchInput {
             clamped,
             limit: limit as usize,
             cursor,
+            context: context as usize,
         })
     }
 }
@@ -152,6 +175,8 @@ pub struct Search {
     pub clamped: bool,
     pub limit: usize,
     pub cursor: Option<LogCursor>,
+    /// Lines around each hit (0: none).
+    pub context: usize,
 }
 
 /// Position of the last line of a page, newest first: its timestamp and a hash of the line
@@ -213,6 +238,10 @@ mod tests {
         assert_eq!(search.to - search.from, DEFAULT_WINDOW);
         assert_eq!(search.limit, DEFAULT_LIMIT);
         assert!(search.query.is_none());
+        assert_eq!(
+            resolve("context=3").unwrap().limit,
+            MAX_CONTEXT_LIMIT as usize
+        );
         let search = resolve("since=7d&endTime=2026-01-31T00:00:00Z").unwrap();
         assert_eq!(search.to - search.from, Duration::days(7));
         assert!(!search.clamped);
@@ -230,6 +259,8 @@ mod tests {
             "service=a&source=b",
             "limit=0",
             "limit=1001",
+            "context=21",
+            "context=2&limit=51",
             "cursor=x",
             "level=loud",
             "job_id=nope",

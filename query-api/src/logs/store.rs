@@ -6,6 +6,7 @@ use crate::cursor;
 use crate::QueryError;
 use chrono::{DateTime, SecondsFormat, Utc};
 use clickhouse::Row;
+use futures::{StreamExt, TryStreamExt};
 use ordo_clickhouse_store::{ClickHouseConfig, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -69,7 +70,7 @@ struct Hit {
 }
 
 /// One line as answered.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct LogLine {
     pub ts: String,
     pub level: String,
@@ -83,6 +84,16 @@ pub struct LogLine {
     pub attempt: u32,
     pub trace_id: String,
     pub span_id: String,
+    /// With `context=N`: the lines around this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<Context>,
+}
+
+/// Lines of the same job or service around a hit, oldest first on each side.
+#[derive(Debug, Clone, Serialize)]
+pub struct Context {
+    pub before: Vec<LogLine>,
+    pub after: Vec<LogLine>,
 }
 
 impl From<Hit> for LogLine {
@@ -100,6 +111,7 @@ impl From<Hit> for LogLine {
             attempt: hit.attempt,
             trace_id: hit.trace_id,
             span_id: hit.span_id,
+            context: None,
         }
     }
 }
@@ -120,10 +132,19 @@ pub struct Window {
     pub clamped: bool,
 }
 
-/// Identical lines at one nanosecond hash alike; one of them may be skipped at a page
-/// boundary. Kafka's position tells apart lines that came through it.
-const TIEBREAK: &str =
-    "sipHash64(service, host, component, message, trace_id, kafka_partition, kafka_offset)";
+/// How far from a hit its context lines are looked for: bounds what one context query reads.
+const CONTEXT_SPAN: chrono::Duration = chrono::Duration::hours(1);
+
+/// Context queries of one request in flight at once.
+const CONTEXT_QUERIES: usize = 4;
+
+/// The columns of an answer's line and the tiebreaker of lines at one nanosecond: identical
+/// lines hash alike (one of them may be skipped at a page boundary); Kafka's position tells
+/// apart lines that came through it.
+const SELECT: &str = "SELECT ts, level, service, env, host, component, message, attributes, \
+                      job_id, attempt, trace_id, span_id, \
+                      sipHash64(service, host, component, message, trace_id, kafka_partition, \
+                      kafka_offset) AS tiebreak FROM logs";
 
 impl LogStore {
     pub fn new(config: LogSearchConfig) -> Self {
@@ -143,10 +164,9 @@ impl LogStore {
     }
 
     /// One page of `tenant`'s lines matching `search`.
-    pub async fn search(&self, tenant: &str, search: &Search) -> Result<Page, QueryError> {
-        self.breaker.check()?;
+    pub async fn search(&self, tenant_name: &str, search: &Search) -> Result<Page, QueryError> {
         let mut sql = Conditions::default();
-        let tenant = sql.text(tenant);
+        let tenant = sql.text(tenant_name);
         sql.push(format!("tenant = {tenant}"));
         let from = nanos(&mut sql, search.from);
         let to = nanos(&mut sql, search.to);
@@ -165,41 +185,10 @@ impl LogStore {
         }
         let limit = sql.bind("UInt32", Param::UInt(search.limit as u64 + 1));
         let text = format!(
-            "SELECT ts, level, service, env, host, component, message, attributes, job_id, \
-             attempt, trace_id, span_id, {TIEBREAK} AS tiebreak FROM logs WHERE {} \
-             ORDER BY ts DESC, tiebreak DESC LIMIT {limit}",
+            "{SELECT} WHERE {} ORDER BY ts DESC, tiebreak DESC LIMIT {limit}",
             sql.clause()
         );
-        let query = sql
-            .params()
-            .iter()
-            .fold(self.client.query(&text), |query, (name, value)| {
-                query.param(name, value)
-            });
-        let result = self
-            .config
-            .clickhouse
-            .bounded("log search", query.fetch_all::<Hit>())
-            .await;
-        let mut hits = match result {
-            Ok(hits) => {
-                self.breaker.succeeded();
-                hits
-            }
-            Err(error) if too_many_rows(&error) => {
-                // The request's fault, not ClickHouse's: no count against the breaker.
-                self.breaker.succeeded();
-                return Err(QueryError::BadRequest(format!(
-                    "the search would read more than {} lines; narrow the window or add \
-                     field filters (service:, level:, job:)",
-                    self.config.max_rows_to_read
-                )));
-            }
-            Err(error) => {
-                self.breaker.failed();
-                return Err(QueryError::Unavailable(error.to_string()));
-            }
-        };
+        let mut hits = self.fetch(&text, &sql).await?;
         let next_cursor = (hits.len() > search.limit).then(|| {
             hits.truncate(search.limit);
             let last = hits.last().expect("limit is at least 1");
@@ -209,8 +198,20 @@ impl LogStore {
                 from: search.from.timestamp_nanos_opt().unwrap_or(0),
             })
         });
+        let contexts = match search.context {
+            0 => vec![None; hits.len()],
+            n => self.contexts(tenant_name, &hits, n).await?,
+        };
+        let lines = hits
+            .into_iter()
+            .zip(contexts)
+            .map(|(hit, context)| LogLine {
+                context,
+                ..LogLine::from(hit)
+            })
+            .collect();
         Ok(Page {
-            lines: hits.into_iter().map(LogLine::from).collect(),
+            lines,
             next_cursor,
             window: Window {
                 from: search.from.to_rfc3339_opts(SecondsFormat::AutoSi, true),
@@ -218,6 +219,107 @@ impl LogStore {
                 clamped: search.clamped,
             },
         })
+    }
+
+    /// The context of every hit: a few queries at a time, all within one timeout.
+    async fn contexts(
+        &self,
+        tenant: &str,
+        hits: &[Hit],
+        n: usize,
+    ) -> Result<Vec<Option<Context>>, QueryError> {
+        // Collected first: a stream holding a closure that borrows `hits` is not general
+        // enough for the handler's `Send` future.
+        let queries: Vec<_> = hits
+            .iter()
+            .map(|hit| self.context(tenant, hit, n))
+            .collect();
+        let all = futures::stream::iter(queries)
+            .buffered(CONTEXT_QUERIES)
+            .map_ok(Some)
+            .try_collect();
+        tokio::time::timeout(self.config.clickhouse.timeout, all)
+            .await
+            .unwrap_or_else(|_| {
+                Err(QueryError::Unavailable(format!(
+                    "ClickHouse did not answer the context of the lines within {:?}",
+                    self.config.clickhouse.timeout
+                )))
+            })
+    }
+
+    /// The `n` lines before and after `hit` from the same job (job lines) or service, within
+    /// [`CONTEXT_SPAN`] of it.
+    async fn context(&self, tenant: &str, hit: &Hit, n: usize) -> Result<Context, QueryError> {
+        let mut sql = Conditions::default();
+        let tenant = sql.text(tenant);
+        sql.push(format!("tenant = {tenant}"));
+        let service = sql.text(&hit.service);
+        sql.push(format!("service = {service}"));
+        if let Some(job) = hit.job_id {
+            let job = sql.bind("UUID", Param::Text(job.to_string()));
+            sql.push(format!("job_id = {job}"));
+        }
+        let from = nanos(&mut sql, hit.ts - CONTEXT_SPAN);
+        let to = nanos(&mut sql, hit.ts + CONTEXT_SPAN);
+        sql.push(format!("ts >= {from} AND ts <= {to}"));
+        let ts = nanos(&mut sql, hit.ts);
+        let tiebreak = sql.bind("UInt64", Param::UInt(hit.tiebreak));
+        let limit = sql.bind("UInt32", Param::UInt(n as u64));
+        let clause = sql.clause();
+        let text = format!(
+            "SELECT * FROM ({SELECT} WHERE {clause} AND (ts, tiebreak) < ({ts}, {tiebreak}) \
+             ORDER BY ts DESC, tiebreak DESC LIMIT {limit}) \
+             UNION ALL SELECT * FROM ({SELECT} WHERE {clause} AND (ts, tiebreak) > ({ts}, {tiebreak}) \
+             ORDER BY ts, tiebreak LIMIT {limit})"
+        );
+        let (mut before, mut after): (Vec<Hit>, Vec<Hit>) = self
+            .fetch(&text, &sql)
+            .await?
+            .into_iter()
+            .partition(|line| (line.ts, line.tiebreak) < (hit.ts, hit.tiebreak));
+        // Both sides oldest first, as they would be read around the hit.
+        before.sort_by_key(|line| (line.ts, line.tiebreak));
+        after.sort_by_key(|line| (line.ts, line.tiebreak));
+        Ok(Context {
+            before: before.into_iter().map(LogLine::from).collect(),
+            after: after.into_iter().map(LogLine::from).collect(),
+        })
+    }
+
+    /// Runs one query within the timeout, through the breaker.
+    async fn fetch(&self, text: &str, sql: &Conditions) -> Result<Vec<Hit>, QueryError> {
+        self.breaker.check()?;
+        let query = sql
+            .params()
+            .iter()
+            .fold(self.client.query(text), |query, (name, value)| {
+                query.param(name, value)
+            });
+        let result = self
+            .config
+            .clickhouse
+            .bounded("log search", query.fetch_all::<Hit>())
+            .await;
+        match result {
+            Ok(hits) => {
+                self.breaker.succeeded();
+                Ok(hits)
+            }
+            Err(error) if too_many_rows(&error) => {
+                // The request's fault, not ClickHouse's: no count against the breaker.
+                self.breaker.succeeded();
+                Err(QueryError::BadRequest(format!(
+                    "the search would read more than {} lines; narrow the window or add \
+                     field filters (service:, level:, job:)",
+                    self.config.max_rows_to_read
+                )))
+            }
+            Err(error) => {
+                self.breaker.failed();
+                Err(QueryError::Unavailable(error.to_string()))
+            }
+        }
     }
 }
 

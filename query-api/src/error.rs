@@ -28,6 +28,12 @@ pub enum QueryError {
     /// Redis or ClickHouse failed or did not answer in time.
     #[error("{0}")]
     Unavailable(String),
+    /// Log search's circuit breaker is open: answered at once, retry after the cool-down.
+    #[error("{detail}")]
+    Paused {
+        detail: String,
+        retry_after_secs: u32,
+    },
 }
 
 impl QueryError {
@@ -48,7 +54,7 @@ impl From<ParseError> for QueryError {
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         let detail = self.to_string();
-        // Both 503s are transient: the projector catches up, Redis comes back.
+        // The 503s are transient: the projector catches up, Redis or ClickHouse comes back.
         let problem = match self {
             QueryError::BadRequest(_) => {
                 Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail)
@@ -72,6 +78,9 @@ impl IntoResponse for QueryError {
                 tracing::warn!(%detail, "query failed");
                 Problem::unavailable(detail)
             }
+            QueryError::Paused {
+                retry_after_secs, ..
+            } => Problem::unavailable(detail).retry_after(retry_after_secs),
         };
         problem.into_response()
     }

@@ -28,11 +28,18 @@ struct LogApp {
 impl LogApp {
     /// A query API searching a fresh, migrated test database.
     async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// With settings changed by `configure`.
+    async fn spawn_with(configure: impl FnOnce(&mut LogSearchConfig)) -> Self {
         let db = TestDatabase::new();
         ordo_clickhouse_store::migrate(&db.config)
             .await
             .expect("ClickHouse of the local stack answers (run `make services`)");
-        let mut app = Self::on(LogSearchConfig::new(db.config.clone())).await;
+        let mut config = LogSearchConfig::new(db.config.clone());
+        configure(&mut config);
+        let mut app = Self::on(config).await;
         app.db = Some(db);
         app
     }
@@ -384,6 +391,31 @@ async fn a_query_that_does_not_parse_names_the_position() {
 }
 
 #[tokio::test]
+async fn a_search_reading_too_many_rows_is_refused_without_opening_the_breaker() {
+    let app = LogApp::spawn_with(|config| {
+        config.max_rows_to_read = 2;
+        config.breaker_failures = 1;
+    })
+    .await;
+    corpus(&app).await;
+    for _ in 0..2 {
+        let problem = problem_of(
+            send(app.get(&[("q", "")], TENANT)).await,
+            400,
+            "bad-request",
+        )
+        .await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("more than 2 lines"),
+            "{problem}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unreachable_clickhouse_answers_503_and_the_breaker_opens() {
     // A port nothing listens on: bind one and let it go.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -395,13 +427,21 @@ async fn an_unreachable_clickhouse_answers_503_and_the_breaker_opens() {
         LogSearchConfig::new(ClickHouseConfig::new(format!("http://127.0.0.1:{port}")));
     config.breaker_failures = 2;
     let app = LogApp::on(config).await;
-    for _ in 0..3 {
+    for _ in 0..2 {
         let resp = send(app.get(&[("q", "x")], TENANT)).await;
         assert_eq!(resp.headers()["retry-after"], "1");
         let problem = problem_of(resp, 503, "unavailable").await;
-        assert!(problem["detail"].is_string());
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("ClickHouse at"),
+            "{problem}"
+        );
     }
+    // The breaker opened after 2 failures: answered at once, retry after the cool-down.
     let resp = send(app.get(&[("q", "x")], TENANT)).await;
+    assert_eq!(resp.headers()["retry-after"], "10");
     let problem = problem_of(resp, 503, "unavailable").await;
     assert!(
         problem["detail"].as_str().unwrap().contains("paused"),

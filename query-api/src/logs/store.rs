@@ -164,20 +164,19 @@ impl LogStore {
     }
 
     /// One page of `tenant`'s lines matching `search`.
-    pub async fn search(&self, tenant_name: &str, search: &Search) -> Result<Page, QueryError> {
+    pub async fn search(&self, tenant: &str, search: &Search) -> Result<Page, QueryError> {
         let mut sql = Conditions::default();
-        let tenant = sql.text(tenant_name);
-        sql.push(format!("tenant = {tenant}"));
+        let tenant_param = sql.text(tenant);
+        sql.push(format!("tenant = {tenant_param}"));
         let from = nanos(&mut sql, search.from);
         let to = nanos(&mut sql, search.to);
         sql.push(format!("ts >= {from} AND ts < {to}"));
         if let Some(cursor) = &search.cursor {
-            let ts = sql.bind("Int64", Param::Int(cursor.ts));
+            let ts = nanos(&mut sql, DateTime::from_timestamp_nanos(cursor.ts));
             let tiebreak = sql.bind("UInt64", Param::UInt(cursor.tiebreak));
             // The plain `ts <=` lets the primary key prune; the tuple orders ties.
             sql.push(format!(
-                "ts <= fromUnixTimestamp64Nano({ts}, 'UTC') AND \
-                 (ts, tiebreak) < (fromUnixTimestamp64Nano({ts}, 'UTC'), {tiebreak})"
+                "ts <= {ts} AND (ts, tiebreak) < ({ts}, {tiebreak})"
             ));
         }
         if let Some(query) = &search.query {
@@ -200,7 +199,7 @@ impl LogStore {
         });
         let contexts = match search.context {
             0 => vec![None; hits.len()],
-            n => self.contexts(tenant_name, &hits, n).await?,
+            n => self.contexts(tenant, &hits, n).await?,
         };
         let lines = hits
             .into_iter()
@@ -359,11 +358,18 @@ impl Breaker {
     fn check(&self) -> Result<(), QueryError> {
         let open_until = *self.open_until.lock().expect("breaker lock");
         match open_until {
-            Some(until) if Instant::now() < until => Err(QueryError::Unavailable(format!(
-                "log search is paused for {:?} after {} consecutive ClickHouse failures",
-                until - Instant::now(),
-                self.threshold
-            ))),
+            Some(until) if Instant::now() < until => {
+                let left = until - Instant::now();
+                Err(QueryError::Paused {
+                    detail: format!(
+                        "log search is paused for {left:?} after {} consecutive ClickHouse \
+                         failures",
+                        self.threshold
+                    ),
+                    // Whole seconds, rounded up: a client retrying then finds it closed.
+                    retry_after_secs: left.as_secs() as u32 + 1,
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -393,7 +399,13 @@ mod tests {
         breaker.failed();
         assert!(breaker.check().is_ok(), "the success reset the count");
         breaker.failed();
-        assert!(breaker.check().is_err());
+        assert!(matches!(
+            breaker.check(),
+            Err(QueryError::Paused {
+                retry_after_secs: 1,
+                ..
+            })
+        ));
         std::thread::sleep(Duration::from_millis(60));
         assert!(breaker.check().is_ok());
     }

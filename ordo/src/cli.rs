@@ -335,6 +335,9 @@ pub enum Command {
     /// Work with jobs through a running command API.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Search log lines through a running query API (`GET /api/v1/logs`).
+    #[command(subcommand)]
+    Logs(LogsCommand),
     /// Rebuild a read model from the event store: into a new namespace and switch to it (the
     /// default), repair some jobs in place (--job, --since), diff the live model against a
     /// replay (--verify; exit code 1 on any difference), or just read (--dry-run).
@@ -361,7 +364,8 @@ pub struct ServicesArgs {
 pub enum ServeRole {
     /// The command API.
     Api,
-    /// The query API over the Redis read model (`/api/v1/jobs`, `/queues`, `/stats`).
+    /// The query API over the Redis read model (`/api/v1/jobs`, `/queues`, `/stats`) and
+    /// log search over ClickHouse (`/api/v1/logs`).
     Query {
         #[command(flatten)]
         query: QueryArgs,
@@ -746,6 +750,54 @@ pub struct JobsSubmitArgs {
     /// Bound of each request.
     #[arg(long, default_value_t = 30_000)]
     pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Print the lines matching QUERY, newest first: time, level, service and message, or one
+    /// JSON object per line. QUERY is the query language of the README's "Log search"
+    /// (`timeout level:>=warn service:api`, `"exact phrase"`, `a OR b`, `-word`, `conn*`).
+    Search(LogsSearchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LogsSearchArgs {
+    /// The query (empty: every line of the window).
+    #[arg(default_value = "")]
+    pub query: String,
+    /// How far back to search: 15m, 24h, 7d (the API's default is 24h).
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub service: Option<String>,
+    /// A level (`error`) or a range (`>=warn`).
+    #[arg(long)]
+    pub level: Option<String>,
+    /// Lines of one job (its id).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Most lines printed (1 to 1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    #[arg(long, short, value_enum, default_value_t = LogsOutput::Text)]
+    pub output: LogsOutput,
+    /// The query API (`ordo dev` serves it with the command API).
+    #[arg(long, env = "ORDO_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api_url: String,
+    /// The tenant whose lines are searched.
+    #[arg(long, env = "ORDO_TENANT", default_value = ordo_protocol::tenant::DEFAULT_TENANT)]
+    pub tenant: String,
+    /// Bound of the request.
+    #[arg(long, default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogsOutput {
+    /// One line per log line: time, level, service, message.
+    Text,
+    /// One JSON object per log line, as the API answers it.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

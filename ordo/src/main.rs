@@ -7,6 +7,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod cli;
 mod jobs;
+mod logs;
 mod replay;
 mod serve;
 mod services;
@@ -63,6 +64,7 @@ async fn main() -> std::process::ExitCode {
         Command::Migrate => serve::migrate(&cli.global).await,
         Command::Bench(bench) => bench::run(&cli.global, bench).await,
         Command::Jobs(cli::JobsCommand::Submit(args)) => jobs::submit(&args).await,
+        Command::Logs(cli::LogsCommand::Search(args)) => logs::search(&args).await,
         Command::Replay(args) => replay::run(&cli.global, &args).await,
         Command::Services(args) => services::list(&cli.global, &args).await,
     };

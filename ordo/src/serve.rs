@@ -24,6 +24,7 @@ use ordo_projectors::rebuild::{self, RebuildConfig};
 use ordo_projectors::replay::JobRepair;
 use ordo_projectors::sinks::clickhouse;
 use ordo_projectors::{LogSinkMetrics, ProjectorConfig, ProjectorMetricFamilies, RebuildMetrics};
+use ordo_query_api::logs::LogSearchConfig;
 use ordo_query_api::{QueryConfig, QueryState};
 use prometheus::Registry;
 use sqlx::PgPool;
@@ -427,7 +428,8 @@ fn health_routes(registry: Registry, readiness: Readiness) -> Router {
 
 async fn query_state(args: &GlobalArgs, config: QueryConfig) -> anyhow::Result<QueryState> {
     // Its own connection: reads must not queue behind the projector's large pipelines.
-    Ok(QueryState::new(connect_redis(args).await?, config))
+    Ok(QueryState::new(connect_redis(args).await?, config)
+        .with_logs(LogSearchConfig::new(args.clickhouse_config()?)))
 }
 
 async fn log_sink(args: &GlobalArgs) -> anyhow::Result<LogSink> {

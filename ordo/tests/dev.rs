@@ -72,6 +72,24 @@ async fn a_read_with_the_commands_sequence_returns_the_state_the_command_made() 
         .unwrap();
     let batch = LogBatch::decode(record.value.as_deref().unwrap()).unwrap();
     assert_eq!(batch.lines[0].message, "invoice sent");
+
+    // Log search on the same path (GET beside the ingest's POST), through `ordo logs search`.
+    let search = ordo_logs_search(&dev.url, &["invoice", "--since", "1h", "-o", "json"]).await;
+    assert!(search.status.success(), "{search:?}");
+    let refused = ordo_logs_search(&dev.url, &["invoice level:loud"]).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("at position 14"), "{stderr}");
+    assert!(stderr.contains("\n                ^"), "{stderr}");
+}
+
+async fn ordo_logs_search(url: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["logs", "search", "--api-url", url])
+        .args(args)
+        .output()
+        .await
+        .expect("ordo runs")
 }
 
 /// `ordo dev` runs a worker on the `default` queue: a job submitted there completes, one

@@ -8,6 +8,7 @@
 use crate::QueryError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,20 +25,30 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("a cursor serializes"))
+        encode(self)
     }
 
     pub fn decode(text: &str) -> Result<Self, QueryError> {
-        URL_SAFE_NO_PAD
-            .decode(text)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or_else(|| {
-                QueryError::BadRequest(
-                    "cursor is not valid; pass the next_cursor of a previous page unchanged".into(),
-                )
-            })
+        decode(text)
     }
+}
+
+/// Any cursor as base64url JSON (the log search's too).
+pub fn encode<T: Serialize>(cursor: &T) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).expect("a cursor serializes"))
+}
+
+/// The cursor [`encode`] made, or a 400.
+pub fn decode<T: DeserializeOwned>(text: &str) -> Result<T, QueryError> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| {
+            QueryError::BadRequest(
+                "cursor is not valid; pass the next_cursor of a previous page unchanged".into(),
+            )
+        })
 }
 
 #[cfg(test)]

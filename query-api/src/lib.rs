@@ -1,5 +1,6 @@
 //! The read side's HTTP API: job views, job lists, queue depths and counts, read from the Redis
-//! read model the projectors write (key layout in [`ordo_read_model::keys`]). Every request is
+//! read model the projectors write (key layout in [`ordo_read_model::keys`]), and log search
+//! over ClickHouse's `logs` table. Every request is
 //! scoped to the tenant of `X-Ordo-Tenant` and resolves the live namespace first, so a
 //! blue/green replay switch is seen by the next request.
 //!
@@ -8,6 +9,7 @@
 //! - [`view`]: a job's hash turned into its typed JSON view;
 //! - [`cursor`]: the opaque pagination cursor of job lists;
 //! - [`extract`]: the tenant and query-string parameters of a request;
+//! - [`logs`]: log search: the query language, its SQL, the bounded ClickHouse query;
 //! - [`error`]: [`QueryError`], every non-success answer, rendered as problem+json;
 //! - [`mod@routes`]: one module per route group.
 //!
@@ -17,6 +19,7 @@
 pub mod cursor;
 pub mod error;
 pub mod extract;
+pub mod logs;
 pub mod read_model;
 pub mod routes;
 pub mod view;
@@ -24,6 +27,7 @@ pub mod view;
 pub use error::QueryError;
 
 use axum::Router;
+use logs::{LogSearchConfig, LogStore};
 use ordo_common::http::{finish, HttpMetrics};
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
@@ -53,12 +57,13 @@ impl Default for QueryConfig {
     }
 }
 
-/// What every handler shares: the Redis connection (multiplexed, cheap to clone) and the
-/// settings.
+/// What every handler shares: the Redis connection (multiplexed, cheap to clone), the
+/// settings and, when configured, log search.
 #[derive(Clone)]
 pub struct QueryState {
     pub(crate) redis: ConnectionManager,
     pub(crate) config: Arc<QueryConfig>,
+    pub(crate) logs: Option<Arc<LogStore>>,
 }
 
 impl QueryState {
@@ -66,6 +71,16 @@ impl QueryState {
         Self {
             redis,
             config: Arc::new(config),
+            logs: None,
+        }
+    }
+
+    /// With log search over the ClickHouse of `config` (without it, `/api/v1/logs` answers
+    /// 503).
+    pub fn with_logs(self, config: LogSearchConfig) -> Self {
+        Self {
+            logs: Some(Arc::new(LogStore::new(config))),
+            ..self
         }
     }
 
@@ -80,6 +95,7 @@ pub fn routes(state: QueryState) -> Router {
         .merge(routes::jobs::routes())
         .merge(routes::queues::routes())
         .merge(routes::stats::routes())
+        .merge(routes::logs::routes())
         .with_state(state)
 }
 

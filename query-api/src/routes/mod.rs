@@ -2,5 +2,6 @@
 
 pub mod health;
 pub mod jobs;
+pub mod logs;
 pub mod queues;
 pub mod stats;

@@ -90,6 +90,11 @@ pub struct GlobalArgs {
     /// Days log lines are kept in ClickHouse; `ordo migrate` (and `ordo dev`) apply a change.
     #[arg(long, global = true, env = "ORDO_LOG_RETENTION_DAYS", default_value_t = ordo_clickhouse_store::DEFAULT_LOG_RETENTION_DAYS)]
     pub log_retention_days: u32,
+    /// Days of silence after which a service leaves the registry's listings (`ordo services`,
+    /// `GET /api/v1/services`).
+    #[arg(long, global = true, env = "ORDO_SERVICE_RETIRE_DAYS", default_value_t = ordo_clickhouse_store::DEFAULT_SERVICE_RETIRE_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub service_retire_days: u32,
     /// Key prefix of the read model in Redis; `{prefix}:active` names the live namespace.
     #[arg(long, global = true, env = "ORDO_REDIS_PREFIX", default_value = ordo_read_model::keys::DEFAULT_PREFIX)]
     pub redis_prefix: String,
@@ -354,10 +359,6 @@ pub struct ServicesArgs {
     /// Only this tenant's services.
     #[arg(long)]
     pub tenant: Option<String>,
-    /// Days of silence after which a service is retired (no longer listed).
-    #[arg(long, env = "ORDO_SERVICE_RETIRE_DAYS", default_value_t = ordo_clickhouse_store::DEFAULT_SERVICE_RETIRE_DAYS,
-          value_parser = clap::value_parser!(u32).range(1..=36_500))]
-    pub retire_days: u32,
 }
 
 #[derive(Debug, Subcommand)]

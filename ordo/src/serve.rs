@@ -428,8 +428,11 @@ fn health_routes(registry: Registry, readiness: Readiness) -> Router {
 
 async fn query_state(args: &GlobalArgs, config: QueryConfig) -> anyhow::Result<QueryState> {
     // Its own connection: reads must not queue behind the projector's large pipelines.
-    Ok(QueryState::new(connect_redis(args).await?, config)
-        .with_logs(LogSearchConfig::new(args.clickhouse_config()?)))
+    let logs = LogSearchConfig {
+        service_retire_days: args.service_retire_days,
+        ..LogSearchConfig::new(args.clickhouse_config()?)
+    };
+    Ok(QueryState::new(connect_redis(args).await?, config).with_logs(logs))
 }
 
 async fn log_sink(args: &GlobalArgs) -> anyhow::Result<LogSink> {

@@ -9,7 +9,7 @@ pub async fn list(global: &GlobalArgs, args: &ServicesArgs) -> anyhow::Result<()
     let clickhouse = global.clickhouse_config()?;
     let services = ordo_clickhouse_store::active_services(
         &clickhouse,
-        args.retire_days,
+        global.service_retire_days,
         args.tenant.as_deref(),
     )
     .await
@@ -46,7 +46,7 @@ pub async fn list(global: &GlobalArgs, args: &ServicesArgs) -> anyhow::Result<()
     eprintln!(
         "{} services seen within the last {} days",
         services.len(),
-        args.retire_days
+        global.service_retire_days
     );
     Ok(())
 }

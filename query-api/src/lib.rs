@@ -96,6 +96,7 @@ pub fn routes(state: QueryState) -> Router {
         .merge(routes::queues::routes())
         .merge(routes::stats::routes())
         .merge(routes::logs::routes())
+        .merge(routes::services::routes())
         .with_state(state)
 }
 

@@ -514,3 +514,44 @@ async fn context_brings_the_lines_around_each_hit_from_its_service_or_job() {
     let page = app.search(&[("q", "crashed")]).await;
     assert!(page["lines"][0].get("context").is_none());
 }
+
+/// `GET /api/v1/services`: the registry the materialized views fill from inserted lines, the
+/// caller's tenant only, with its last day's lines and errors.
+#[tokio::test]
+async fn services_lists_the_tenants_services_from_their_lines() {
+    let app = LogApp::spawn().await;
+    let now = Utc::now();
+    app.insert(&[
+        line(TENANT, now, "api", "info", "served"),
+        line(TENANT, now, "api", "error", "failed"),
+        line(TENANT, now, "billing", "warn", "slow"),
+        line("globex", now, "secret", "info", "not yours"),
+    ])
+    .await;
+    let answer = success(
+        send(
+            app.client
+                .get(format!("{}/api/v1/services", app.url))
+                .header("X-Ordo-Tenant", TENANT),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let services: Vec<(&str, u64, u64)> = answer["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let count = |field: &str| s[field].as_u64().unwrap();
+            (
+                s["service"].as_str().unwrap(),
+                count("lines_24h"),
+                count("errors_24h"),
+            )
+        })
+        .collect();
+    assert_eq!(services, [("api", 2, 1), ("billing", 1, 0)], "{answer}");
+    let first_seen = answer["services"][0]["first_seen"].as_str().unwrap();
+    assert!(first_seen.parse::<DateTime<Utc>>().is_ok(), "{first_seen}");
+}

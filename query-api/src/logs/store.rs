@@ -7,7 +7,7 @@ use crate::QueryError;
 use chrono::{DateTime, SecondsFormat, Utc};
 use clickhouse::Row;
 use futures::{StreamExt, TryStreamExt};
-use ordo_clickhouse_store::{ClickHouseConfig, StoreError};
+use ordo_clickhouse_store::{active_services, ClickHouseConfig, ServiceSummary, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -29,6 +29,9 @@ pub struct LogSearchConfig {
     pub breaker_failures: u32,
     /// … for this long, so an unavailable ClickHouse is not queued up against.
     pub breaker_cooldown: Duration,
+    /// Days of silence after which a service leaves `GET /api/v1/services`
+    /// (`ORDO_SERVICE_RETIRE_DAYS`).
+    pub service_retire_days: u32,
 }
 
 impl LogSearchConfig {
@@ -39,6 +42,7 @@ impl LogSearchConfig {
             max_rows_to_read: 500_000_000,
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(10),
+            service_retire_days: ordo_clickhouse_store::DEFAULT_SERVICE_RETIRE_DAYS,
         }
     }
 }
@@ -287,6 +291,23 @@ impl LogStore {
     }
 
     /// Runs one query within the timeout, through the breaker.
+    /// `tenant`'s services in the registry ClickHouse keeps from the logs, through the same
+    /// breaker as searches.
+    pub async fn services(&self, tenant: &str) -> Result<Vec<ServiceSummary>, QueryError> {
+        self.breaker.check()?;
+        let retire_days = self.config.service_retire_days;
+        match active_services(&self.config.clickhouse, retire_days, Some(tenant)).await {
+            Ok(services) => {
+                self.breaker.succeeded();
+                Ok(services)
+            }
+            Err(error) => {
+                self.breaker.failed();
+                Err(QueryError::Unavailable(error.to_string()))
+            }
+        }
+    }
+
     async fn fetch(&self, text: &str, sql: &Conditions) -> Result<Vec<Hit>, QueryError> {
         self.breaker.check()?;
         let query = sql

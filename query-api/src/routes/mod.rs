@@ -4,4 +4,5 @@ pub mod health;
 pub mod jobs;
 pub mod logs;
 pub mod queues;
+pub mod services;
 pub mod stats;

@@ -350,7 +350,7 @@ pub enum Command {
     Replay(ReplayArgs),
     /// The services seen in the logs (ClickHouse's registry): first and last seen, lines,
     /// errors and ingestion delay over the last 24 hours; services silent for longer than
-    /// --retire-days are retired.
+    /// --service-retire-days are retired.
     Services(ServicesArgs),
 }
 

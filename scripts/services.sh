@@ -279,7 +279,10 @@ ensure_broker() {
 
 stop_broker() {
   local pid
-  if [[ -f $STATE_DIR/nisshi.pid ]] && pid=$(cat "$STATE_DIR/nisshi.pid") && kill "$pid" 2>/dev/null; then
+  # Waits for the exit: an `up` right after must not find the dying broker's port still
+  # open, take it as running, and leave the stack without one.
+  if [[ -f $STATE_DIR/nisshi.pid ]] && pid=$(cat "$STATE_DIR/nisshi.pid") && kill -0 "$pid" 2>/dev/null; then
+    stop_pid "$pid" 10
     rm -f "$STATE_DIR/nisshi.pid"
     log "broker: stopped"
   else
